@@ -1,0 +1,191 @@
+//! The helper thread: woken by a request (never by polling), it runs the threads' update
+//! callbacks, interrupts the threads that have not arrived, waits for full quiescence or the
+//! timeout, runs the quiescence hook, releases everyone and writes the report.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::report::{Ending, MissingThread, Report};
+use crate::state::{PENDING, REQUEST_NS, Registry, Runtime, SEQ, WaitTarget, lock};
+use crate::sys;
+
+/// The first re-interruption comes soon (a thread may have checked the flag just before the
+/// request and then entered a blocking call); later ones back off so a thread running a long
+/// computation is not flooded with signals.
+const FIRST_REKICK: Duration = Duration::from_micros(50);
+const MAX_REKICK: Duration = Duration::from_millis(5);
+
+pub fn spawn(rt: &'static Runtime) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("qbench-helper".to_string())
+        .spawn(move || {
+            sys::block_all_signals();
+            serve(rt)
+        })
+        .map(drop)
+}
+
+fn serve(rt: &'static Runtime) {
+    loop {
+        sys::eventfd_wait(rt.wake_fd, None);
+        if PENDING.load(Ordering::Acquire) == 0 {
+            continue; // a late arrival's or exit's wake-up for an update already ended
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| coordinate(rt))) {
+            Ok(report) => publish(rt, report),
+            Err(_) => {
+                // Never leave threads parked, whatever went wrong.
+                release(rt);
+                crate::warn("internal error while coordinating an update; threads released");
+            }
+        }
+    }
+}
+
+/// Runs one update from request to release.
+fn coordinate(rt: &Runtime) -> Report {
+    let request_ns = REQUEST_NS.load(Ordering::Acquire);
+    let seq = SEQ.load(Ordering::Acquire);
+    let deadline = request_ns.saturating_add(rt.config.timeout.as_nanos() as u64);
+    run_update_callbacks(rt);
+
+    let mut next_kick = 0;
+    let mut backoff = FIRST_REKICK;
+    let ending = loop {
+        {
+            let reg = rt.lock();
+            let now = sys::monotonic_ns();
+            if reg.all_parked() || now >= deadline {
+                break ending_of(&reg, seq, request_ns);
+            }
+            if now >= next_kick {
+                interrupt_stragglers(&reg, rt.config.signal);
+                next_kick = now + backoff.as_nanos() as u64;
+                backoff = (backoff * 2).min(MAX_REKICK);
+            }
+        }
+        let wait = next_kick.min(deadline).saturating_sub(sys::monotonic_ns());
+        sys::eventfd_wait(rt.wake_fd, Some(Duration::from_nanos(wait)));
+    };
+    if ending.missing.is_empty() {
+        run_quiescence_hook(rt);
+    }
+    release(rt);
+    let mut report = Report::new(ending);
+    for m in &mut report.missing {
+        m.name = sys::thread_name(m.tid);
+    }
+    report
+}
+
+/// Captures the update's figures at the moment of decision, under the same lock that decided.
+fn ending_of(reg: &Registry, seq: u64, request_ns: u64) -> Ending {
+    let mut missing: Vec<MissingThread> = reg
+        .threads
+        .iter()
+        .filter(|(_, e)| !e.parked)
+        .map(|(&tid, _)| MissingThread {
+            tid,
+            name: String::new(),
+        })
+        .collect();
+    missing.sort_by_key(|m| m.tid);
+    Ending {
+        pid: sys::getpid(),
+        seq,
+        request_ns,
+        first_arrival_ns: reg.first_arrival_ns,
+        last_arrival_ns: reg.last_arrival_ns,
+        threads: reg.threads.len(),
+        missing,
+    }
+}
+
+/// Runs each participating thread's update callback once, outside the registry lock (a
+/// callback typically takes the program's own locks to wake its thread).
+fn run_update_callbacks(rt: &Runtime) {
+    let _running = lock(&rt.callbacks);
+    let callbacks: Vec<_> = rt
+        .lock()
+        .threads
+        .values()
+        .filter_map(|e| e.callback.clone())
+        .collect();
+    for cb in callbacks {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb.call())).is_err() {
+            crate::warn("an update callback panicked");
+        }
+    }
+}
+
+/// Wakes every participating thread that has not arrived: a condition-variable broadcast for
+/// those in a runtime wait wrapper, a signal (EINTR) for all others.
+fn interrupt_stragglers(reg: &Registry, signal: libc::c_int) {
+    let mut broadcast: Vec<WaitTarget> = Vec::new();
+    for (&tid, entry) in &reg.threads {
+        if entry.parked {
+            continue;
+        }
+        match entry.waiting_on {
+            WaitTarget::None => {
+                sys::kick(tid, signal);
+            }
+            target if broadcast.contains(&target) => {}
+            target => {
+                wake(target);
+                broadcast.push(target);
+            }
+        }
+    }
+}
+
+fn wake(target: WaitTarget) {
+    match target {
+        WaitTarget::None => {}
+        WaitTarget::PthreadCond(cond, mutex) => {
+            // SAFETY: the waiting thread stored these pointers under the registry lock, which we
+            // hold, and clears them under it before leaving its wrapper, so they are live.
+            // Holding the program's mutex (when free) while broadcasting means a waiter between
+            // its check of the update flag and its wait cannot miss the wake-up; trylock never
+            // blocks the helper.
+            unsafe {
+                let locked = libc::pthread_mutex_trylock(mutex) == 0;
+                libc::pthread_cond_broadcast(cond);
+                if locked {
+                    libc::pthread_mutex_unlock(mutex);
+                }
+            }
+        }
+        // SAFETY: as above: the Condvar outlives the wait that registered it.
+        WaitTarget::StdCondvar(cv) => unsafe { (*cv).notify_all() },
+    }
+}
+
+fn run_quiescence_hook(rt: &Runtime) {
+    let hook = lock(&rt.hook).clone();
+    if let Some(hook) = hook
+        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.call())).is_err()
+    {
+        crate::warn("the quiescence hook panicked; threads released");
+    }
+}
+
+/// Ends the pending update: clears the flag and wakes every parked thread.
+fn release(rt: &Runtime) {
+    let mut reg = rt.lock();
+    PENDING.store(0, Ordering::Release);
+    reg.generation = reg.generation.wrapping_add(1);
+    reg.parked = 0;
+    reg.first_arrival_ns = None;
+    reg.last_arrival_ns = None;
+    for entry in reg.threads.values_mut() {
+        entry.parked = false;
+    }
+    rt.released.notify_all();
+}
+
+fn publish(rt: &Runtime, report: Report) {
+    rt.sink.write(&report);
+    *lock(&rt.last_report) = Some(report);
+    rt.report_ready.notify_all();
+}

@@ -1,0 +1,215 @@
+//! The in-process measurement of one update, and the `QBENCH_REPORT` file it is appended to.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+/// How an update ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every participating thread was parked at an update point at once.
+    Quiesced,
+    /// Did not quiesce before the timeout; everyone was released.
+    Dnq,
+}
+
+/// A participating thread that had not reached an update point when a DNQ update was abandoned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MissingThread {
+    pub tid: i32,
+    pub name: String,
+}
+
+/// One update, timed with CLOCK_MONOTONIC nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub pid: i32,
+    /// The request's sequence number in this process (1 for the first).
+    pub seq: u64,
+    pub outcome: Outcome,
+    pub request_ns: u64,
+    pub first_arrival_ns: Option<u64>,
+    pub last_arrival_ns: Option<u64>,
+    /// Last arrival minus first arrival: the study's quiescence time. None for a DNQ.
+    pub quiescence_ns: Option<u64>,
+    /// Full quiescence minus the request. None for a DNQ.
+    pub request_latency_ns: Option<u64>,
+    /// Participating threads when the update ended.
+    pub threads: usize,
+    /// Empty when quiesced.
+    pub missing: Vec<MissingThread>,
+}
+
+/// What the helper knows when an update ends; `Report::new` derives the rest.
+#[derive(Debug)]
+pub struct Ending {
+    pub pid: i32,
+    pub seq: u64,
+    pub request_ns: u64,
+    pub first_arrival_ns: Option<u64>,
+    pub last_arrival_ns: Option<u64>,
+    pub threads: usize,
+    pub missing: Vec<MissingThread>,
+}
+
+impl Report {
+    pub fn new(end: Ending) -> Report {
+        let outcome = if end.missing.is_empty() {
+            Outcome::Quiesced
+        } else {
+            Outcome::Dnq
+        };
+        let (quiescence_ns, request_latency_ns) =
+            match (outcome, end.first_arrival_ns, end.last_arrival_ns) {
+                (Outcome::Quiesced, Some(first), Some(last)) => (
+                    Some(last.saturating_sub(first)),
+                    Some(last.saturating_sub(end.request_ns)),
+                ),
+                // Quiesced with no participating thread at all: nothing to wait for.
+                (Outcome::Quiesced, _, _) => (Some(0), Some(0)),
+                (Outcome::Dnq, _, _) => (None, None),
+            };
+        Report {
+            pid: end.pid,
+            seq: end.seq,
+            outcome,
+            request_ns: end.request_ns,
+            first_arrival_ns: end.first_arrival_ns,
+            last_arrival_ns: end.last_arrival_ns,
+            quiescence_ns,
+            request_latency_ns,
+            threads: end.threads,
+            missing: end.missing,
+        }
+    }
+
+    /// The report as one JSON line, newline included.
+    pub fn to_json_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string());
+        line.push('\n');
+        line
+    }
+}
+
+/// Where reports go: a file opened for appending, or nowhere. Problems are said once on stderr
+/// and never stop the program.
+#[derive(Debug)]
+pub struct ReportSink {
+    file: Option<std::fs::File>,
+    path: Option<String>,
+    warned: AtomicBool,
+}
+
+impl ReportSink {
+    pub fn open(path: Option<&str>) -> ReportSink {
+        let file = path.and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o644)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(p)
+                .map_err(|e| {
+                    crate::warn(&format!(
+                        "cannot open QBENCH_REPORT file {p}: {e}; reports will not be written"
+                    ))
+                })
+                .ok()
+        });
+        ReportSink {
+            file,
+            path: path.map(str::to_string),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// A sink for a forked child: the same open file (appends from both processes interleave by
+    /// whole lines, each being one write).
+    pub fn duplicate(&self) -> ReportSink {
+        ReportSink {
+            file: self.file.as_ref().and_then(|f| f.try_clone().ok()),
+            path: self.path.clone(),
+            warned: AtomicBool::new(self.warned.load(Ordering::Relaxed)),
+        }
+    }
+
+    pub fn write(&self, report: &Report) {
+        let Some(mut file) = self.file.as_ref() else {
+            return;
+        };
+        let line = report.to_json_line();
+        if let Err(e) = file.write_all(line.as_bytes())
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            let path = self.path.as_deref().unwrap_or("?");
+            crate::warn(&format!(
+                "cannot write QBENCH_REPORT file {path}: {e}; the program keeps running"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ending(missing: Vec<MissingThread>) -> Ending {
+        Ending {
+            pid: 7,
+            seq: 3,
+            request_ns: 1_000,
+            first_arrival_ns: Some(1_500),
+            last_arrival_ns: Some(1_900),
+            threads: 4,
+            missing,
+        }
+    }
+
+    #[test]
+    fn quiesced_report_derives_both_intervals() {
+        let r = Report::new(ending(vec![]));
+        assert_eq!(r.outcome, Outcome::Quiesced);
+        assert_eq!(r.quiescence_ns, Some(400));
+        assert_eq!(r.request_latency_ns, Some(900));
+        assert_eq!(
+            r.to_json_line(),
+            "{\"pid\":7,\"seq\":3,\"outcome\":\"quiesced\",\"request_ns\":1000,\
+             \"first_arrival_ns\":1500,\"last_arrival_ns\":1900,\"quiescence_ns\":400,\
+             \"request_latency_ns\":900,\"threads\":4,\"missing\":[]}\n"
+        );
+    }
+
+    #[test]
+    fn dnq_report_names_missing_threads_and_escapes_names() {
+        let r = Report::new(ending(vec![MissingThread {
+            tid: 42,
+            name: "bad\"\u{1b}[31m".into(),
+        }]));
+        assert_eq!(r.outcome, Outcome::Dnq);
+        assert_eq!(r.quiescence_ns, None);
+        assert!(
+            r.to_json_line().ends_with(
+                "\"quiescence_ns\":null,\"request_latency_ns\":null,\"threads\":4,\
+                 \"missing\":[{\"tid\":42,\"name\":\"bad\\\"\\u001b[31m\"}]}\n"
+            ),
+            "{}",
+            r.to_json_line()
+        );
+    }
+
+    #[test]
+    fn no_participants_quiesce_at_once() {
+        let mut e = ending(vec![]);
+        e.first_arrival_ns = None;
+        e.last_arrival_ns = None;
+        e.threads = 0;
+        let r = Report::new(e);
+        assert_eq!(
+            (r.outcome, r.quiescence_ns, r.request_latency_ns),
+            (Outcome::Quiesced, Some(0), Some(0))
+        );
+    }
+}

@@ -1,0 +1,252 @@
+/*
+ * situations: a multithreaded target whose threads block in chosen ways, for the runtime's
+ * tests and benchmarks. Each thread loops: update point, then its blocking call.
+ *
+ *   situations KIND:COUNT [KIND:COUNT]...
+ *
+ * KIND is one of:
+ *   accept     accept(2) on its own listening TCP socket on 127.0.0.1
+ *   read       read(2) on its own pipe
+ *   epoll      epoll_wait(2) on its own epoll instance
+ *   condwait   qbench_pthread_cond_wait on one shared condition variable
+ *   sleep      qbench_sleep(10)
+ *   callback   a plain pthread_cond_wait that an update callback breaks
+ *   plaincond  a plain pthread_cond_wait nothing breaks (DNQ) until the "u" command
+ *   exiter     read(2) on a pipe; on EINTR the thread exits instead of looping
+ *   churn      creates a short-lived participating thread every 100 us
+ *
+ * The main thread prints "ready PID" once every thread has started, then serves commands read
+ * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
+ * requests and completes an update of its own and prints "child PID", "q" exits.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <qbench.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static atomic_int started;
+
+static void die(const char *what) {
+    perror(what);
+    exit(2);
+}
+
+static void *accept_loop(void *arg) {
+    (void)arg;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (ls < 0 || bind(ls, (struct sockaddr *)&addr, sizeof addr) || listen(ls, 8)) die("listen");
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        int fd = accept(ls, NULL, NULL);
+        if (fd >= 0) close(fd);
+    }
+    return NULL;
+}
+
+static void *read_loop(void *arg) {
+    int exit_on_eintr = arg != NULL;
+    int p[2];
+    if (pipe(p)) die("pipe");
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        char c;
+        if (read(p[0], &c, 1) < 0 && errno == EINTR && exit_on_eintr) return NULL;
+    }
+}
+
+static void *epoll_loop(void *arg) {
+    (void)arg;
+    int p[2], ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0 || pipe(p)) die("epoll");
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = p[0]};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev)) die("epoll_ctl");
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        epoll_wait(ep, &ev, 1, -1);
+    }
+    return NULL;
+}
+
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queue_nonempty = PTHREAD_COND_INITIALIZER;
+static int queue_length;
+
+static void *condwait_loop(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        pthread_mutex_lock(&queue_lock);
+        while (queue_length == 0) qbench_pthread_cond_wait(&queue_nonempty, &queue_lock);
+        queue_length--;
+        pthread_mutex_unlock(&queue_lock);
+    }
+    return NULL;
+}
+
+static void *sleep_loop(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        qbench_sleep(10);
+    }
+    return NULL;
+}
+
+/* A wait the runtime knows nothing about: a private flag under a private lock. */
+struct private_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int woken;
+};
+
+static void private_wake(void *arg) {
+    struct private_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->woken = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void private_wait_for(struct private_wait *w) {
+    pthread_mutex_lock(&w->lock);
+    while (!w->woken) pthread_cond_wait(&w->cond, &w->lock);
+    w->woken = 0;
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void *callback_loop(void *arg) {
+    (void)arg;
+    struct private_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    qbench_thread_update_callback(private_wake, &w);
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        private_wait_for(&w);
+    }
+    return NULL;
+}
+
+#define MAX_STUCK 64
+static struct private_wait stuck[MAX_STUCK];
+static atomic_int stuck_count;
+
+static void *plaincond_loop(void *arg) {
+    (void)arg;
+    struct private_wait *w = &stuck[atomic_fetch_add(&stuck_count, 1) % MAX_STUCK];
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        private_wait_for(w);
+    }
+    return NULL;
+}
+
+static void *short_lived(void *arg) {
+    (void)arg;
+    qbench_update();
+    qbench_usleep(200);
+    return NULL;
+}
+
+static void *churn_loop(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        pthread_t t;
+        if (qbench_thread_create(&t, NULL, short_lived, NULL) == 0) pthread_detach(t);
+        qbench_usleep(100);
+    }
+    return NULL;
+}
+
+static void unstick(void) {
+    int n = atomic_load(&stuck_count);
+    for (int i = 0; i < n && i < MAX_STUCK; i++) private_wake(&stuck[i]);
+}
+
+static void fork_child(void) {
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+        /* The child has one thread, this one; it requests an update of its own and reaches
+         * an update point, then gives the helper time to write the report. */
+        qbench_request_update();
+        qbench_update();
+        usleep(200000);
+        _exit(qbench_update_requested());
+    }
+    int status;
+    waitpid(child, &status, 0);
+    printf("child %d %d\n", (int)child, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    fflush(stdout);
+}
+
+struct kind {
+    const char *name;
+    void *(*loop)(void *);
+    void *arg;
+};
+
+static const struct kind kinds[] = {
+    {"accept", accept_loop, NULL},       {"read", read_loop, NULL},
+    {"epoll", epoll_loop, NULL},         {"condwait", condwait_loop, NULL},
+    {"sleep", sleep_loop, NULL},         {"callback", callback_loop, NULL},
+    {"plaincond", plaincond_loop, NULL}, {"exiter", read_loop, (void *)1},
+    {"churn", churn_loop, NULL},
+};
+
+int main(int argc, char **argv) {
+    int total = 0;
+    for (int i = 1; i < argc; i++) {
+        char name[32];
+        int count;
+        if (sscanf(argv[i], "%31[a-z]:%d", name, &count) != 2 || count < 0) {
+            fprintf(stderr, "situations: bad argument %s (want KIND:COUNT)\n", argv[i]);
+            return 2;
+        }
+        const struct kind *k = NULL;
+        for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++)
+            if (!strcmp(kinds[j].name, name)) k = &kinds[j];
+        if (!k) {
+            fprintf(stderr, "situations: unknown kind %s\n", name);
+            return 2;
+        }
+        for (int n = 0; n < count; n++) {
+            pthread_t t;
+            int rc = qbench_thread_create(&t, NULL, k->loop, k->arg);
+            if (rc) {
+                fprintf(stderr, "situations: qbench_thread_create: %s\n", strerror(rc));
+                return 1;
+            }
+        }
+        total += count;
+    }
+    while (atomic_load(&started) < total) usleep(1000);
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    for (;;) {
+        qbench_update();
+        char c;
+        ssize_t n = read(0, &c, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || c == 'q') return 0;
+        if (c == 'u') unstick();
+        if (c == 'f') fork_child();
+    }
+}
