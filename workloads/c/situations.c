@@ -203,6 +203,13 @@ struct kind {
     void *arg;
 };
 
+/* Each thread carries its kind as its name, so reports and tests can tell them apart. */
+static void *named_start(void *arg) {
+    const struct kind *k = arg;
+    pthread_setname_np(pthread_self(), k->name);
+    return k->loop(k->arg);
+}
+
 static const struct kind kinds[] = {
     {"accept", accept_loop, NULL},       {"read", read_loop, NULL},
     {"epoll", epoll_loop, NULL},         {"condwait", condwait_loop, NULL},
@@ -229,7 +236,7 @@ int main(int argc, char **argv) {
         }
         for (int n = 0; n < count; n++) {
             pthread_t t;
-            int rc = qbench_thread_create(&t, NULL, k->loop, k->arg);
+            int rc = qbench_thread_create(&t, NULL, named_start, (void *)k);
             if (rc) {
                 fprintf(stderr, "situations: qbench_thread_create: %s\n", strerror(rc));
                 return 1;
