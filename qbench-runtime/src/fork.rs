@@ -45,15 +45,20 @@ fn start_clean() {
         }
     };
     *state::lock(&rt.hook) = hook;
+    crate::slots::clear();
     if crate::threads::current_is_registered() {
+        let tid = sys::gettid();
+        let slot = crate::slots::claim(tid);
         rt.lock().threads.insert(
-            sys::gettid(),
+            tid,
             ThreadEntry {
                 parked: false,
+                slot,
                 waiting_on: WaitTarget::None,
                 callback,
             },
         );
+        crate::threads::remember(slot);
     }
     // The parent's eventfd must never be written from here: it would wake the parent's helper.
     // SAFETY: closes the child's copy of a descriptor only the runtime uses.

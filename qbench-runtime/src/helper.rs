@@ -5,8 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::interrupt::{self, Round};
 use crate::report::{Ending, MissingThread, Report};
-use crate::state::{PENDING, REQUEST_NS, Registry, Runtime, SEQ, WaitTarget, lock};
+use crate::state::{PENDING, REQUEST_NS, Registry, Runtime, SEQ, lock};
 use crate::sys;
 
 /// The first re-interruption comes soon (a thread may have checked the flag just before the
@@ -47,19 +48,22 @@ fn coordinate(rt: &Runtime) -> Report {
     let request_ns = REQUEST_NS.load(Ordering::Acquire);
     let seq = SEQ.load(Ordering::Acquire);
     let deadline = request_ns.saturating_add(rt.config.timeout.as_nanos() as u64);
+    // The request handler interrupted the threads in its table; wake the rest, then run the
+    // callbacks (which may take a while), then re-interrupt stragglers with backoff.
+    interrupt::stragglers(&mut rt.lock(), rt.config.signal, Round::First);
     run_update_callbacks(rt);
 
-    let mut next_kick = 0;
-    let mut backoff = FIRST_REKICK;
+    let mut next_kick = sys::monotonic_ns() + FIRST_REKICK.as_nanos() as u64;
+    let mut backoff = FIRST_REKICK * 2;
     let ending = loop {
         {
-            let reg = rt.lock();
+            let mut reg = rt.lock();
             let now = sys::monotonic_ns();
             if reg.all_parked() || now >= deadline {
                 break ending_of(&reg, seq, request_ns);
             }
             if now >= next_kick {
-                interrupt_stragglers(&reg, rt.config.signal);
+                interrupt::stragglers(&mut reg, rt.config.signal, Round::Again);
                 next_kick = now + backoff.as_nanos() as u64;
                 backoff = (backoff * 2).min(MAX_REKICK);
             }
@@ -118,49 +122,6 @@ fn run_update_callbacks(rt: &Runtime) {
     }
 }
 
-/// Wakes every participating thread that has not arrived: a condition-variable broadcast for
-/// those in a runtime wait wrapper, a signal (EINTR) for all others.
-fn interrupt_stragglers(reg: &Registry, signal: libc::c_int) {
-    let mut broadcast: Vec<WaitTarget> = Vec::new();
-    for (&tid, entry) in &reg.threads {
-        if entry.parked {
-            continue;
-        }
-        match entry.waiting_on {
-            WaitTarget::None => {
-                sys::kick(tid, signal);
-            }
-            target if broadcast.contains(&target) => {}
-            target => {
-                wake(target);
-                broadcast.push(target);
-            }
-        }
-    }
-}
-
-fn wake(target: WaitTarget) {
-    match target {
-        WaitTarget::None => {}
-        WaitTarget::PthreadCond(cond, mutex) => {
-            // SAFETY: the waiting thread stored these pointers under the registry lock, which we
-            // hold, and clears them under it before leaving its wrapper, so they are live.
-            // Holding the program's mutex (when free) while broadcasting means a waiter between
-            // its check of the update flag and its wait cannot miss the wake-up; trylock never
-            // blocks the helper.
-            unsafe {
-                let locked = libc::pthread_mutex_trylock(mutex) == 0;
-                libc::pthread_cond_broadcast(cond);
-                if locked {
-                    libc::pthread_mutex_unlock(mutex);
-                }
-            }
-        }
-        // SAFETY: as above: the Condvar outlives the wait that registered it.
-        WaitTarget::StdCondvar(cv) => unsafe { (*cv).notify_all() },
-    }
-}
-
 fn run_quiescence_hook(rt: &Runtime) {
     let hook = lock(&rt.hook).clone();
     if let Some(hook) = hook
@@ -178,6 +139,7 @@ fn release(rt: &Runtime) {
     reg.parked = 0;
     reg.first_arrival_ns = None;
     reg.last_arrival_ns = None;
+    reg.waiters_woken = false;
     for entry in reg.threads.values_mut() {
         entry.parked = false;
     }

@@ -35,6 +35,7 @@ pub fn park_here() {
     reg.last_arrival_ns = Some(now);
     let seq = SEQ.load(Ordering::Relaxed);
     qbench_probe_arrive(seq);
+    crate::interrupt::waiters(&mut reg);
     if reg.all_parked() {
         rt.wake_helper();
     }

@@ -6,8 +6,8 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use crate::anchors::qbench_probe_request;
-use crate::state::{PENDING, REQUEST_NS, SEQ, WAKE_FD};
-use crate::sys;
+use crate::state::{PENDING, REQUEST_NS, SEQ, SIGNAL, WAKE_FD};
+use crate::{slots, sys};
 
 /// Requests an update. Returns false when one is already pending (the two are one update).
 pub fn request_update() -> bool {
@@ -24,8 +24,10 @@ pub fn request_update() -> bool {
     }
     let seq = SEQ.fetch_add(1, Ordering::SeqCst) + 1;
     qbench_probe_request(seq);
-    // Interruptible sleeps wait on the flag itself: wake them now rather than via the helper.
+    // Interruptible sleeps wait on the flag itself: wake them now rather than via the helper;
+    // likewise interrupt the threads blocked in system calls from here.
     sys::futex_wake_all(&PENDING);
+    slots::interrupt_all(SIGNAL.load(Ordering::Relaxed));
     sys::eventfd_signal(WAKE_FD.load(Ordering::Acquire));
     true
 }

@@ -90,6 +90,8 @@ pub enum WaitTarget {
 #[derive(Debug)]
 pub struct ThreadEntry {
     pub parked: bool,
+    /// Its place in the signal handler's table, if the table had room.
+    pub slot: Option<usize>,
     pub waiting_on: WaitTarget,
     pub callback: Option<Callback>,
 }
@@ -103,6 +105,8 @@ pub struct Registry {
     pub parked: usize,
     pub first_arrival_ns: Option<u64>,
     pub last_arrival_ns: Option<u64>,
+    /// Whether the threads in runtime condition waits were woken for the pending update.
+    pub waiters_woken: bool,
 }
 
 // SAFETY: the raw pointers in WaitTarget are only dereferenced under the registry lock while the

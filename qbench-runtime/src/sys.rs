@@ -139,28 +139,51 @@ pub struct QueuedSigInfo {
 }
 const _: () = assert!(size_of::<QueuedSigInfo>() == size_of::<libc::siginfo_t>());
 
-/// Interrupts thread `tid` of this process with `signal`, marked as the runtime's own, so a
-/// blocking call without SA_RESTART returns EINTR. Returns false when the thread is gone.
-pub fn kick(tid: libc::pid_t, signal: libc::c_int) -> bool {
-    let pid = getpid();
-    let info = QueuedSigInfo {
-        signo: signal,
-        errno: 0,
-        code: libc::SI_QUEUE,
-        _pad0: 0,
-        pid,
-        // SAFETY: getuid has no preconditions.
-        uid: unsafe { libc::getuid() },
-        value: KICK_COOKIE,
-        _rest: [0; 96],
-    };
-    // SAFETY: `info` is a fully initialised siginfo of the kernel's size. A negative si_code is
-    // what rt_tgsigqueueinfo allows for a signal a process sends to itself.
-    let rc = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, signal, &info) };
-    rc == 0
+/// The process and user a kick is sent as, read once per round of kicks.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender {
+    pid: libc::pid_t,
+    uid: libc::uid_t,
 }
 
-/// True when `info` describes a signal sent by [`kick`].
+impl Sender {
+    /// Async-signal-safe: two system calls.
+    pub fn current() -> Sender {
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        Sender { pid: getpid(), uid }
+    }
+
+    /// Interrupts thread `tid` of this process with `signal`, marked as the runtime's own, so
+    /// a blocking call without SA_RESTART returns EINTR. Returns false when the thread is gone.
+    /// Async-signal-safe.
+    pub fn kick(&self, tid: libc::pid_t, signal: libc::c_int) -> bool {
+        let info = QueuedSigInfo {
+            signo: signal,
+            errno: 0,
+            code: libc::SI_QUEUE,
+            _pad0: 0,
+            pid: self.pid,
+            uid: self.uid,
+            value: KICK_COOKIE,
+            _rest: [0; 96],
+        };
+        // SAFETY: `info` is a fully initialised siginfo of the kernel's size. A negative si_code
+        // is what rt_tgsigqueueinfo allows for a signal a process sends to itself.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, self.pid, tid, signal, &info) };
+        rc == 0
+    }
+}
+
+/// The calling thread's id straight from the kernel: safe in a signal handler, where the
+/// thread-local cache of [`gettid`] may not be (a dlopen'ed library's TLS can allocate).
+pub fn raw_gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions and is async-signal-safe.
+    unsafe { libc::gettid() }
+}
+
+/// True when `info` describes a signal sent by [`Sender::kick`].
 ///
 /// # Safety
 /// `info` must be the siginfo pointer the kernel passed to an SA_SIGINFO handler.

@@ -5,6 +5,7 @@ use std::ffi::c_void;
 use std::sync::atomic::Ordering;
 
 use crate::park::park_here;
+use crate::slots;
 use crate::state::{Callback, PENDING, ThreadEntry, WaitTarget, lock, runtime};
 use crate::sys::gettid;
 
@@ -35,6 +36,8 @@ impl std::error::Error for RegistrationError {}
 /// a Rust closure), through the thread-local destructor.
 struct Registration {
     registered: Cell<bool>,
+    /// The thread's slot in the signal handler's table.
+    slot: Cell<Option<usize>>,
 }
 
 impl Drop for Registration {
@@ -46,7 +49,8 @@ impl Drop for Registration {
 }
 
 thread_local! {
-    static REGISTRATION: Registration = const { Registration { registered: Cell::new(false) } };
+    static REGISTRATION: Registration =
+        const { Registration { registered: Cell::new(false), slot: Cell::new(None) } };
 }
 
 /// True when the calling thread participates (for the fork handler).
@@ -64,23 +68,44 @@ pub fn register_current() -> Result<(), RegistrationError> {
     if reg.threads.contains_key(&tid) {
         return Err(RegistrationError::AlreadyRegistered);
     }
+    let slot = slots::claim(tid);
     reg.threads.insert(
         tid,
         ThreadEntry {
             parked: false,
+            slot,
             waiting_on: WaitTarget::None,
             callback: None,
         },
     );
     drop(reg);
-    let _ = REGISTRATION.try_with(|r| r.registered.set(true));
+    remember(slot);
     Ok(())
+}
+
+/// Records in the thread's own storage that it is registered, and where its slot is.
+pub fn remember(slot: Option<usize>) {
+    let _ = REGISTRATION.try_with(|r| {
+        r.registered.set(true);
+        r.slot.set(slot);
+    });
+}
+
+/// Marks the calling thread as waiting (or no longer) inside a runtime wrapper that a request
+/// ends without a signal, so the request handler does not interrupt it needlessly.
+pub fn set_in_runtime_wait(waiting: bool) {
+    if let Ok(Some(slot)) = REGISTRATION.try_with(|r| r.slot.get()) {
+        slots::set_in_runtime_wait(slot, waiting);
+    }
 }
 
 /// Removes the calling thread from the participating threads.
 pub fn unregister_current() -> Result<(), RegistrationError> {
     remove(gettid())?;
-    let _ = REGISTRATION.try_with(|r| r.registered.set(false));
+    let _ = REGISTRATION.try_with(|r| {
+        r.registered.set(false);
+        r.slot.set(None);
+    });
     Ok(())
 }
 
@@ -90,9 +115,13 @@ fn remove(tid: libc::pid_t) -> Result<(), RegistrationError> {
     // soon as we return.
     let _callbacks = lock(&rt.callbacks);
     let mut reg = rt.lock();
-    reg.threads
+    let entry = reg
+        .threads
         .remove(&tid)
         .ok_or(RegistrationError::NotRegistered)?;
+    if let Some(slot) = entry.slot {
+        slots::release(slot);
+    }
     // The leaving thread may have been the last one the pending update waited for.
     if PENDING.load(Ordering::Acquire) != 0 && reg.all_parked() {
         rt.wake_helper();
@@ -121,6 +150,8 @@ pub fn set_waiting_on(target: WaitTarget) -> bool {
     match reg.threads.get_mut(&gettid()) {
         Some(entry) => {
             entry.waiting_on = target;
+            drop(reg);
+            set_in_runtime_wait(target != WaitTarget::None);
             true
         }
         None => false,

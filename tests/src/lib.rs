@@ -44,20 +44,30 @@ impl Report {
         let last = self.last_arrival_ns.expect("last arrival");
         assert!(self.request_ns <= first && first <= last, "{self:?}");
         assert_eq!(self.quiescence_ns, Some(last - first), "{self:?}");
-        assert_eq!(self.request_latency_ns, Some(last - self.request_ns), "{self:?}");
+        assert_eq!(
+            self.request_latency_ns,
+            Some(last - self.request_ns),
+            "{self:?}"
+        );
     }
 }
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The profile directory the tests were built into (target/debug or target/release).
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(Path::parent).expect("profile directory").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("profile directory")
+        .to_path_buf()
 }
 
 /// Path of a built artifact, with a clear message when the workspace was not built first.
@@ -106,11 +116,21 @@ pub fn build_c(name: &str, linkage: Linkage) -> PathBuf {
     match linkage {
         Linkage::Dynamic => {
             artifact("libqbench.so");
-            cc.arg("-L").arg(&lib_dir).arg("-lqbench").arg(format!("-Wl,-rpath,{}", lib_dir.display()));
+            cc.arg("-L")
+                .arg(&lib_dir)
+                .arg("-lqbench")
+                .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
         }
         Linkage::Static => {
-            cc.arg(artifact("libqbench.a"))
-                .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]);
+            cc.arg(artifact("libqbench.a")).args([
+                "-lgcc_s",
+                "-lutil",
+                "-lrt",
+                "-lpthread",
+                "-lm",
+                "-ldl",
+                "-lc",
+            ]);
         }
     }
     let output = cc.output().expect("run cc");
@@ -151,7 +171,9 @@ impl Target {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut target = Target {
@@ -164,14 +186,21 @@ impl Target {
             _dir: dir,
         };
         let line = target.read_line();
-        assert_eq!(line, format!("ready {}", target.pid), "unexpected first line");
+        assert_eq!(
+            line,
+            format!("ready {}", target.pid),
+            "unexpected first line"
+        );
         target
     }
 
     /// The next line the program printed (without its newline).
     pub fn read_line(&mut self) -> String {
         let mut line = String::new();
-        let n = self.stdout.read_line(&mut line).expect("read target stdout");
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .expect("read target stdout");
         assert!(n > 0, "target exited; stderr: {}", self.stderr());
         line.trim_end().to_string()
     }
@@ -190,9 +219,13 @@ impl Target {
     /// The program's threads: (tid, name).
     pub fn threads(&self) -> Vec<(i32, String)> {
         let mut threads = Vec::new();
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else { return threads };
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return threads;
+        };
         for entry in dir.flatten() {
-            let Ok(tid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(tid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
             threads.push((tid, name.trim_end().to_string()));
         }
@@ -213,7 +246,10 @@ impl Target {
             if !states.is_empty() && states.iter().all(|&s| s == 'S') {
                 return;
             }
-            assert!(Instant::now() < deadline, "threads never all blocked: {states:?}");
+            assert!(
+                Instant::now() < deadline,
+                "threads never all blocked: {states:?}"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -276,7 +312,8 @@ pub fn read_reports(path: &Path) -> Vec<Report> {
 pub fn thread_state(pid: i32, tid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
     // The state follows the parenthesised name, which may itself contain ") ".
-    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
 }
 
 /// A directory removed when dropped.

@@ -26,7 +26,10 @@ fn declared_functions() -> BTreeSet<String> {
         .expect("read qbench.h");
     let mut names = BTreeSet::new();
     // Declarations start a line with a return type; comments start with "/*" or " *".
-    for line in header.lines().filter(|l| !l.starts_with(' ') && !l.starts_with('/')) {
+    for line in header
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('/'))
+    {
         if let Some(open) = line.find("qbench_")
             && let Some(len) = line[open..].find('(')
         {
@@ -52,11 +55,21 @@ fn probe_anchors_start_with_a_five_byte_nop() {
         .output()
         .expect("run objdump");
     let text = String::from_utf8_lossy(&out.stdout);
-    for anchor in ["qbench_update", "qbench_probe_request", "qbench_probe_arrive", "qbench_probe_depart"] {
-        let start = text.find(&format!("<{anchor}>:\n")).unwrap_or_else(|| panic!("{anchor} not found"));
+    for anchor in [
+        "qbench_update",
+        "qbench_probe_request",
+        "qbench_probe_arrive",
+        "qbench_probe_depart",
+    ] {
+        let start = text
+            .find(&format!("<{anchor}>:\n"))
+            .unwrap_or_else(|| panic!("{anchor} not found"));
         let first = text[start..].lines().nth(1).expect("first instruction");
         // `nopl 0x0(%rax,%rax,1)` is 0f 1f 44 00 00.
-        assert!(first.ends_with("nopl   0x0(%rax,%rax,1)"), "{anchor}: {first}");
+        assert!(
+            first.ends_with("nopl   0x0(%rax,%rax,1)"),
+            "{anchor}: {first}"
+        );
     }
     // The fast path of the update point: the NOP, one load-and-compare, a branch, a return.
     let start = text.find("<qbench_update>:\n").expect("qbench_update");

@@ -60,8 +60,12 @@ fn quiesces_with_threads_in_waits_broken_by_update_callbacks() {
 fn unwrapped_condition_wait_ends_as_dnq_naming_the_thread_and_the_program_goes_on() {
     let mut target = situations(&["read:2", "plaincond:1"], &[("QBENCH_TIMEOUT_MS", "150")]);
     target.wait_blocked();
-    let stuck: Vec<i32> =
-        target.threads().into_iter().filter(|(_, n)| n == "plaincond").map(|(t, _)| t).collect();
+    let stuck: Vec<i32> = target
+        .threads()
+        .into_iter()
+        .filter(|(_, n)| n == "plaincond")
+        .map(|(t, _)| t)
+        .collect();
     assert_eq!(stuck.len(), 1);
     for seq in 1..=2 {
         target.request(libc::SIGUSR2);
@@ -69,8 +73,14 @@ fn unwrapped_condition_wait_ends_as_dnq_naming_the_thread_and_the_program_goes_o
         assert_eq!(report.outcome, "dnq", "{report:?}");
         assert_eq!(report.threads, 4);
         assert_eq!(report.missing.len(), 1, "{report:?}");
-        assert_eq!((report.missing[0].tid, report.missing[0].name.as_str()), (stuck[0], "plaincond"));
-        assert_eq!((report.quiescence_ns, report.request_latency_ns), (None, None));
+        assert_eq!(
+            (report.missing[0].tid, report.missing[0].name.as_str()),
+            (stuck[0], "plaincond")
+        );
+        assert_eq!(
+            (report.quiescence_ns, report.request_latency_ns),
+            (None, None)
+        );
         // The three threads that did arrive were parked, and were released at the timeout.
         assert!(report.first_arrival_ns.is_some() && report.last_arrival_ns.is_some());
         target.wait_blocked();
@@ -143,7 +153,14 @@ fn a_forked_child_starts_clean_and_updates_on_its_own() {
 fn a_thousand_requests_in_a_row_on_eight_threads_are_all_reported() {
     // main + 7 workers, one of every interruptible kind.
     let target = situations(
-        &["accept:1", "read:2", "epoll:1", "condwait:1", "sleep:1", "callback:1"],
+        &[
+            "accept:1",
+            "read:2",
+            "epoll:1",
+            "condwait:1",
+            "sleep:1",
+            "callback:1",
+        ],
         &[],
     );
     target.wait_blocked();
@@ -161,7 +178,11 @@ fn a_thousand_requests_in_a_row_on_eight_threads_are_all_reported() {
 
 #[test]
 fn statically_linked_programs_get_the_runtime_too() {
-    let target = Target::start(&build_c("situations", Linkage::Static), &["condwait:2", "read:1"], &[]);
+    let target = Target::start(
+        &build_c("situations", Linkage::Static),
+        &["condwait:2", "read:1"],
+        &[],
+    );
     target.wait_blocked();
     target.request(libc::SIGUSR2);
     target.wait_reports(1, WAIT)[0].assert_quiesced(4);
@@ -188,17 +209,26 @@ fn bad_settings_are_reported_once_and_the_defaults_used() {
     let stderr = target.stderr();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(lines[0].starts_with("qbench: QBENCH_SIGNAL=\"SIGBOGUS\" ignored ("), "{stderr}");
+    assert!(
+        lines[0].starts_with("qbench: QBENCH_SIGNAL=\"SIGBOGUS\" ignored ("),
+        "{stderr}"
+    );
     assert!(lines[0].ends_with("); using SIGUSR2"), "{stderr}");
-    assert!(lines[1].starts_with("qbench: QBENCH_TIMEOUT_MS=\"soon\" ignored ("), "{stderr}");
+    assert!(
+        lines[1].starts_with("qbench: QBENCH_TIMEOUT_MS=\"soon\" ignored ("),
+        "{stderr}"
+    );
     assert!(lines[1].ends_with("); using 1000 ms"), "{stderr}");
 }
 
 #[test]
 fn an_unwritable_report_file_is_reported_and_the_program_goes_on() {
     let program = build_c("situations", Linkage::Dynamic);
-    let mut target =
-        Target::start(&program, &["condwait:2"], &[("QBENCH_REPORT", "/nonexistent-dir/r.jsonl")]);
+    let mut target = Target::start(
+        &program,
+        &["condwait:2"],
+        &[("QBENCH_REPORT", "/nonexistent-dir/r.jsonl")],
+    );
     target.wait_blocked();
     target.request(libc::SIGUSR2);
     std::thread::sleep(Duration::from_millis(100));

@@ -10,8 +10,18 @@ fn the_rust_demo_quiesces_and_runs_its_hook_once_per_update() {
     let mut target = Target::start(&artifact("qbench-demo"), &[], &[]);
     target.wait_blocked();
     let names: Vec<String> = target.threads().into_iter().map(|(_, n)| n).collect();
-    for role in ["worker", "listener", "reader", "ticker", "custom", "qbench-helper"] {
-        assert!(names.iter().any(|n| n == role), "no {role} thread in {names:?}");
+    for role in [
+        "worker",
+        "listener",
+        "reader",
+        "ticker",
+        "custom",
+        "qbench-helper",
+    ] {
+        assert!(
+            names.iter().any(|n| n == role),
+            "no {role} thread in {names:?}"
+        );
     }
     for seq in 1..=3usize {
         target.request(libc::SIGUSR2);
