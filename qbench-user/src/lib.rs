@@ -1,1 +1,4 @@
-//! qbench-trace library
+//! qbench-trace library: the eBPF quiescence observer.
+
+pub mod cli;
+pub mod loader;
