@@ -3,8 +3,15 @@
 //! Exit codes: 0 success, 1 a task failed (or `setup --check` found something missing),
 //! 2 bad usage.
 
+mod bench;
+mod bench_runtime;
+mod demo;
+mod install;
 mod run;
 mod setup;
+mod target;
+mod test;
+mod workspace;
 
 use std::process::ExitCode;
 
@@ -24,12 +31,24 @@ struct Cli {
 enum Command {
     /// Install what building and running the eBPF observer needs (idempotent; run as root).
     Setup(setup::Args),
+    /// Set up, build, and run the demo: a target program, real update requests, both reports.
+    Demo(demo::Args),
+    /// Set up, then check formatting and lints, build, and run every test.
+    Test(test::Args),
+    /// Install the runtime's library, header and pkg-config file under a prefix.
+    Install(install::Args),
+    /// Run a benchmark.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup(args) => setup::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Install(args) => install::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

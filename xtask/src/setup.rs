@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 
 use crate::run::Runner;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct Args {
     /// Only report what is present and what is missing; change nothing (exit 1 if anything is
     /// missing).

@@ -1,0 +1,77 @@
+//! `cargo xtask bench`: the project's benchmarks. Figures go to bench/results/ as JSON and to
+//! the terminal as the Markdown table BENCHMARKS.md shows.
+
+use anyhow::Context as _;
+
+use crate::bench_runtime::{self, KINDS, THREADS};
+use crate::workspace;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub which: Which,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Which {
+    /// Quiescence time of the runtime by situation and thread count (2, 8, 64, 512).
+    Runtime {
+        /// A few requests on small thread counts, to keep the benchmark working (no figures).
+        #[arg(long)]
+        quick: bool,
+        /// Update requests per cell.
+        #[arg(long, default_value_t = 31)]
+        requests: usize,
+    },
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match args.which {
+        Which::Runtime { quick, requests } => runtime(quick, requests),
+    }
+}
+
+fn runtime(quick: bool, requests: usize) -> anyhow::Result<()> {
+    let exe = bench_runtime::build_target()?;
+    let (threads, requests): (&[usize], usize) = if quick {
+        (&THREADS[..2], 3)
+    } else {
+        (&THREADS, requests)
+    };
+    let mut cells = Vec::new();
+    for &n in threads {
+        for kind in KINDS {
+            let cell = bench_runtime::measure(&exe, kind, n, requests)
+                .with_context(|| format!("{kind} with {n} threads"))?;
+            eprintln!(
+                "bench: {kind:>8} {n:>4} threads: median {:.1} µs, {} DNQ",
+                bench_runtime::percentile(&cell.quiescence_us, 50.0),
+                cell.dnq
+            );
+            cells.push(cell);
+        }
+    }
+    println!("{}", bench_runtime::markdown(&cells));
+    if !quick {
+        let dir = workspace::root().join("bench/results");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("runtime-quiescence.json");
+        let json = bench_runtime::json(&cells, &machine());
+        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// CPU model, core count and kernel, for the record.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cores} cores, Linux {}", kernel.trim())
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask test`: everything CI checks, in the order a failure is cheapest to find. The
+//! workspace's own tests come last, so their summary closes the output.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, ensure};
+
+use crate::workspace::{self, Profile};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Skip `cargo xtask setup` (the eBPF toolchain must then be present already).
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if !args.no_setup {
+        crate::setup::run(&crate::setup::Args::default())?;
+    }
+    stage("formatting");
+    workspace::cargo(&["fmt", "--all", "--check"])?;
+    stage("lints");
+    workspace::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    stage("build");
+    workspace::cargo(&["build", "--workspace", "--all-targets"])?;
+    stage("install and pkg-config");
+    pkg_config_smoke()?;
+    stage("benchmark smoke");
+    crate::bench::run(&crate::bench::Args {
+        which: crate::bench::Which::Runtime {
+            quick: true,
+            requests: 3,
+        },
+    })?;
+    stage("tests");
+    workspace::cargo(&["test", "--workspace"])
+}
+
+fn stage(name: &str) {
+    println!("==> {name}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Installs the debug runtime into a scratch prefix, builds the situations program through
+/// pkg-config, dynamically and statically, and runs each once: what a C user does.
+fn pkg_config_smoke() -> anyhow::Result<()> {
+    let prefix = workspace::profile_dir(Profile::Debug).join("qbench-prefix");
+    crate::install::install(Profile::Debug, &prefix)?;
+    let pc_path = prefix.join("lib/pkgconfig");
+    for (label, flags) in [
+        ("dynamic", vec!["--cflags", "--libs"]),
+        ("static", vec!["--static", "--cflags", "--libs"]),
+    ] {
+        let out = Command::new("pkg-config")
+            .args(&flags)
+            .arg("qbench")
+            .env("PKG_CONFIG_PATH", &pc_path)
+            .output()
+            .context("cannot run pkg-config (apt-get install pkg-config)")?;
+        ensure!(
+            out.status.success(),
+            "pkg-config qbench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flags = String::from_utf8(out.stdout)?;
+        let exe = prefix.join(format!("situations-{label}"));
+        let mut cc = Command::new("cc");
+        cc.args(["-O2", "-Wall", "-Werror"])
+            .arg(workspace::root().join("workloads/c/situations.c"))
+            .arg("-o")
+            .arg(&exe);
+        for flag in flags.split_whitespace() {
+            // A static build links the archive, not the shared library beside it.
+            cc.arg(if label == "static" && flag == "-lqbench" {
+                "-l:libqbench.a"
+            } else {
+                flag
+            });
+        }
+        if label == "dynamic" {
+            cc.arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()));
+        }
+        let status = cc.status().context("cannot run cc")?;
+        ensure!(
+            status.success(),
+            "cc failed to build the {label} pkg-config program"
+        );
+        run_once(&exe)?;
+        println!("pkg-config: {label} build runs");
+    }
+    Ok(())
+}
+
+/// Starts the situations program, waits for "ready", and asks it to quit.
+fn run_once(exe: &Path) -> anyhow::Result<()> {
+    let mut child = Command::new(exe)
+        .arg("condwait:1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    child.stdin.take().context("stdin")?.write_all(b"q")?;
+    let status = child.wait()?;
+    ensure!(
+        line.starts_with("ready ") && status.success(),
+        "{} did not run: {line:?} {status}",
+        exe.display()
+    );
+    Ok(())
+}
