@@ -43,7 +43,64 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         },
     })?;
     stage("tests");
-    workspace::cargo(&["test", "--workspace"])
+    workspace_tests()
+}
+
+/// Runs `cargo test --workspace`, echoing its output, and closes with one line that adds up every
+/// test binary's result (cargo's own last line is often a doc-test run of zero tests).
+fn workspace_tests() -> anyhow::Result<()> {
+    let mut child = workspace::cargo_command()
+        .args(["test", "--workspace"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(child.stdout.take().context("stdout")?).lines() {
+        let line = line?;
+        println!("{line}");
+        totals.add(&line);
+    }
+    let status = child.wait()?;
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    ensure!(
+        status.success(),
+        "`cargo test --workspace` failed ({status})"
+    );
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    /// Adds a libtest summary such as `test result: ok. 7 passed; 0 failed; 1 ignored; ...`.
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                "ignored" => self.ignored += count,
+                _ => {}
+            }
+        }
+    }
 }
 
 fn stage(name: &str) {
@@ -119,4 +176,26 @@ fn run_once(exe: &Path) -> anyhow::Result<()> {
         exe.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn totals_add_up_libtest_summaries() {
+        let mut t = Totals::default();
+        t.add("test result: ok. 7 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s");
+        t.add("test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add("running 3 tests");
+        t.add("test a ... ok");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 9,
+                failed: 3,
+                ignored: 1
+            }
+        );
+    }
 }
