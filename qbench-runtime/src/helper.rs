@@ -32,19 +32,16 @@ fn serve(rt: &'static Runtime) {
         if PENDING.load(Ordering::Acquire) == 0 {
             continue; // a late arrival's or exit's wake-up for an update already ended
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| coordinate(rt))) {
-            Ok(report) => publish(rt, report),
-            Err(_) => {
-                // Never leave threads parked, whatever went wrong.
-                release(rt);
-                crate::warn("internal error while coordinating an update; threads released");
-            }
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| coordinate(rt))).is_err() {
+            // Never leave threads parked, whatever went wrong.
+            release(rt);
+            crate::warn("internal error while coordinating an update; threads released");
         }
     }
 }
 
 /// Runs one update from request to release.
-fn coordinate(rt: &Runtime) -> Report {
+fn coordinate(rt: &Runtime) {
     let request_ns = REQUEST_NS.load(Ordering::Acquire);
     let seq = SEQ.load(Ordering::Acquire);
     let deadline = request_ns.saturating_add(rt.config.timeout.as_nanos() as u64);
@@ -74,12 +71,14 @@ fn coordinate(rt: &Runtime) -> Report {
     if ending.missing.is_empty() {
         run_quiescence_hook(rt);
     }
-    release(rt);
     let mut report = Report::new(ending);
     for m in &mut report.missing {
         m.name = sys::thread_name(m.tid);
     }
-    report
+    // Published before the release: a program may exit as soon as its threads run again, and
+    // the report of its last update must not be lost.
+    publish(rt, report);
+    release(rt);
 }
 
 /// Captures the update's figures at the moment of decision, under the same lock that decided.
