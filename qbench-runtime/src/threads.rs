@@ -101,6 +101,11 @@ pub fn set_in_runtime_wait(waiting: bool) {
 
 /// Removes the calling thread from the participating threads.
 pub fn unregister_current() -> Result<(), RegistrationError> {
+    // As in set_callback: an unregistered caller (the helper, inside a callback) must not wait
+    // for the callbacks lock it holds.
+    if !current_is_registered() {
+        return Err(RegistrationError::NotRegistered);
+    }
     remove(gettid())?;
     let _ = REGISTRATION.try_with(|r| {
         r.registered.set(false);
@@ -133,6 +138,11 @@ fn remove(tid: libc::pid_t) -> Result<(), RegistrationError> {
 /// is requested.
 pub fn set_callback(callback: Option<Callback>) -> Result<(), RegistrationError> {
     let rt = runtime().ok_or(RegistrationError::NotInitialized)?;
+    // Checked before taking the callbacks lock: the helper thread (never registered) holds that
+    // lock while it runs callbacks, and a callback calling this must not wait for itself.
+    if !current_is_registered() {
+        return Err(RegistrationError::NotRegistered);
+    }
     let _callbacks = lock(&rt.callbacks);
     let mut reg = rt.lock();
     let entry = reg

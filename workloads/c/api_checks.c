@@ -43,6 +43,15 @@ static void *exits_early(void *arg) {
 
 static void count_hook(void *arg) { (*(int *)arg)++; }
 
+/* Runs on the runtime's helper thread, which does not participate: the registration calls
+ * answer ESRCH there instead of waiting for the lock the helper holds while running callbacks. */
+static int callback_codes[2] = {-1, -1};
+static void reentrant_callback(void *arg) {
+    (void)arg;
+    callback_codes[0] = qbench_thread_update_callback(nothing, NULL);
+    callback_codes[1] = qbench_thread_unregister();
+}
+
 int main(void) {
     pthread_t t;
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
@@ -87,6 +96,7 @@ int main(void) {
 
     int hook_runs = 0;
     CHECK(qbench_set_quiescence_hook(count_hook, &hook_runs) == 0);
+    CHECK(qbench_thread_update_callback(reentrant_callback, NULL) == 0);
     CHECK(qbench_request_update() == 0);
     CHECK(qbench_request_update() == EALREADY);
     CHECK(qbench_update_requested() == 1);
@@ -103,6 +113,7 @@ int main(void) {
     /* The only participating thread left is this one: parking here is full quiescence. */
     qbench_update();
     CHECK(hook_runs == 1);
+    CHECK(callback_codes[0] == ESRCH && callback_codes[1] == ESRCH);
     CHECK(qbench_update_requested() == 0);
     CHECK(qbench_set_quiescence_hook(NULL, NULL) == 0);
 
