@@ -3,45 +3,92 @@
 //!
 //! Every kernel→user type is defined once, here: `#[repr(C)]`, `Copy`, fixed-width fields only,
 //! explicit padding, and a size assertion, so both sides agree on the layout byte for byte.
+//! Every ring-buffer event starts with an [`EventHeader`] whose `kind` is one of the stable
+//! `EVENT_*` numbers; userspace checks the length for the kind before reading the rest.
 //! Names of programs, maps and globals are constants so that a rename cannot split the sides.
 
 #![no_std]
 
 /// Symbols of the probe contract (DESIGN §3) that the programs attach to.
 pub mod symbols {
-    /// The runtime's slow-path arrival anchor: `void qbench_probe_arrive(uint64_t generation)`.
-    /// Entered only while an update is pending, when a thread parks at an update point.
+    /// The update point itself: `void qbench_update(void)`. Probed when the target has no
+    /// runtime anchors (every hit traps, so it costs the target while attached).
+    pub const UPDATE: &str = "qbench_update";
+    /// `void qbench_probe_request(uint64_t seq)`: an update was requested (in the signal handler).
+    pub const PROBE_REQUEST: &str = "qbench_probe_request";
+    /// `void qbench_probe_arrive(uint64_t seq)`: a thread parks at an update point.
     pub const PROBE_ARRIVE: &str = "qbench_probe_arrive";
+    /// `void qbench_probe_depart(uint64_t seq)`: a parked thread is released.
+    pub const PROBE_DEPART: &str = "qbench_probe_depart";
 }
 
 /// Names of the eBPF programs, as the loader looks them up in the object.
 pub mod programs {
-    /// uprobe on [`crate::symbols::PROBE_ARRIVE`]: counts arrivals per thread.
+    /// uprobe on [`crate::symbols::PROBE_ARRIVE`]: counts arrivals per thread in
+    /// [`crate::maps::ARRIVALS`] and emits [`crate::EVENT_ARRIVE`].
     pub const ARRIVE: &str = "qbench_arrive";
+    /// uprobe on [`crate::symbols::PROBE_DEPART`]: emits [`crate::EVENT_DEPART`].
+    pub const DEPART: &str = "qbench_depart";
+    /// uprobe on [`crate::symbols::PROBE_REQUEST`]: opens the window, emits [`crate::EVENT_REQUEST`].
+    pub const REQUEST: &str = "qbench_request";
+    /// uprobe on an update point of a program without the runtime ([`crate::symbols::UPDATE`]
+    /// or `--point`): while the window is open, emits one [`crate::EVENT_ARRIVE`] per thread.
+    pub const POINT: &str = "qbench_point";
+    /// tracepoint signal:signal_generate: the update signal sent to the target opens the window.
+    pub const SIGNAL: &str = "qbench_signal";
+    /// tracepoint raw_syscalls:sys_enter: per-thread blocking-call state.
+    pub const SYS_ENTER: &str = "qbench_sys_enter";
+    /// tracepoint raw_syscalls:sys_exit.
+    pub const SYS_EXIT: &str = "qbench_sys_exit";
+    /// tracepoint sched:sched_process_fork: a new thread of the target.
+    pub const FORK: &str = "qbench_fork";
+    /// tracepoint sched:sched_process_exit: a thread of the target exits.
+    pub const EXIT: &str = "qbench_exit";
 }
 
 /// Names of the maps in the object.
 pub mod maps {
-    /// `HashMap<u32 tid, Arrivals>`: arrivals of each thread of the target.
+    /// `HashMap<u32 tid, Arrivals>`: arrivals of each thread of the target at the runtime anchor.
     pub const ARRIVALS: &str = "QBENCH_ARRIVALS";
     /// `PerCpuArray<u64>` of [`crate::MISS_COUNTERS`] entries: events that could not be recorded,
     /// indexed by the `MISS_*` constants. The observer reports them; nothing is lost silently.
     pub const MISSES: &str = "QBENCH_MISSES";
+    /// `RingBuf`: the events, each starting with an [`crate::EventHeader`].
+    pub const EVENTS: &str = "QBENCH_EVENTS";
+    /// `HashMap<u32 tid, ThreadState>`: what each thread of the target is blocked in, kept up to
+    /// date whether or not a window is open, so a request finds it without a round trip.
+    pub const THREADS: &str = "QBENCH_THREADS";
+    /// `Array<Window>` of one entry: the update window, opened in the kernel by the request and
+    /// closed by userspace when it has reported the update.
+    pub const WINDOW: &str = "QBENCH_WINDOW";
+    /// `Array<u32>` of [`crate::MAX_SYSCALLS`] entries: non-zero for the syscall numbers whose
+    /// entry and exit are tracked (the blocking calls), set by userspace before attaching.
+    pub const BLOCKING: &str = "QBENCH_BLOCKING";
 }
 
 /// Names of the globals the loader sets before loading.
 pub mod globals {
     /// `u32`: the tgid (process id) of the target; every program filters on it first.
     pub const TARGET_TGID: &str = "TARGET_TGID";
+    /// `u32`: the update request signal number (SIGUSR2 = 12 by default).
+    pub const UPDATE_SIGNAL: &str = "UPDATE_SIGNAL";
 }
 
 /// Capacity of per-thread maps: threads of the target that can be tracked at once.
 pub const MAX_THREADS: u32 = 16_384;
+/// Entries of [`maps::BLOCKING`]: syscall numbers below this can be tracked.
+pub const MAX_SYSCALLS: u32 = 512;
+/// Default size of [`maps::EVENTS`] in bytes (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 
 /// [`maps::MISSES`] index: an arrival whose thread did not fit in [`maps::ARRIVALS`].
 pub const MISS_ARRIVALS_FULL: u32 = 0;
+/// [`maps::MISSES`] index: an event for which the ring buffer had no room.
+pub const MISS_RINGBUF_FULL: u32 = 1;
+/// [`maps::MISSES`] index: a thread that did not fit in [`maps::THREADS`].
+pub const MISS_THREADS_FULL: u32 = 2;
 /// Entries of [`maps::MISSES`].
-pub const MISS_COUNTERS: u32 = 1;
+pub const MISS_COUNTERS: u32 = 3;
 
 /// Value of [`maps::ARRIVALS`]: what one thread did at the arrival anchor.
 #[repr(C)]
@@ -49,16 +96,159 @@ pub const MISS_COUNTERS: u32 = 1;
 pub struct Arrivals {
     /// How many times the thread entered the anchor.
     pub count: u64,
-    /// The `generation` argument of its latest entry (which update request it parked for).
+    /// The `seq` argument of its latest entry (which update request it parked for).
     pub last_generation: u64,
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of its latest entry.
     pub last_ns: u64,
 }
-
 const _: () = assert!(core::mem::size_of::<Arrivals>() == 24);
-const _: () = assert!(core::mem::align_of::<Arrivals>() == 8);
 
-// SAFETY: `Arrivals` is `repr(C)`, `Copy`, made of `u64`s only, with no padding (asserted above),
-// so every bit pattern is a valid value.
+/// `ThreadState::nr` of a thread that is not inside a tracked syscall.
+pub const NO_SYSCALL: i64 = -1;
+
+/// Value of [`maps::THREADS`]: one thread's blocking state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadState {
+    /// The tracked syscall the thread is in, or [`NO_SYSCALL`].
+    pub nr: i64,
+    /// When it entered that syscall (CLOCK_MONOTONIC ns).
+    pub since_ns: u64,
+    /// The syscall's arguments.
+    pub args: [u64; 6],
+    /// The window sequence number of the thread's latest arrival at a probed update point
+    /// (only the first arrival of each window is reported).
+    pub arrived_seq: u64,
+}
+const _: () = assert!(core::mem::size_of::<ThreadState>() == 72);
+
+/// Value of the single entry of [`maps::WINDOW`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Non-zero while an update is being observed.
+    pub open: u32,
+    pub _pad: u32,
+    /// Counts windows opened since load (1 for the first).
+    pub seq: u64,
+    /// When the window opened: the request (CLOCK_MONOTONIC ns).
+    pub t0_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Window>() == 24);
+
+/// Event kinds: stable numbers, never reused.
+pub const EVENT_REQUEST: u32 = 1;
+pub const EVENT_ARRIVE: u32 = 2;
+pub const EVENT_DEPART: u32 = 3;
+pub const EVENT_SYS_ENTER: u32 = 4;
+pub const EVENT_SYS_EXIT: u32 = 5;
+pub const EVENT_THREAD_NEW: u32 = 6;
+pub const EVENT_THREAD_EXIT: u32 = 7;
+
+/// The start of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// One of the `EVENT_*` numbers.
+    pub kind: u32,
+    /// The thread the event is about.
+    pub tid: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
+
+/// `RequestEvent::source`: the update signal was sent to the target.
+pub const SOURCE_SIGNAL: u32 = 1;
+/// `RequestEvent::source` / `ArriveEvent::source`: the runtime's anchor.
+pub const SOURCE_RUNTIME: u32 = 2;
+/// `ArriveEvent::source`: a probed update point (`qbench_update` or `--point`).
+pub const SOURCE_POINT: u32 = 3;
+
+/// [`EVENT_REQUEST`]: a window opened. `header.tid` is the signalled task (signal) or the thread
+/// whose handler ran the request anchor (runtime).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestEvent {
+    pub header: EventHeader,
+    /// The window's sequence number ([`Window::seq`]).
+    pub window_seq: u64,
+    /// The runtime's request sequence number (anchor), or 0 (signal).
+    pub runtime_seq: u64,
+    /// `SOURCE_SIGNAL` or `SOURCE_RUNTIME`.
+    pub source: u32,
+    /// The signal number (0 for the anchor).
+    pub signal: u32,
+    /// The signal's si_code (0 for the anchor).
+    pub code: i32,
+    /// The sending process (tgid) of a signal; the target itself for the anchor.
+    pub sender_tgid: u32,
+}
+const _: () = assert!(core::mem::size_of::<RequestEvent>() == 48);
+
+/// [`EVENT_ARRIVE`]: a thread reached an update point.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArriveEvent {
+    pub header: EventHeader,
+    /// The runtime's sequence number (anchor) or the window's (probed update point).
+    pub seq: u64,
+    /// `SOURCE_RUNTIME` or `SOURCE_POINT`.
+    pub source: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<ArriveEvent>() == 32);
+
+/// [`EVENT_DEPART`]: a parked thread was released by the runtime.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DepartEvent {
+    pub header: EventHeader,
+    /// The runtime's sequence number.
+    pub seq: u64,
+}
+const _: () = assert!(core::mem::size_of::<DepartEvent>() == 24);
+
+/// [`EVENT_SYS_ENTER`]: a thread entered a tracked syscall while the window was open.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysEnterEvent {
+    pub header: EventHeader,
+    pub nr: i64,
+    pub args: [u64; 6],
+}
+const _: () = assert!(core::mem::size_of::<SysEnterEvent>() == 72);
+
+/// [`EVENT_SYS_EXIT`]: a thread left a tracked syscall while the window was open.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysExitEvent {
+    pub header: EventHeader,
+    pub nr: i64,
+    /// The return value: negative errno on failure (-4 EINTR, -512 ERESTARTSYS never leaks).
+    pub ret: i64,
+}
+const _: () = assert!(core::mem::size_of::<SysExitEvent>() == 32);
+
+/// [`EVENT_THREAD_NEW`] (`header.tid` the new thread, `other` the creating thread) and
+/// [`EVENT_THREAD_EXIT`] (`header.tid` the exiting thread, `other` 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadEvent {
+    pub header: EventHeader,
+    pub other: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<ThreadEvent>() == 24);
+
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for Arrivals {}
+mod pod {
+    use super::*;
+    // SAFETY: each type is `repr(C)`, `Copy`, made of integers only with explicit padding
+    // (sizes asserted above), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for Arrivals {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ThreadState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Window {}
+}
