@@ -1,0 +1,343 @@
+//! Reports for people (libbpf-tools style: a summary line, one header row, fixed-width columns
+//! with units in their names) and for machines (`--json`: one object per update).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::procfs;
+use crate::syscalls;
+use crate::tracker::{Outcome, RequestSeen, ThreadReport, Update};
+
+/// What the I/O layer adds to a tracker's update: the process, losses, and thread states.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub pid: u32,
+    /// Events lost (ring buffer full, thread table full, undecodable) since the previous report.
+    pub lost_events: u64,
+    /// The scheduler state letter of a thread, read when the update ended.
+    pub state_of: &'a dyn Fn(u32) -> Option<char>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("pid", &self.pid)
+            .field("lost_events", &self.lost_events)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct UpdateJson<'a> {
+    pid: u32,
+    update: u64,
+    outcome: &'static str,
+    request_source: &'static str,
+    runtime_seq: Option<u64>,
+    request_ns: u64,
+    first_arrival_ns: Option<u64>,
+    last_arrival_ns: Option<u64>,
+    quiescence_ns: Option<u64>,
+    request_latency_ns: Option<u64>,
+    lost_events: u64,
+    threads: Vec<ThreadJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ThreadJson<'a> {
+    tid: u32,
+    comm: &'a str,
+    arrival_ns: Option<u64>,
+    state: String,
+    blocked_in: Option<BlockedJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct BlockedJson {
+    syscall: String,
+    args: Vec<u64>,
+    /// When the call began; null when it began before qbench-trace attached.
+    since_ns: Option<u64>,
+}
+
+fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Quiesced => "quiesced",
+        Outcome::Dnq => "dnq",
+    }
+}
+
+fn source_word(seen: RequestSeen) -> &'static str {
+    match seen {
+        RequestSeen::Signal { .. } => "signal",
+        RequestSeen::Runtime => "runtime",
+        RequestSeen::Arrival => "arrival",
+    }
+}
+
+fn state(thread: &ThreadReport, ctx: &Context<'_>) -> String {
+    if thread.arrival_ns.is_some() {
+        return "arrived".to_string();
+    }
+    (ctx.state_of)(thread.tid)
+        .map_or("exited", procfs::state_word)
+        .to_string()
+}
+
+/// The update as one line of JSON (no trailing newline).
+pub fn json(update: &Update, ctx: &Context<'_>) -> String {
+    let threads = update
+        .threads
+        .iter()
+        .map(|t| ThreadJson {
+            tid: t.tid,
+            comm: &t.comm,
+            arrival_ns: t.arrival_ns,
+            state: state(t, ctx),
+            blocked_in: t.blocked.map(|b| BlockedJson {
+                syscall: syscalls::name(b.nr),
+                args: syscalls::shown_args(b.nr, &b.args),
+                since_ns: b.since_ns,
+            }),
+        })
+        .collect();
+    let doc = UpdateJson {
+        pid: ctx.pid,
+        update: update.number,
+        outcome: outcome_word(update.outcome),
+        request_source: source_word(update.seen),
+        runtime_seq: update.runtime_seq,
+        request_ns: update.request_ns,
+        first_arrival_ns: update.first_arrival_ns,
+        last_arrival_ns: update.last_arrival_ns,
+        quiescence_ns: update.quiescence_ns(),
+        request_latency_ns: update.request_latency_ns(),
+        lost_events: ctx.lost_events,
+        threads,
+    };
+    serde_json::to_string(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn micros(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1e3)
+}
+
+/// The update for a terminal: a summary line, a header row, one row per thread (missing ones
+/// first), and a blank line.
+pub fn human(update: &Update, ctx: &Context<'_>) -> String {
+    let mut out = String::new();
+    let source = match update.seen {
+        RequestSeen::Signal {
+            signal,
+            sender_tgid,
+        } => format!("signal {signal} from pid {sender_tgid}"),
+        RequestSeen::Runtime => "requested inside the process".to_string(),
+        RequestSeen::Arrival => "request not seen".to_string(),
+    };
+    let threads = update.threads.len();
+    let _ = match update.outcome {
+        Outcome::Quiesced => writeln!(
+            out,
+            "UPDATE {} pid {} ({source}): quiesced, quiescence {} us, request latency {} us, {threads} threads, {} events lost",
+            update.number,
+            ctx.pid,
+            micros(update.quiescence_ns().unwrap_or(0)),
+            micros(update.request_latency_ns().unwrap_or(0)),
+            ctx.lost_events,
+        ),
+        Outcome::Dnq => writeln!(
+            out,
+            "UPDATE {} pid {} ({source}): DID NOT QUIESCE after {:.1} ms, {} of {threads} threads missing, {} events lost",
+            update.number,
+            ctx.pid,
+            update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
+            update.missing().count(),
+            ctx.lost_events,
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10}",
+        "TID", "COMM", "STATE", "ARRIVAL_US", "BLOCKED_IN", "SINCE_MS"
+    );
+    for t in &update.threads {
+        let arrival = t.arrival_ns.map_or("-".to_string(), |a| {
+            format!("+{}", micros(a.saturating_sub(update.request_ns)))
+        });
+        let (blocked, since) = match t.blocked {
+            Some(b) => (
+                syscalls::describe(b.nr, &b.args),
+                b.since_ns.map_or("<attach".to_string(), |s| {
+                    format!("{:.1}", update.end_ns.saturating_sub(s) as f64 / 1e6)
+                }),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10}",
+            t.tid,
+            escape(&t.comm),
+            state(t, ctx),
+            arrival,
+            blocked,
+            since
+        );
+    }
+    out
+}
+
+/// Text from the target (thread names) made safe for a terminal: control characters, which
+/// could move the cursor or recolour the screen, are shown as `\xNN`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Blocked;
+
+    fn update(outcome: Outcome) -> Update {
+        Update {
+            number: 2,
+            outcome,
+            seen: RequestSeen::Signal {
+                signal: 12,
+                sender_tgid: 77,
+            },
+            window_seq: 2,
+            runtime_seq: Some(5),
+            request_ns: 1_000_000,
+            first_arrival_ns: Some(1_010_000),
+            last_arrival_ns: Some(1_050_000),
+            end_ns: if outcome == Outcome::Quiesced {
+                1_050_000
+            } else {
+                1_001_000_000
+            },
+            threads: vec![
+                ThreadReport {
+                    tid: 12,
+                    comm: "stuck\u{1b}[2J".into(),
+                    arrival_ns: None,
+                    blocked: Some(Blocked {
+                        nr: 202,
+                        args: [0x55aa, 128, 0, 0, 0, 0],
+                        since_ns: Some(900_000),
+                    }),
+                },
+                ThreadReport {
+                    tid: 10,
+                    comm: "main".into(),
+                    arrival_ns: Some(1_010_000),
+                    blocked: None,
+                },
+            ],
+        }
+    }
+
+    fn ctx(state_of: &dyn Fn(u32) -> Option<char>) -> Context<'_> {
+        Context {
+            pid: 10,
+            lost_events: 3,
+            state_of,
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let state_of = |_: u32| Some('S');
+        let line = json(&update(Outcome::Dnq), &ctx(&state_of));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["pid"], 10);
+        assert_eq!(v["outcome"], "dnq");
+        assert_eq!(v["request_source"], "signal");
+        assert_eq!(v["runtime_seq"], 5);
+        assert_eq!(v["request_ns"], 1_000_000);
+        assert_eq!(v["quiescence_ns"], serde_json::Value::Null);
+        assert_eq!(v["request_latency_ns"], serde_json::Value::Null);
+        assert_eq!(v["lost_events"], 3);
+        let stuck = &v["threads"][0];
+        assert_eq!(stuck["tid"], 12);
+        assert_eq!(stuck["comm"], "stuck\u{1b}[2J", "JSON escapes it itself");
+        assert!(line.contains("stuck\\u001b[2J"));
+        assert_eq!(stuck["arrival_ns"], serde_json::Value::Null);
+        assert_eq!(stuck["state"], "sleeping");
+        assert_eq!(stuck["blocked_in"]["syscall"], "futex");
+        assert_eq!(
+            stuck["blocked_in"]["args"],
+            serde_json::json!([0x55aa, 128, 0, 0])
+        );
+        assert_eq!(stuck["blocked_in"]["since_ns"], 900_000);
+        assert_eq!(v["threads"][1]["state"], "arrived");
+        assert_eq!(v["threads"][1]["blocked_in"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn quiesced_json_carries_both_intervals() {
+        let state_of = |_: u32| None;
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&update(Outcome::Quiesced), &ctx(&state_of))).expect("json");
+        assert_eq!(
+            (
+                v["quiescence_ns"].as_u64(),
+                v["request_latency_ns"].as_u64()
+            ),
+            (Some(40_000), Some(50_000))
+        );
+        assert_eq!(v["threads"][0]["state"], "exited");
+    }
+
+    #[test]
+    fn human_report_lists_missing_threads_first_and_escapes_names() {
+        let state_of = |_: u32| Some('S');
+        let text = human(&update(Outcome::Dnq), &ctx(&state_of));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "UPDATE 2 pid 10 (signal 12 from pid 77): DID NOT QUIESCE after 1000.0 ms, 1 of 2 threads missing, 3 events lost"
+        );
+        assert!(
+            lines[1].starts_with("     TID COMM             STATE"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].ends_with("  SINCE_MS"));
+        assert!(lines[2].contains("stuck\\x1b[2J"), "{}", lines[2]);
+        assert!(
+            lines[2].contains("futex(uaddr=0x55aa, op=FUTEX_WAIT_PRIVATE, val=0, timeout=NULL)")
+        );
+        assert!(lines[2].trim_end().ends_with("1000.1"), "{}", lines[2]);
+        assert!(
+            lines[3].contains("arrived") && lines[3].contains("+10.0"),
+            "{}",
+            lines[3]
+        );
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn human_quiesced_summary() {
+        let state_of = |_: u32| None;
+        let text = human(&update(Outcome::Quiesced), &ctx(&state_of));
+        assert!(text.starts_with(
+            "UPDATE 2 pid 10 (signal 12 from pid 77): quiesced, quiescence 40.0 us, request latency 50.0 us, 2 threads, 3 events lost\n"
+        ));
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape("plain name"), "plain name");
+        assert_eq!(escape("a\nb\tc\u{7f}"), "a\\x0ab\\x09c\\x7f");
+    }
+}

@@ -1,0 +1,351 @@
+//! The observer's pure state machine: decoded events in, one report per update out. No I/O, no
+//! clock: the caller feeds events, the kernel's per-thread snapshot at each request, and ticks
+//! for the timeout, which is what makes it testable without root.
+
+use std::collections::BTreeMap;
+
+use qbench_common::{NO_SYSCALL, ThreadState};
+
+use crate::decode::{ArriveSource, Event, RequestSource};
+
+/// The runtime's own helper thread: never a participant.
+pub const RUNTIME_HELPER_COMM: &str = "qbench-helper";
+
+/// A blocking call a thread is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocked {
+    pub nr: i64,
+    pub args: [u64; 6],
+    /// When it entered the call; None when it was already blocked at attach (no event).
+    pub since_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Thread {
+    comm: String,
+    blocked: Option<Blocked>,
+    arrival_ns: Option<u64>,
+}
+
+/// Where the window's request was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestSeen {
+    /// The update signal sent to the target.
+    Signal { signal: u32, sender_tgid: u32 },
+    /// The runtime's request anchor (a request from inside the process).
+    Runtime,
+    /// No request was seen: the first arrival opened the window (attached mid-update).
+    Arrival,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Window {
+    request_ns: u64,
+    deadline_ns: u64,
+    seen: RequestSeen,
+    window_seq: u64,
+    runtime_seq: Option<u64>,
+    first_arrival_ns: Option<u64>,
+    last_arrival_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Quiesced,
+    Dnq,
+}
+
+/// One thread in a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadReport {
+    pub tid: u32,
+    pub comm: String,
+    pub arrival_ns: Option<u64>,
+    /// What it is blocked in, for a thread that did not arrive.
+    pub blocked: Option<Blocked>,
+}
+
+/// One observed update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// Counts the updates this observer reported (1 for the first).
+    pub number: u64,
+    pub outcome: Outcome,
+    pub seen: RequestSeen,
+    pub window_seq: u64,
+    pub runtime_seq: Option<u64>,
+    pub request_ns: u64,
+    pub first_arrival_ns: Option<u64>,
+    pub last_arrival_ns: Option<u64>,
+    /// When the update ended: the last arrival, the runtime's release, or the timeout.
+    pub end_ns: u64,
+    /// Missing threads first (by tid), then the arrived ones in arrival order.
+    pub threads: Vec<ThreadReport>,
+}
+
+impl Update {
+    /// Last arrival minus first: the study's quiescence time (None for a DNQ).
+    pub fn quiescence_ns(&self) -> Option<u64> {
+        match (self.outcome, self.first_arrival_ns, self.last_arrival_ns) {
+            (Outcome::Quiesced, Some(first), Some(last)) => Some(last - first),
+            _ => None,
+        }
+    }
+
+    /// Last arrival minus the request (None for a DNQ).
+    pub fn request_latency_ns(&self) -> Option<u64> {
+        match (self.outcome, self.last_arrival_ns) {
+            (Outcome::Quiesced, Some(last)) => Some(last.saturating_sub(self.request_ns)),
+            _ => None,
+        }
+    }
+
+    pub fn missing(&self) -> impl Iterator<Item = &ThreadReport> {
+        self.threads.iter().filter(|t| t.arrival_ns.is_none())
+    }
+}
+
+/// The thread table and the open window.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    timeout_ns: u64,
+    threads: BTreeMap<u32, Thread>,
+    window: Option<Window>,
+    reported: u64,
+}
+
+impl Tracker {
+    pub fn new(timeout_ns: u64) -> Tracker {
+        Tracker {
+            timeout_ns,
+            threads: BTreeMap::new(),
+            window: None,
+            reported: 0,
+        }
+    }
+
+    /// Adds a thread known at attach, with the call /proc shows it blocked in.
+    pub fn seed(&mut self, tid: u32, comm: &str, blocked: Option<(i64, [u64; 6])>) {
+        let thread = self.threads.entry(tid).or_default();
+        thread.comm = comm.to_string();
+        thread.blocked = blocked.map(|(nr, args)| Blocked {
+            nr,
+            args,
+            since_ns: None,
+        });
+    }
+
+    /// Updates a thread's name (names change after creation; /proc is read lazily).
+    pub fn set_comm(&mut self, tid: u32, comm: &str) {
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            thread.comm = comm.to_string();
+        }
+    }
+
+    pub fn tids(&self) -> Vec<u32> {
+        self.threads.keys().copied().collect()
+    }
+
+    pub fn window_open(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Applies the kernel's per-thread state, read just after a request: a thread in a call
+    /// since before the request is blocked in it; later changes arrive as events.
+    pub fn apply_snapshot(&mut self, snapshot: &[(u32, ThreadState)]) {
+        let Some(request_ns) = self.window.as_ref().map(|w| w.request_ns) else {
+            return;
+        };
+        for (tid, state) in snapshot {
+            let Some(thread) = self.threads.get_mut(tid) else {
+                continue;
+            };
+            if state.nr == NO_SYSCALL {
+                thread.blocked = None;
+            } else if state.since_ns < request_ns {
+                thread.blocked = Some(Blocked {
+                    nr: state.nr,
+                    args: state.args,
+                    since_ns: Some(state.since_ns),
+                });
+            }
+        }
+    }
+
+    /// Applies one event; returns the update it completed, if any.
+    pub fn on_event(&mut self, event: Event) -> Option<Update> {
+        match event {
+            Event::Request {
+                ts_ns,
+                window_seq,
+                runtime_seq,
+                source,
+                signal,
+                sender_tgid,
+                ..
+            } => {
+                if self.window.is_none() {
+                    let seen = match source {
+                        RequestSource::Signal => RequestSeen::Signal {
+                            signal,
+                            sender_tgid,
+                        },
+                        RequestSource::Runtime => RequestSeen::Runtime,
+                    };
+                    let runtime_seq = (source == RequestSource::Runtime).then_some(runtime_seq);
+                    self.open(ts_ns, seen, window_seq, runtime_seq);
+                } else if let Some(w) = self.window.as_mut()
+                    && source == RequestSource::Runtime
+                {
+                    // The signal opened the window; the runtime's anchor names its sequence.
+                    w.runtime_seq.get_or_insert(runtime_seq);
+                }
+                None
+            }
+            Event::Arrive {
+                tid,
+                ts_ns,
+                seq,
+                source,
+            } => {
+                if self.window.is_none() {
+                    if source == ArriveSource::Point {
+                        return None; // a late hit after the update was reported
+                    }
+                    self.open(ts_ns, RequestSeen::Arrival, 0, Some(seq));
+                }
+                let thread = self.threads.entry(tid).or_default();
+                if thread.arrival_ns.is_none() {
+                    thread.arrival_ns = Some(ts_ns);
+                    thread.blocked = None;
+                    let w = self.window.as_mut().expect("opened above");
+                    w.first_arrival_ns = Some(w.first_arrival_ns.map_or(ts_ns, |f| f.min(ts_ns)));
+                    w.last_arrival_ns = Some(w.last_arrival_ns.map_or(ts_ns, |l| l.max(ts_ns)));
+                }
+                self.complete_if_quiesced(ts_ns)
+            }
+            Event::Depart { ts_ns, .. } => {
+                // The runtime released its threads before every thread we see arrived: it gave
+                // up (its own timeout), so this update did not quiesce.
+                if self.window.is_some() {
+                    Some(self.finish(Outcome::Dnq, ts_ns))
+                } else {
+                    None
+                }
+            }
+            Event::SysEnter {
+                tid,
+                ts_ns,
+                nr,
+                args,
+            } => {
+                let thread = self.threads.entry(tid).or_default();
+                // A parked thread's own futex wait is the runtime's, not a reason it is late.
+                if thread.arrival_ns.is_none() {
+                    thread.blocked = Some(Blocked {
+                        nr,
+                        args,
+                        since_ns: Some(ts_ns),
+                    });
+                }
+                None
+            }
+            Event::SysExit { tid, .. } => {
+                if let Some(thread) = self.threads.get_mut(&tid) {
+                    thread.blocked = None;
+                }
+                None
+            }
+            Event::ThreadNew { tid, .. } => {
+                self.threads.entry(tid).or_default();
+                None
+            }
+            Event::ThreadExit { tid, ts_ns } => {
+                self.threads.remove(&tid);
+                self.complete_if_quiesced(ts_ns)
+            }
+        }
+    }
+
+    /// Ends the window as DNQ when its timeout has passed at `now_ns`.
+    pub fn on_tick(&mut self, now_ns: u64) -> Option<Update> {
+        let deadline = self.window.as_ref()?.deadline_ns;
+        (now_ns >= deadline).then(|| self.finish(Outcome::Dnq, deadline))
+    }
+
+    fn open(
+        &mut self,
+        request_ns: u64,
+        seen: RequestSeen,
+        window_seq: u64,
+        runtime_seq: Option<u64>,
+    ) {
+        for thread in self.threads.values_mut() {
+            thread.arrival_ns = None;
+        }
+        self.window = Some(Window {
+            request_ns,
+            deadline_ns: request_ns.saturating_add(self.timeout_ns),
+            seen,
+            window_seq,
+            runtime_seq,
+            first_arrival_ns: None,
+            last_arrival_ns: None,
+        });
+    }
+
+    fn participants(&self) -> impl Iterator<Item = (&u32, &Thread)> {
+        self.threads
+            .iter()
+            .filter(|(_, t)| t.comm != RUNTIME_HELPER_COMM)
+    }
+
+    fn complete_if_quiesced(&mut self, now_ns: u64) -> Option<Update> {
+        let w = self.window.as_ref()?;
+        let end = w.last_arrival_ns.unwrap_or(now_ns);
+        let any_arrived = w.first_arrival_ns.is_some();
+        let (any_participant, all_arrived) = {
+            let mut participants = self.participants().peekable();
+            (
+                participants.peek().is_some(),
+                participants.all(|(_, t)| t.arrival_ns.is_some()),
+            )
+        };
+        (any_arrived && any_participant && all_arrived).then(|| self.finish(Outcome::Quiesced, end))
+    }
+
+    fn finish(&mut self, outcome: Outcome, end_ns: u64) -> Update {
+        let w = self.window.take().expect("finish needs an open window");
+        self.reported += 1;
+        let mut threads: Vec<ThreadReport> = self
+            .participants()
+            .map(|(&tid, t)| ThreadReport {
+                tid,
+                comm: t.comm.clone(),
+                arrival_ns: t.arrival_ns,
+                blocked: if t.arrival_ns.is_none() {
+                    t.blocked
+                } else {
+                    None
+                },
+            })
+            .collect();
+        threads.sort_by_key(|t| (t.arrival_ns.is_some(), t.arrival_ns, t.tid));
+        Update {
+            number: self.reported,
+            outcome,
+            seen: w.seen,
+            window_seq: w.window_seq,
+            runtime_seq: w.runtime_seq,
+            request_ns: w.request_ns,
+            first_arrival_ns: w.first_arrival_ns,
+            last_arrival_ns: w.last_arrival_ns,
+            end_ns,
+            threads,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tracker_tests.rs"]
+mod tests;

@@ -1,0 +1,346 @@
+//! The tracker, event by event: every path through an update, and the out-of-order, duplicate
+//! and unknown-thread cases the ring buffer can deliver.
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+
+fn request(ts_ns: u64) -> Event {
+    Event::Request {
+        tid: 100,
+        ts_ns,
+        window_seq: 1,
+        runtime_seq: 0,
+        source: RequestSource::Signal,
+        signal: 12,
+        code: 0,
+        sender_tgid: 55,
+    }
+}
+
+fn arrive(tid: u32, ts_ns: u64) -> Event {
+    Event::Arrive {
+        tid,
+        ts_ns,
+        seq: 1,
+        source: ArriveSource::Runtime,
+    }
+}
+
+/// main (100) blocked in read on stdin, two workers, and the runtime's helper.
+fn tracker() -> Tracker {
+    let mut t = Tracker::new(1000 * MS);
+    t.seed(100, "main", Some((0, [0, 0, 1, 0, 0, 0])));
+    t.seed(101, "worker", None);
+    t.seed(102, "worker", None);
+    t.seed(103, RUNTIME_HELPER_COMM, None);
+    t
+}
+
+#[test]
+fn all_arrivals_complete_a_quiesced_update_excluding_the_helper() {
+    let mut t = tracker();
+    assert_eq!(t.on_event(request(1000)), None);
+    assert!(t.window_open());
+    assert_eq!(t.on_event(arrive(101, 1500)), None);
+    assert_eq!(t.on_event(arrive(100, 1200)), None);
+    let update = t.on_event(arrive(102, 1900)).expect("complete");
+    assert_eq!(update.outcome, Outcome::Quiesced);
+    assert_eq!(
+        (
+            update.request_ns,
+            update.first_arrival_ns,
+            update.last_arrival_ns
+        ),
+        (1000, Some(1200), Some(1900))
+    );
+    assert_eq!(
+        (update.quiescence_ns(), update.request_latency_ns()),
+        (Some(700), Some(900))
+    );
+    assert_eq!(update.end_ns, 1900);
+    assert_eq!(
+        update.seen,
+        RequestSeen::Signal {
+            signal: 12,
+            sender_tgid: 55
+        }
+    );
+    let order: Vec<u32> = update.threads.iter().map(|t| t.tid).collect();
+    assert_eq!(order, vec![100, 101, 102], "arrival order, helper excluded");
+    assert!(update.threads.iter().all(|t| t.blocked.is_none()));
+    assert!(!t.window_open());
+    assert_eq!(update.number, 1);
+}
+
+#[test]
+fn the_timeout_ends_a_window_as_dnq_naming_missing_threads_first() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1200));
+    t.on_event(Event::SysEnter {
+        tid: 102,
+        ts_ns: 1300,
+        nr: 202,
+        args: [0xabc, 128, 0, 0, 0, 0],
+    });
+    assert_eq!(t.on_tick(1000 + 999 * MS), None);
+    let update = t.on_tick(1000 + 1000 * MS).expect("timed out");
+    assert_eq!(update.outcome, Outcome::Dnq);
+    assert_eq!(
+        (update.quiescence_ns(), update.request_latency_ns()),
+        (None, None)
+    );
+    assert_eq!(update.end_ns, 1000 + 1000 * MS);
+    let missing: Vec<u32> = update.missing().map(|t| t.tid).collect();
+    assert_eq!(missing, vec![101, 102]);
+    assert_eq!(
+        update.threads[0].blocked, None,
+        "101 never entered a tracked call"
+    );
+    assert_eq!(
+        update.threads[1].blocked,
+        Some(Blocked {
+            nr: 202,
+            args: [0xabc, 128, 0, 0, 0, 0],
+            since_ns: Some(1300)
+        })
+    );
+    assert_eq!(update.threads[2].tid, 100);
+    assert_eq!(t.on_tick(u64::MAX), None, "nothing left open");
+}
+
+#[test]
+fn the_runtime_releasing_before_everyone_arrived_is_a_dnq() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    t.on_event(arrive(101, 1200));
+    let update = t
+        .on_event(Event::Depart {
+            tid: 100,
+            ts_ns: 5000,
+            seq: 1,
+        })
+        .expect("released");
+    assert_eq!(update.outcome, Outcome::Dnq);
+    assert_eq!(
+        update.missing().map(|t| t.tid).collect::<Vec<_>>(),
+        vec![102]
+    );
+    // The other departures of the same release change nothing.
+    assert_eq!(
+        t.on_event(Event::Depart {
+            tid: 101,
+            ts_ns: 5001,
+            seq: 1
+        }),
+        None
+    );
+}
+
+#[test]
+fn threads_exiting_or_born_during_the_window() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    t.on_event(Event::ThreadNew {
+        tid: 104,
+        ts_ns: 1150,
+        parent: 100,
+    });
+    t.on_event(arrive(101, 1200));
+    // 102 exits without arriving; 104 is now a participant and still missing.
+    assert_eq!(
+        t.on_event(Event::ThreadExit {
+            tid: 102,
+            ts_ns: 1300
+        }),
+        None
+    );
+    let update = t.on_event(arrive(104, 1400)).expect("complete");
+    assert_eq!(update.outcome, Outcome::Quiesced);
+    assert_eq!(
+        update.threads.iter().map(|t| t.tid).collect::<Vec<_>>(),
+        vec![100, 101, 104]
+    );
+}
+
+#[test]
+fn the_last_missing_thread_exiting_completes_the_update() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    t.on_event(arrive(101, 1200));
+    let update = t
+        .on_event(Event::ThreadExit {
+            tid: 102,
+            ts_ns: 1300,
+        })
+        .expect("complete");
+    assert_eq!(update.outcome, Outcome::Quiesced);
+    assert_eq!(update.last_arrival_ns, Some(1200));
+}
+
+#[test]
+fn the_snapshot_marks_threads_blocked_since_before_the_request() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    let state = |nr: i64, since_ns: u64| ThreadState {
+        nr,
+        since_ns,
+        args: [7, 0, 1, 0, 0, 0],
+        arrived_seq: 0,
+    };
+    t.apply_snapshot(&[
+        (100, state(NO_SYSCALL, 900)), // left its read after attach
+        (101, state(0, 800)),          // in read since before the request
+        (102, state(43, 1100)),        // entered accept after the request: events tell
+        (999, state(0, 1)),            // not a thread we know
+    ]);
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    let blocked: Vec<(u32, Option<Blocked>)> =
+        update.threads.iter().map(|t| (t.tid, t.blocked)).collect();
+    assert_eq!(
+        blocked,
+        vec![
+            (100, None),
+            (
+                101,
+                Some(Blocked {
+                    nr: 0,
+                    args: [7, 0, 1, 0, 0, 0],
+                    since_ns: Some(800)
+                })
+            ),
+            (102, None),
+        ]
+    );
+}
+
+#[test]
+fn the_seed_is_what_a_thread_blocked_before_attach_shows() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    let main = update.threads.iter().find(|t| t.tid == 100).expect("main");
+    assert_eq!(
+        main.blocked,
+        Some(Blocked {
+            nr: 0,
+            args: [0, 0, 1, 0, 0, 0],
+            since_ns: None
+        })
+    );
+}
+
+#[test]
+fn out_of_order_duplicate_and_unknown_events() {
+    let mut t = tracker();
+    // A runtime arrival with no request seen (attached mid-update) opens the window itself.
+    assert_eq!(t.on_event(arrive(100, 500)), None);
+    assert!(t.window_open());
+    // A request after that is the same update.
+    assert_eq!(t.on_event(request(400)), None);
+    // A second arrival of the same thread keeps the first time.
+    t.on_event(arrive(100, 900));
+    // A thread never seen before arrives: it joins the table.
+    t.on_event(arrive(200, 600));
+    // Syscalls of a parked thread (the runtime's own futex) do not make it blocked.
+    t.on_event(Event::SysEnter {
+        tid: 100,
+        ts_ns: 700,
+        nr: 202,
+        args: [0; 6],
+    });
+    t.on_event(arrive(101, 800));
+    let update = t.on_event(arrive(102, 1000)).expect("complete");
+    assert_eq!(update.seen, RequestSeen::Arrival);
+    assert_eq!(
+        (
+            update.request_ns,
+            update.first_arrival_ns,
+            update.last_arrival_ns
+        ),
+        (500, Some(500), Some(1000))
+    );
+    assert_eq!(
+        update
+            .threads
+            .iter()
+            .find(|t| t.tid == 100)
+            .map(|t| t.arrival_ns),
+        Some(Some(500))
+    );
+    assert_eq!(update.threads.len(), 4);
+    // Probed update points outside a window are late hits, not a new update.
+    let late = Event::Arrive {
+        tid: 101,
+        ts_ns: 2000,
+        seq: 1,
+        source: ArriveSource::Point,
+    };
+    assert_eq!(t.on_event(late), None);
+    assert!(!t.window_open());
+    // Events for threads that are gone, and exits of unknown threads, are harmless.
+    assert_eq!(
+        t.on_event(Event::SysExit {
+            tid: 4242,
+            ts_ns: 2100,
+            nr: 0,
+            ret: -4
+        }),
+        None
+    );
+    assert_eq!(
+        t.on_event(Event::ThreadExit {
+            tid: 4243,
+            ts_ns: 2200
+        }),
+        None
+    );
+}
+
+#[test]
+fn second_update_starts_clean_and_is_numbered() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    for (tid, ts) in [(100, 1100), (101, 1200), (102, 1300)] {
+        t.on_event(arrive(tid, ts));
+    }
+    t.on_event(request(5000));
+    t.on_event(arrive(100, 5100));
+    t.on_event(arrive(101, 5200));
+    let update = t.on_event(arrive(102, 5300)).expect("second");
+    assert_eq!(
+        (update.number, update.request_ns, update.first_arrival_ns),
+        (2, 5000, Some(5100))
+    );
+}
+
+#[test]
+fn runtime_request_after_signal_records_the_runtime_sequence() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(Event::Request {
+        tid: 100,
+        ts_ns: 1010,
+        window_seq: 1,
+        runtime_seq: 7,
+        source: RequestSource::Runtime,
+        signal: 0,
+        code: 0,
+        sender_tgid: 100,
+    });
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    assert_eq!((update.runtime_seq, update.request_ns), (Some(7), 1000));
+}
+
+#[test]
+fn a_process_with_only_the_helper_never_quiesces_by_itself() {
+    let mut t = Tracker::new(10);
+    t.seed(5, RUNTIME_HELPER_COMM, None);
+    t.on_event(request(100));
+    assert_eq!(t.on_event(Event::ThreadExit { tid: 6, ts_ns: 101 }), None);
+    assert_eq!(t.on_tick(110).map(|u| u.outcome), Some(Outcome::Dnq));
+}
