@@ -9,6 +9,8 @@
 
 #![no_std]
 
+pub mod signals;
+
 /// Symbols of the probe contract (DESIGN §3) that the programs attach to.
 pub mod symbols {
     /// The update point itself: `void qbench_update(void)`. Probed when the target has no

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 /// The update request signal when `QBENCH_SIGNAL` is unset.
-pub const DEFAULT_SIGNAL: libc::c_int = libc::SIGUSR2;
+pub const DEFAULT_SIGNAL: libc::c_int = qbench_common::signals::USR2;
 /// How long an update may wait for full quiescence before it is abandoned as DNQ.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The longest timeout accepted; longer values are almost certainly a unit mistake.
@@ -66,77 +66,7 @@ impl Config {
 
 /// Accepts `SIGUSR1`, `USR1`, `usr1`, `10`, `SIGRTMIN+3`, `RTMAX-1`.
 pub fn parse_signal(text: &str) -> Result<libc::c_int, String> {
-    let text = text.trim();
-    let sig = if let Ok(n) = text.parse::<libc::c_int>() {
-        n
-    } else {
-        let upper = text.to_ascii_uppercase();
-        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-        named_signal(name).ok_or_else(|| "not a signal name or number".to_string())?
-    };
-    check_signal(sig)
-}
-
-fn named_signal(name: &str) -> Option<libc::c_int> {
-    const NAMES: &[(&str, libc::c_int)] = &[
-        ("HUP", libc::SIGHUP),
-        ("INT", libc::SIGINT),
-        ("QUIT", libc::SIGQUIT),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-        ("PIPE", libc::SIGPIPE),
-        ("ALRM", libc::SIGALRM),
-        ("TERM", libc::SIGTERM),
-        ("CHLD", libc::SIGCHLD),
-        ("CONT", libc::SIGCONT),
-        ("TSTP", libc::SIGTSTP),
-        ("TTIN", libc::SIGTTIN),
-        ("TTOU", libc::SIGTTOU),
-        ("URG", libc::SIGURG),
-        ("XCPU", libc::SIGXCPU),
-        ("XFSZ", libc::SIGXFSZ),
-        ("VTALRM", libc::SIGVTALRM),
-        ("PROF", libc::SIGPROF),
-        ("WINCH", libc::SIGWINCH),
-        ("IO", libc::SIGIO),
-        ("PWR", libc::SIGPWR),
-        ("SYS", libc::SIGSYS),
-        ("KILL", libc::SIGKILL),
-        ("STOP", libc::SIGSTOP),
-    ];
-    if let Some(&(_, sig)) = NAMES.iter().find(|(n, _)| *n == name) {
-        return Some(sig);
-    }
-    let (base, rest) = if let Some(rest) = name.strip_prefix("RTMIN") {
-        (libc::SIGRTMIN(), rest)
-    } else if let Some(rest) = name.strip_prefix("RTMAX") {
-        (libc::SIGRTMAX(), rest)
-    } else {
-        return None;
-    };
-    if rest.is_empty() {
-        return Some(base);
-    }
-    let offset: libc::c_int = rest.get(1..)?.parse().ok()?;
-    match rest.as_bytes()[0] {
-        b'+' => Some(base + offset),
-        b'-' => Some(base - offset),
-        _ => None,
-    }
-}
-
-fn check_signal(sig: libc::c_int) -> Result<libc::c_int, String> {
-    if sig <= 0 || sig > libc::SIGRTMAX() {
-        return Err(format!("{sig} is outside 1..={}", libc::SIGRTMAX()));
-    }
-    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-        return Err("SIGKILL and SIGSTOP cannot be caught".to_string());
-    }
-    // glibc keeps the first real-time signals for itself (thread cancellation, setxid).
-    if sig > 31 && sig < libc::SIGRTMIN() {
-        return Err(format!("signal {sig} is reserved by the C library"));
-    }
-    Ok(sig)
+    qbench_common::signals::parse(text).map_err(|e| e.to_string())
 }
 
 /// Accepts a whole number of milliseconds, 1 to one hour.
@@ -154,33 +84,6 @@ pub fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signal_spellings() {
-        let rtmin = libc::SIGRTMIN();
-        let rtmax = libc::SIGRTMAX();
-        let cases: &[(&str, Result<libc::c_int, ()>)] = &[
-            ("SIGUSR2", Ok(libc::SIGUSR2)),
-            ("usr1", Ok(libc::SIGUSR1)),
-            (" 10 ", Ok(10)),
-            ("SIGRTMIN", Ok(rtmin)),
-            ("RTMIN+3", Ok(rtmin + 3)),
-            ("sigrtmax-1", Ok(rtmax - 1)),
-            ("SIGKILL", Err(())),
-            ("STOP", Err(())),
-            ("0", Err(())),
-            ("-4", Err(())),
-            ("65", Err(())),
-            ("32", Err(())),
-            ("SIGFOO", Err(())),
-            ("RTMIN*2", Err(())),
-            ("RTMIN+", Err(())),
-            ("", Err(())),
-        ];
-        for (text, want) in cases {
-            assert_eq!(parse_signal(text).map_err(|_| ()), *want, "{text:?}");
-        }
-    }
 
     #[test]
     fn timeout_spellings() {
