@@ -7,8 +7,13 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-mod arrive;
+mod anchors;
 mod maps;
+mod point;
+mod signal;
+mod syscalls;
+mod threads;
+mod tp;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

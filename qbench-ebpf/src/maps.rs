@@ -1,16 +1,25 @@
-//! Every map and global of the object, in one place. Their symbol names are the names in
+//! Every map and global of the object, in one place, and the few helpers every program shares
+//! (event output, miss counting, the update window). Symbol names are the names in
 //! `qbench_common::{maps, globals}`; the loader looks them up with `must_exist`, so a mismatch
 //! fails at load time rather than silently.
 
 use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use qbench_common::{Arrivals, MAX_THREADS, MISS_COUNTERS};
+use qbench_common::{
+    Arrivals, EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS,
+    MISS_RINGBUF_FULL, ThreadState, Window,
+};
 
 /// `qbench_common::globals::TARGET_TGID`, set by the loader before the object is loaded.
 #[unsafe(no_mangle)]
 static TARGET_TGID: u32 = 0;
+
+/// `qbench_common::globals::UPDATE_SIGNAL`, set by the loader before the object is loaded.
+#[unsafe(no_mangle)]
+static UPDATE_SIGNAL: u32 = 0;
 
 /// The target's tgid. A volatile read, or the compiler would fold the initial 0 into the code
 /// and the loader's value would never be seen.
@@ -18,6 +27,13 @@ static TARGET_TGID: u32 = 0;
 pub fn target_tgid() -> u32 {
     // SAFETY: a read of a plain `u32` static through a valid reference.
     unsafe { core::ptr::read_volatile(&raw const TARGET_TGID) }
+}
+
+/// The update request signal (volatile for the same reason as [`target_tgid`]).
+#[inline(always)]
+pub fn update_signal() -> u32 {
+    // SAFETY: a read of a plain `u32` static through a valid reference.
+    unsafe { core::ptr::read_volatile(&raw const UPDATE_SIGNAL) }
 }
 
 /// `qbench_common::maps::ARRIVALS`.
@@ -28,6 +44,22 @@ pub static QBENCH_ARRIVALS: HashMap<u32, Arrivals> = HashMap::with_max_entries(M
 #[map]
 pub static QBENCH_MISSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(MISS_COUNTERS, 0);
 
+/// `qbench_common::maps::EVENTS`; the loader may resize it.
+#[map]
+pub static QBENCH_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// `qbench_common::maps::THREADS`.
+#[map]
+pub static QBENCH_THREADS: HashMap<u32, ThreadState> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+/// `qbench_common::maps::WINDOW`.
+#[map]
+pub static QBENCH_WINDOW: Array<Window> = Array::with_max_entries(1, 0);
+
+/// `qbench_common::maps::BLOCKING`, filled by the loader.
+#[map]
+pub static QBENCH_BLOCKING: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
 /// Counts an event that could not be recorded. Per-CPU, so a plain increment is race-free.
 #[inline(always)]
 pub fn count_miss(index: u32) {
@@ -35,5 +67,75 @@ pub fn count_miss(index: u32) {
         // SAFETY: the pointer is this CPU's slot of the array, which only this program run
         // touches until it returns (eBPF programs are not preempted on their CPU).
         unsafe { *counter = (*counter).wrapping_add(1) };
+    }
+}
+
+/// CLOCK_MONOTONIC nanoseconds, the clock of every timestamp on the wire.
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The header of an event of `kind` about thread `tid`.
+#[inline(always)]
+pub fn header(kind: u32, tid: u32, ts_ns: u64) -> EventHeader {
+    EventHeader { kind, tid, ts_ns }
+}
+
+/// Sends `event` to userspace, or counts it as lost when the ring buffer is full.
+#[inline(always)]
+pub fn emit<T: 'static>(event: T) {
+    match QBENCH_EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(0);
+        }
+        None => count_miss(MISS_RINGBUF_FULL),
+    }
+}
+
+/// The window entry. The array has one preallocated slot, so the lookup only fails if the map
+/// is misdeclared; callers treat that as "closed".
+#[inline(always)]
+pub fn window() -> Option<*mut Window> {
+    QBENCH_WINDOW.get_ptr_mut(0)
+}
+
+/// The sequence number of the open window, or `None` while it is closed.
+#[inline(always)]
+pub fn open_window_seq() -> Option<u64> {
+    let window = window()?;
+    // SAFETY: a valid map value pointer; volatile, because userspace and other CPUs write it.
+    unsafe {
+        if core::ptr::read_volatile(&raw const (*window).open) == 0 {
+            return None;
+        }
+        Some(core::ptr::read_volatile(&raw const (*window).seq))
+    }
+}
+
+/// Opens the window at `now` if it is closed and returns its new sequence number; `None` when it
+/// is already open (the request belongs to the update being observed).
+///
+/// `open` is written last, so a reader that sees it open sees the new `seq` (x86-64 keeps stores
+/// in order, and volatile keeps the compiler from reordering them). There is no compare-and-swap:
+/// the BPF target's `core` has none, and `BPF_CMPXCHG` needs a newer BPF CPU than aya-build's
+/// `generic`. Two requests on two CPUs in the same few nanoseconds could therefore both open the
+/// window (two request events, `seq` advanced twice); userspace treats a request that arrives
+/// while it is observing an update as part of that update.
+#[inline(always)]
+pub fn open_window(now: u64) -> Option<u64> {
+    let window = window()?;
+    // SAFETY: a valid map value pointer, as in `open_window_seq`.
+    unsafe {
+        if core::ptr::read_volatile(&raw const (*window).open) != 0 {
+            return None;
+        }
+        let seq = core::ptr::read_volatile(&raw const (*window).seq).wrapping_add(1);
+        core::ptr::write_volatile(&raw mut (*window).seq, seq);
+        core::ptr::write_volatile(&raw mut (*window).t0_ns, now);
+        core::ptr::write_volatile(&raw mut (*window).open, 1);
+        Some(seq)
     }
 }

@@ -35,7 +35,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .binary
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/proc/{}/exe", args.pid)));
-    let mut probes = Probes::load(args.pid)?;
+    let mut probes = Probes::load(args.pid, 12, &crate::loader::LoadOptions::default())?;
     probes.attach_arrive(&binary, &args.symbol)?;
     thread::sleep(Duration::from_secs(args.duration));
     let arrivals = probes.arrivals()?;

@@ -1,17 +1,40 @@
-//! Loads qbench's eBPF object, sets the target, attaches the programs to the target process and
-//! reads the maps back.
+//! Loads qbench's eBPF object for one target process, attaches its programs, and reads its maps.
+//!
+//! ```no_run
+//! # use std::num::NonZeroU32;
+//! # use qbench_user::loader::{AttachMode, LoadOptions, Probes, symbols::TargetObjects};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pid = NonZeroU32::new(1234).unwrap();
+//! let options = LoadOptions { blocking: vec![0, 202], ..LoadOptions::default() }; // read, futex
+//! let mut probes = Probes::load(pid, 12, &options)?; // SIGUSR2
+//! let mode = AttachMode::detect(&TargetObjects::of(pid)?, &[])?;
+//! probes.attach(&mode)?; // also seeds the thread map from /proc
+//! let mut events = probes.take_events()?; // aya RingBuf: poll its fd, then `next()`
+//! # Ok(()) }
+//! ```
 //!
 //! The object is built into this binary by `build.rs`; when the eBPF toolchain was missing at
-//! build time it is an empty stub, and loading fails with [`LoaderError::NotBuilt`].
+//! build time it is an empty stub, and loading fails with [`LoaderError::NotBuilt`]. Nothing is
+//! pinned: dropping [`Probes`] detaches every link and unloads every program and map.
 
-use std::{collections::BTreeMap, num::NonZeroU32, path::Path};
+#[path = "attach.rs"]
+mod attach;
+#[path = "symbols.rs"]
+pub mod symbols;
+
+use std::{collections::BTreeMap, fs, io, num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, UProbe, uprobe::UProbeScope},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::ProgramError,
 };
-use qbench_common::{Arrivals, MISS_ARRIVALS_FULL, globals, maps, programs};
+use qbench_common::{
+    Arrivals, MAX_SYSCALLS, MISS_ARRIVALS_FULL, MISS_COUNTERS, ThreadState, Window, globals, maps,
+    programs,
+};
+
+use self::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
 
 /// The eBPF object, or an empty stub (see `build.rs`).
 #[cfg(not(qbench_ebpf_stub))]
@@ -29,6 +52,22 @@ pub fn ebpf_built() -> bool {
 pub enum LoaderError {
     #[error("eBPF programs were not built (run `cargo xtask setup`)")]
     NotBuilt,
+    #[error("loading eBPF programs needs root or CAP_BPF and CAP_PERFMON")]
+    NeedsPrivilege(#[source] Box<aya::EbpfError>),
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; CONFIG_DEBUG_INFO_BTF)")]
+    NoBtf(#[source] Box<aya::EbpfError>),
+    #[error("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF needs Linux 5.8 or newer)")]
+    NoRingBuf(#[source] Box<aya::EbpfError>),
+    #[error(
+        "this kernel has no uprobes (/sys/bus/event_source/devices/uprobe is missing; \
+         CONFIG_UPROBE_EVENTS)"
+    )]
+    NoUprobes,
+    #[error(
+        "tracefs is not mounted and mounting it failed; mount it with \
+         `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    NoTracefs(#[source] io::Error),
     #[error("cannot load the eBPF object into the kernel")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no program {name}")]
@@ -50,12 +89,23 @@ pub enum LoaderError {
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("cannot read map {name}")]
+    #[error("cannot attach {program} to tracepoint {tracepoint}")]
+    AttachTracepoint {
+        program: &'static str,
+        tracepoint: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("cannot access map {name}")]
     Map {
         name: &'static str,
         #[source]
         source: Box<MapError>,
     },
+    #[error("syscall number {nr} cannot be tracked (the limit is {MAX_SYSCALLS})")]
+    SyscallOutOfRange { nr: u32 },
+    #[error(transparent)]
+    Symbols(#[from] SymbolError),
 }
 
 impl LoaderError {
@@ -72,6 +122,71 @@ impl LoaderError {
             source: Box::new(source),
         }
     }
+
+    /// Names the likely cause of a failed load: privileges, ring buffers, BTF.
+    fn classify_load(err: aya::EbpfError) -> Self {
+        if os_error_in_chain(&err, &[libc::EPERM, libc::EACCES]) {
+            return Self::NeedsPrivilege(Box::new(err));
+        }
+        if let aya::EbpfError::MapError(MapError::CreateError { name, .. }) = &err
+            && name == maps::EVENTS
+        {
+            return Self::NoRingBuf(Box::new(err));
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Self::NoBtf(Box::new(err));
+        }
+        Self::Load(Box::new(err))
+    }
+}
+
+/// Whether an `io::Error` with one of `codes` is among the causes of `err`.
+fn os_error_in_chain(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && io.raw_os_error().is_some_and(|code| codes.contains(&code))
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// What [`Probes::load`] can be told besides the target and the signal.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Size of the event ring buffer in bytes (a power of two multiple of the page size);
+    /// `None` keeps `qbench_common::EVENTS_BYTES`.
+    pub events_bytes: Option<u32>,
+    /// The syscall numbers whose entry and exit are tracked (the blocking calls).
+    pub blocking: Vec<u32>,
+}
+
+/// Which update points to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachMode {
+    /// The target has the runtime: its request, arrive and depart anchors (boxed: three
+    /// locations make this variant ten times the other's size).
+    Runtime(Box<RuntimeAnchors>),
+    /// A target without the runtime: `qbench_update` or the `--point`s.
+    Points(Vec<Location>),
+}
+
+impl AttachMode {
+    /// `--point`s when given (each `SYMBOL` or `LIB:SYMBOL`), else the runtime's anchors when
+    /// the target has them, else `qbench_update`; the error names the objects searched.
+    pub fn detect(objects: &TargetObjects, points: &[String]) -> Result<Self, SymbolError> {
+        if !points.is_empty() {
+            let points = points.iter().map(|point| objects.resolve_point(point));
+            return Ok(Self::Points(points.collect::<Result<_, _>>()?));
+        }
+        if let Some(anchors) = objects.runtime_anchors() {
+            return Ok(Self::Runtime(Box::new(anchors)));
+        }
+        Ok(Self::Points(vec![objects.update_point()?]))
+    }
 }
 
 /// The loaded programs and maps, observing one target process. Dropping it detaches and unloads
@@ -80,27 +195,48 @@ impl LoaderError {
 pub struct Probes {
     ebpf: Ebpf,
     tgid: NonZeroU32,
+    blocking: Vec<u32>,
 }
 
 impl Probes {
-    /// Loads the object built into this binary, filtering on process `tgid`.
-    pub fn load(tgid: NonZeroU32) -> Result<Self, LoaderError> {
-        Self::load_object(OBJECT, tgid)
+    /// Loads the object built into this binary for process `tgid` and update signal `signal`,
+    /// verifies every program and fills the tracked-syscall map.
+    pub fn load(tgid: NonZeroU32, signal: u32, options: &LoadOptions) -> Result<Self, LoaderError> {
+        Self::load_object(OBJECT, tgid, signal, options)
     }
 
-    /// Loads `object` (an eBPF ELF object; empty means "not built"), filtering on `tgid`.
-    pub fn load_object(object: &[u8], tgid: NonZeroU32) -> Result<Self, LoaderError> {
+    /// Like [`Probes::load`] for `object` (an eBPF ELF object; empty means "not built").
+    pub fn load_object(
+        object: &[u8],
+        tgid: NonZeroU32,
+        signal: u32,
+        options: &LoadOptions,
+    ) -> Result<Self, LoaderError> {
         if object.is_empty() {
             return Err(LoaderError::NotBuilt);
         }
+        if let Some(&nr) = options.blocking.iter().find(|&&nr| nr >= MAX_SYSCALLS) {
+            return Err(LoaderError::SyscallOutOfRange { nr });
+        }
         raise_memlock_rlimit();
         let target = tgid.get();
-        let ebpf = EbpfLoader::new()
-            // must_exist: a global renamed on one side only fails here, not silently.
+        let mut loader = EbpfLoader::new();
+        // must_exist: a global renamed on one side only fails here, not silently.
+        loader
             .override_global(globals::TARGET_TGID, &target, true)
-            .load(object)
-            .map_err(|err| LoaderError::Load(Box::new(err)))?;
-        Ok(Self { ebpf, tgid })
+            .override_global(globals::UPDATE_SIGNAL, &signal, true);
+        if let Some(bytes) = options.events_bytes {
+            loader.map_max_entries(maps::EVENTS, bytes);
+        }
+        let mut ebpf = loader.load(object).map_err(LoaderError::classify_load)?;
+        attach::load_programs(&mut ebpf)?;
+        let mut probes = Self {
+            ebpf,
+            tgid,
+            blocking: options.blocking.clone(),
+        };
+        probes.fill_blocking()?;
+        Ok(probes)
     }
 
     /// The process the programs filter on.
@@ -108,22 +244,58 @@ impl Probes {
         self.tgid
     }
 
-    /// Attaches the arrival program at `symbol` (normally `qbench_probe_arrive`) in `target`, an
-    /// executable or shared library path, for the target process only.
+    fn fill_blocking(&mut self) -> Result<(), LoaderError> {
+        let name = maps::BLOCKING;
+        let mut map: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, name)?;
+        for &nr in &self.blocking {
+            map.set(nr, 1, 0).map_err(LoaderError::map(name))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the update-point uprobes of `mode` (scoped to the target), then the tracepoints
+    /// (signal, syscalls, threads), then seeds the thread map from /proc ([`Self::seed_threads`]).
+    pub fn attach(&mut self, mode: &AttachMode) -> Result<(), LoaderError> {
+        attach::ensure_uprobes()?;
+        match mode {
+            AttachMode::Runtime(anchors) => {
+                let uprobes = [
+                    (programs::REQUEST, &anchors.request),
+                    (programs::ARRIVE, &anchors.arrive),
+                    (programs::DEPART, &anchors.depart),
+                ];
+                for (program, location) in uprobes {
+                    attach::uprobe(&mut self.ebpf, program, location, self.tgid)?;
+                }
+            }
+            AttachMode::Points(points) => {
+                for location in points {
+                    attach::uprobe(&mut self.ebpf, programs::POINT, location, self.tgid)?;
+                }
+            }
+        }
+        attach::tracepoints(&mut self.ebpf)?;
+        let seeded = self.seed_threads()?;
+        log::debug!("seeded {seeded} blocked threads from /proc");
+        Ok(())
+    }
+
+    /// Attaches the arrival program alone at `symbol` in `target` (an executable or library
+    /// path); [`Self::attach`] is the whole observer.
     pub fn attach_arrive(&mut self, target: &Path, symbol: &str) -> Result<(), LoaderError> {
         let name = programs::ARRIVE;
-        let program: &mut UProbe = self
+        let program: &mut aya::programs::UProbe = self
             .ebpf
             .program_mut(name)
             .ok_or(LoaderError::NoProgram { name })?
             .try_into()
             .map_err(LoaderError::program(name))?;
-        // Loading twice is an error in aya; a second attach (another library) reuses it.
-        if program.fd().is_err() {
-            program.load().map_err(LoaderError::program(name))?;
-        }
         program
-            .attach(symbol, target, UProbeScope::OneProcess(self.tgid))
+            .attach(
+                symbol,
+                target,
+                aya::programs::uprobe::UProbeScope::OneProcess(self.tgid),
+            )
             .map_err(|source| LoaderError::Attach {
                 program: name,
                 symbol: symbol.to_owned(),
@@ -134,12 +306,101 @@ impl Probes {
         Ok(())
     }
 
-    /// Arrivals recorded so far, by thread id.
+    /// Adds to the thread map the target's threads that /proc shows blocked in a tracked call
+    /// (they entered it before attach, so no event told the kernel). Entries the kernel already
+    /// has win: a thread that left or entered a call since attach has a fresher one. Seeded
+    /// entries have `since_ns == 0`: blocked since before attach, for an unknown time.
+    /// Returns how many threads were added.
+    pub fn seed_threads(&mut self) -> Result<usize, LoaderError> {
+        let tasks = Path::new("/proc")
+            .join(self.tgid.get().to_string())
+            .join("task");
+        // A target that exits meanwhile has nothing to seed; the caller notices soon enough.
+        let Ok(dir) = fs::read_dir(&tasks) else {
+            return Ok(0);
+        };
+        let name = maps::THREADS;
+        let mut map: HashMap<&mut MapData, u32, ThreadState> = map_mut(&mut self.ebpf, name)?;
+        let mut seeded = 0;
+        for entry in dir.flatten() {
+            let Some(tid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(text) = fs::read_to_string(entry.path().join("syscall")) else {
+                continue; // the thread exited
+            };
+            let Some(state) = parse_proc_syscall(&text) else {
+                continue; // running, or blocked outside a syscall
+            };
+            if !u32::try_from(state.nr).is_ok_and(|nr| self.blocking.contains(&nr)) {
+                continue;
+            }
+            match map.insert(tid, state, BPF_NOEXIST) {
+                Ok(()) => seeded += 1,
+                Err(err) if os_error_in_chain(&err, &[libc::EEXIST]) => {}
+                Err(err) => return Err(LoaderError::map(name)(err)),
+            }
+        }
+        Ok(seeded)
+    }
+
+    /// Takes the event ring buffer out, for the reader (poll its fd, then drain `next()`).
+    /// Can be done once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoaderError> {
+        let name = maps::EVENTS;
+        let map = self
+            .ebpf
+            .take_map(name)
+            .ok_or(LoaderError::NoMap { name })?;
+        RingBuf::try_from(map).map_err(LoaderError::map(name))
+    }
+
+    /// Every thread of the target the kernel keeps state for, by tid.
+    pub fn snapshot_threads(&self) -> Result<Vec<(u32, ThreadState)>, LoaderError> {
+        let name = maps::THREADS;
+        let map: HashMap<&MapData, u32, ThreadState> = map(&self.ebpf, name)?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(LoaderError::map(name))
+    }
+
+    /// The update window as the kernel last left it.
+    pub fn window(&self) -> Result<Window, LoaderError> {
+        let name = maps::WINDOW;
+        let map: Array<&MapData, Window> = map(&self.ebpf, name)?;
+        map.get(&0, 0).map_err(LoaderError::map(name))
+    }
+
+    /// Closes the window (keeping its `seq` and `t0_ns`) once the update has been reported, so
+    /// that the next request opens a new one.
+    pub fn close_window(&mut self) -> Result<(), LoaderError> {
+        let name = maps::WINDOW;
+        let mut map: Array<&mut MapData, Window> = map_mut(&mut self.ebpf, name)?;
+        let window = map.get(&0, 0).map_err(LoaderError::map(name))?;
+        let closed = Window { open: 0, ..window };
+        map.set(0, closed, 0).map_err(LoaderError::map(name))
+    }
+
+    /// Events that could not be recorded, by `MISS_*` index, summed over CPUs.
+    pub fn misses(&self) -> Result<[u64; MISS_COUNTERS as usize], LoaderError> {
+        let name = maps::MISSES;
+        let map: PerCpuArray<&MapData, u64> = map(&self.ebpf, name)?;
+        let mut sums = [0; MISS_COUNTERS as usize];
+        for (index, sum) in (0..MISS_COUNTERS).zip(&mut sums) {
+            let per_cpu = map.get(&index, 0).map_err(LoaderError::map(name))?;
+            *sum = per_cpu.iter().sum();
+        }
+        Ok(sums)
+    }
+
+    /// Arrivals at the runtime's anchor so far, by thread id.
     pub fn arrivals(&self) -> Result<BTreeMap<u32, Arrivals>, LoaderError> {
         let name = maps::ARRIVALS;
-        let map = self.ebpf.map(name).ok_or(LoaderError::NoMap { name })?;
-        let map: HashMap<&MapData, u32, Arrivals> =
-            HashMap::try_from(map).map_err(LoaderError::map(name))?;
+        let map: HashMap<&MapData, u32, Arrivals> = map(&self.ebpf, name)?;
         map.iter()
             .collect::<Result<_, _>>()
             .map_err(LoaderError::map(name))
@@ -147,15 +408,49 @@ impl Probes {
 
     /// Arrivals that could not be recorded because the per-thread map was full (all CPUs).
     pub fn arrivals_missed(&self) -> Result<u64, LoaderError> {
-        let name = maps::MISSES;
-        let map = self.ebpf.map(name).ok_or(LoaderError::NoMap { name })?;
-        let map: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(LoaderError::map(name))?;
-        let per_cpu = map
-            .get(&MISS_ARRIVALS_FULL, 0)
-            .map_err(LoaderError::map(name))?;
-        Ok(per_cpu.iter().sum())
+        Ok(self.misses()?[MISS_ARRIVALS_FULL as usize])
     }
+}
+
+/// Map `name` of `ebpf` as the typed map `M`.
+fn map<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M, LoaderError>
+where
+    M: TryFrom<&'a aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.map(name).ok_or(LoaderError::NoMap { name })?;
+    M::try_from(map).map_err(LoaderError::map(name))
+}
+
+/// Map `name` of `ebpf` as the typed, writable map `M`.
+fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, LoaderError>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or(LoaderError::NoMap { name })?;
+    M::try_from(map).map_err(LoaderError::map(name))
+}
+
+/// `bpf_map_update_elem` flag: only insert a key that is not there yet (uapi `BPF_NOEXIST`).
+const BPF_NOEXIST: u64 = 1;
+
+/// `/proc/PID/task/TID/syscall` of a thread blocked in a syscall: `NR ARG1..ARG6 SP PC`, the
+/// arguments in hex. `running` or `-1 SP PC` (blocked outside a syscall) give `None`.
+fn parse_proc_syscall(text: &str) -> Option<ThreadState> {
+    let mut fields = text.split_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    if nr < 0 {
+        return None;
+    }
+    let mut args = [0u64; 6];
+    for arg in &mut args {
+        *arg = u64::from_str_radix(fields.next()?.strip_prefix("0x")?, 16).ok()?;
+    }
+    Some(ThreadState {
+        nr,
+        since_ns: 0,
+        args,
+        arrived_seq: 0,
+    })
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones charge the cgroup. Root
@@ -169,7 +464,7 @@ fn raise_memlock_rlimit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         log::debug!(
             "cannot raise RLIMIT_MEMLOCK ({}); relying on cgroup accounting of BPF memory",
-            std::io::Error::last_os_error()
+            io::Error::last_os_error()
         );
     }
 }
@@ -181,11 +476,35 @@ mod tests {
     #[test]
     fn an_empty_object_says_ebpf_was_not_built() {
         let tgid = NonZeroU32::new(1).expect("nonzero");
-        let err = Probes::load_object(&[], tgid).expect_err("empty object");
+        let err =
+            Probes::load_object(&[], tgid, 12, &LoadOptions::default()).expect_err("empty object");
         assert!(matches!(err, LoaderError::NotBuilt));
         assert_eq!(
             err.to_string(),
             "eBPF programs were not built (run `cargo xtask setup`)"
         );
+    }
+
+    #[test]
+    fn proc_syscall_lines() {
+        let read = "0 0x3 0x7ffc1234 0x1 0x0 0x0 0x0 0x7ffc0000 0x7f0012345678\n";
+        let state = parse_proc_syscall(read).expect("blocked in read");
+        assert_eq!(state.nr, 0);
+        assert_eq!(state.args, [3, 0x7ffc_1234, 1, 0, 0, 0]);
+        assert_eq!(state.since_ns, 0);
+        assert_eq!(parse_proc_syscall("running\n"), None);
+        assert_eq!(parse_proc_syscall("-1 0x7ffc0000 0x7f0012345678\n"), None);
+        assert_eq!(parse_proc_syscall("0 0x3\n"), None);
+    }
+
+    #[test]
+    fn tracked_syscalls_must_fit_the_map() {
+        let tgid = NonZeroU32::new(1).expect("nonzero");
+        let options = LoadOptions {
+            blocking: vec![0, MAX_SYSCALLS],
+            ..LoadOptions::default()
+        };
+        let err = Probes::load_object(b"x", tgid, 12, &options).expect_err("out of range");
+        assert!(matches!(err, LoaderError::SyscallOutOfRange { nr } if nr == MAX_SYSCALLS));
     }
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use qbench_common::symbols;
-use qbench_user::loader::Probes;
+use qbench_user::loader::{LoadOptions, Probes};
 
 /// A running copy of the C target, stopped before its threads start.
 struct Target {
@@ -101,8 +101,8 @@ fn uprobe_counts_every_arrival_of_each_target_thread() {
     let bystander = Target::spawn(&exe);
 
     // `{:#}` shows the whole cause chain of a failure.
-    let mut probes =
-        Probes::load(target.pid()).unwrap_or_else(|err| panic!("{:#}", anyhow::Error::from(err)));
+    let mut probes = Probes::load(target.pid(), 12, &LoadOptions::default())
+        .unwrap_or_else(|err| panic!("{:#}", anyhow::Error::from(err)));
     probes
         .attach_arrive(&exe, symbols::PROBE_ARRIVE)
         .unwrap_or_else(|err| panic!("{:#}", anyhow::Error::from(err)));

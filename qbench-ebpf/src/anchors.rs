@@ -1,0 +1,104 @@
+//! uprobes on the runtime's slow-path anchors (DESIGN §3). The runtime enters them only while an
+//! update is pending, so attaching them costs the target nothing in steady state.
+//!
+//! Kernel contract (x86-64 SysV: the first argument is in rdi, read with `ctx.arg(0)`):
+//! - `void qbench_probe_request(uint64_t seq)`: an update was requested (in the signal handler,
+//!   or by `qbench_request_update` in the process);
+//! - `void qbench_probe_arrive(uint64_t seq)`: the calling thread parks at an update point;
+//! - `void qbench_probe_depart(uint64_t seq)`: the calling thread is released.
+//!
+//! Every uprobe is scoped to the target process by the loader, and still filters on the tgid
+//! first: the scope is a perf-event filter that a shared library's other users may pass.
+
+use aya_ebpf::{EbpfContext as _, bindings::BPF_NOEXIST, macros::uprobe, programs::ProbeContext};
+use qbench_common::{
+    Arrivals, ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_REQUEST,
+    MISS_ARRIVALS_FULL, RequestEvent, SOURCE_RUNTIME,
+};
+
+use crate::maps::{QBENCH_ARRIVALS, count_miss, emit, header, now_ns, open_window, target_tgid};
+
+/// `qbench_common::programs::ARRIVE`.
+#[uprobe]
+pub fn qbench_arrive(ctx: ProbeContext) -> u32 {
+    if let Err(miss) = try_arrive(&ctx) {
+        count_miss(miss);
+    }
+    // A uprobe's return value is ignored by the kernel.
+    0
+}
+
+/// Counts the arrival of the current thread and emits it; `Err` is the `MISS_*` index to count.
+#[inline(always)]
+fn try_arrive(ctx: &ProbeContext) -> Result<(), u32> {
+    if ctx.tgid() != target_tgid() {
+        return Ok(());
+    }
+    let tid = ctx.pid();
+    let seq: u64 = ctx.arg(0).unwrap_or(0);
+    let now = now_ns();
+    // The anchor only runs while an update is pending: always worth an event.
+    emit(ArriveEvent {
+        header: header(EVENT_ARRIVE, tid, now),
+        seq,
+        source: SOURCE_RUNTIME,
+        _pad: 0,
+    });
+    match QBENCH_ARRIVALS.get_ptr_mut(tid) {
+        Some(entry) => {
+            // SAFETY: the entry is keyed by this thread's tid, so only this thread writes it, and
+            // a uprobe handler never nests within one thread: the read-modify-write is race-free.
+            unsafe {
+                (*entry).count = (*entry).count.wrapping_add(1);
+                (*entry).last_generation = seq;
+                (*entry).last_ns = now;
+            }
+            Ok(())
+        }
+        None => {
+            let first = Arrivals {
+                count: 1,
+                last_generation: seq,
+                last_ns: now,
+            };
+            QBENCH_ARRIVALS
+                .insert(tid, first, u64::from(BPF_NOEXIST))
+                .map_err(|_| MISS_ARRIVALS_FULL)
+        }
+    }
+}
+
+/// `qbench_common::programs::DEPART`.
+#[uprobe]
+pub fn qbench_depart(ctx: ProbeContext) -> u32 {
+    if ctx.tgid() == target_tgid() {
+        emit(DepartEvent {
+            header: header(EVENT_DEPART, ctx.pid(), now_ns()),
+            seq: ctx.arg(0).unwrap_or(0),
+        });
+    }
+    0
+}
+
+/// `qbench_common::programs::REQUEST`: a request the signal tracepoint did not see (made inside
+/// the process, or with another signal) opens the window here. When the signal already opened
+/// it, this is the same update and nothing is emitted.
+#[uprobe]
+pub fn qbench_request(ctx: ProbeContext) -> u32 {
+    if ctx.tgid() != target_tgid() {
+        return 0;
+    }
+    let now = now_ns();
+    if let Some(window_seq) = open_window(now) {
+        emit(RequestEvent {
+            header: header(EVENT_REQUEST, ctx.pid(), now),
+            window_seq,
+            runtime_seq: ctx.arg(0).unwrap_or(0),
+            source: SOURCE_RUNTIME,
+            signal: 0,
+            code: 0,
+            sender_tgid: target_tgid(),
+        });
+    }
+    0
+}

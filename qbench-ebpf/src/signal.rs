@@ -1,0 +1,75 @@
+//! The update request: the configured signal generated for the target opens the window, in the
+//! kernel, with no round trip to userspace.
+//!
+//! Kernel contract, `/sys/kernel/tracing/events/signal/signal_generate/format` (Linux 6.18):
+//! ```text
+//! field:int sig;       offset:8;  size:4;   field:int errno;  offset:12; size:4;
+//! field:int code;      offset:16; size:4;   field:char comm[16]; offset:20; size:16;
+//! field:pid_t pid;     offset:36; size:4;   field:int group;  offset:40; size:4;
+//! field:int result;    offset:44; size:4;
+//! ```
+//! It runs in the **sender's** context; `pid` is the signalled task (the tgid for a signal sent
+//! to the process, `kill(2)`), so the "tgid first" filter here is on `pid`.
+
+use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
+use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL};
+
+use crate::{
+    maps::{emit, header, now_ns, open_window, target_tgid, update_signal},
+    tp::field,
+};
+
+const SIG: usize = 8;
+const CODE: usize = 16;
+const PID: usize = 36;
+const RESULT: usize = 44;
+
+/// `enum trace_signal_result`: the signal was queued (`TRACE_SIGNAL_DELIVERED`), or queued
+/// without its siginfo (`TRACE_SIGNAL_LOSE_INFO`). Ignored, already pending or overflowed
+/// signals request nothing new.
+const DELIVERED: i32 = 0;
+const LOSE_INFO: i32 = 4;
+/// `si_code` of `rt_sigqueueinfo`/`rt_tgsigqueueinfo`: what the runtime's helper uses to
+/// interrupt the target's own blocked threads. Those are not requests.
+const SI_QUEUE: i32 = -1;
+
+/// `qbench_common::programs::SIGNAL`.
+#[tracepoint]
+pub fn qbench_signal(ctx: TracePointContext) -> u32 {
+    try_signal(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_signal(ctx: &TracePointContext) {
+    let pid: i32 = field::<i32, PID>(ctx);
+    let target = target_tgid();
+    if pid as u32 != target {
+        return;
+    }
+    let sig: i32 = field::<i32, SIG>(ctx);
+    if sig as u32 != update_signal() {
+        return;
+    }
+    let result: i32 = field::<i32, RESULT>(ctx);
+    if result != DELIVERED && result != LOSE_INFO {
+        return;
+    }
+    let code: i32 = field::<i32, CODE>(ctx);
+    let sender = ctx.tgid();
+    if sender == target && code == SI_QUEUE {
+        return;
+    }
+    let now = now_ns();
+    if let Some(window_seq) = open_window(now) {
+        emit(RequestEvent {
+            header: header(EVENT_REQUEST, pid as u32, now),
+            window_seq,
+            runtime_seq: 0,
+            source: SOURCE_SIGNAL,
+            signal: sig as u32,
+            code,
+            sender_tgid: sender,
+        });
+    }
+}

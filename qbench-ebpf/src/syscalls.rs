@@ -1,0 +1,143 @@
+//! Blocking system calls of the target's threads: entry and exit keep `THREADS` up to date at all
+//! times (a request then finds every thread's state without a round trip), and become events only
+//! while the window is open. Which calls are tracked is `BLOCKING`, filled by the loader.
+//!
+//! Kernel contract, `/sys/kernel/tracing/events/raw_syscalls/{sys_enter,sys_exit}/format`:
+//! ```text
+//! sys_enter: field:long id; offset:8; size:8;   field:unsigned long args[6]; offset:16; size:48;
+//! sys_exit:  field:long id; offset:8; size:8;   field:long ret; offset:16; size:8;
+//! ```
+//! These fire for every syscall of every process on the machine (DESIGN §5), so the tgid test
+//! comes first and the rest stays short.
+
+use aya_ebpf::{
+    EbpfContext as _, bindings::BPF_NOEXIST, macros::tracepoint, programs::TracePointContext,
+};
+use qbench_common::{
+    EVENT_SYS_ENTER, EVENT_SYS_EXIT, MAX_SYSCALLS, MISS_THREADS_FULL, NO_SYSCALL, SysEnterEvent,
+    SysExitEvent, ThreadState,
+};
+
+use crate::{
+    maps::{
+        QBENCH_BLOCKING, QBENCH_THREADS, count_miss, emit, header, now_ns, open_window_seq,
+        target_tgid,
+    },
+    tp::field,
+};
+
+const ID: usize = 8;
+const ARGS: usize = 16;
+const RET: usize = 16;
+
+/// The tracked syscall number of the record, or `None` for an untracked one.
+#[inline(always)]
+fn tracked(ctx: &TracePointContext) -> Option<i64> {
+    let id: i64 = field::<i64, ID>(ctx);
+    // Negative for a syscall the kernel rejected before dispatch; large for x32 or garbage.
+    if !(0..i64::from(MAX_SYSCALLS)).contains(&id) {
+        return None;
+    }
+    match QBENCH_BLOCKING.get(id as u32) {
+        Some(&flag) if flag != 0 => Some(id),
+        _ => None,
+    }
+}
+
+/// `qbench_common::programs::SYS_ENTER`.
+#[tracepoint]
+pub fn qbench_sys_enter(ctx: TracePointContext) -> u32 {
+    if ctx.tgid() == target_tgid()
+        && let Some(nr) = tracked(&ctx)
+    {
+        enter(&ctx, ctx.pid(), nr);
+    }
+    0
+}
+
+#[inline(always)]
+fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
+    let now = now_ns();
+    let args = [
+        field::<u64, ARGS>(ctx),
+        field::<u64, { ARGS + 8 }>(ctx),
+        field::<u64, { ARGS + 16 }>(ctx),
+        field::<u64, { ARGS + 24 }>(ctx),
+        field::<u64, { ARGS + 32 }>(ctx),
+        field::<u64, { ARGS + 40 }>(ctx),
+    ];
+    match QBENCH_THREADS.get_ptr_mut(tid) {
+        // SAFETY: this thread's own entry (see `point.rs`); `arrived_seq` is kept.
+        Some(state) => unsafe {
+            (*state).nr = nr;
+            (*state).since_ns = now;
+            (*state).args = args;
+        },
+        None => {
+            let state = ThreadState {
+                nr,
+                since_ns: now,
+                args,
+                arrived_seq: 0,
+            };
+            if QBENCH_THREADS
+                .insert(tid, state, u64::from(BPF_NOEXIST))
+                .is_err()
+            {
+                count_miss(MISS_THREADS_FULL);
+            }
+        }
+    }
+    if open_window_seq().is_some() {
+        emit(SysEnterEvent {
+            header: header(EVENT_SYS_ENTER, tid, now),
+            nr,
+            args,
+        });
+    }
+}
+
+/// `qbench_common::programs::SYS_EXIT`.
+#[tracepoint]
+pub fn qbench_sys_exit(ctx: TracePointContext) -> u32 {
+    if ctx.tgid() == target_tgid()
+        && let Some(nr) = tracked(&ctx)
+    {
+        exit(&ctx, ctx.pid(), nr);
+    }
+    0
+}
+
+#[inline(always)]
+fn exit(ctx: &TracePointContext, tid: u32, nr: i64) {
+    match QBENCH_THREADS.get_ptr_mut(tid) {
+        // SAFETY: this thread's own entry (see `point.rs`).
+        Some(state) => unsafe {
+            if (*state).nr != NO_SYSCALL {
+                (*state).nr = NO_SYSCALL;
+            }
+        },
+        None => {
+            // A thread blocked since before attach: record that it is out of the call, so that
+            // userspace seeding from /proc (which only inserts missing entries) cannot put back
+            // the call it has just left.
+            let state = ThreadState {
+                nr: NO_SYSCALL,
+                ..ThreadState::default()
+            };
+            if QBENCH_THREADS
+                .insert(tid, state, u64::from(BPF_NOEXIST))
+                .is_err()
+            {
+                count_miss(MISS_THREADS_FULL);
+            }
+        }
+    }
+    if open_window_seq().is_some() {
+        emit(SysExitEvent {
+            header: header(EVENT_SYS_EXIT, tid, now_ns()),
+            nr,
+            ret: field::<i64, RET>(ctx),
+        });
+    }
+}

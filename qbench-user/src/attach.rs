@@ -1,0 +1,147 @@
+//! Attaching the loaded programs: uprobes at resolved file offsets, scoped to the target
+//! process, and the tracepoints, with tracefs mounted first when it is missing (as bpftool does
+//! for bpffs). Every link is owned by its program, so dropping the `Ebpf` detaches it.
+
+use std::{ffi::CStr, io, num::NonZeroU32, path::Path};
+
+use aya::{
+    Ebpf,
+    programs::{
+        TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeScope},
+    },
+};
+use qbench_common::programs;
+
+use super::{LoaderError, symbols::Location};
+
+/// The tracepoints attached in every mode: `(program, category, event)`.
+pub const TRACEPOINTS: [(&str, &str, &str); 5] = [
+    (programs::SIGNAL, "signal", "signal_generate"),
+    (programs::SYS_ENTER, "raw_syscalls", "sys_enter"),
+    (programs::SYS_EXIT, "raw_syscalls", "sys_exit"),
+    (programs::FORK, "sched", "sched_process_fork"),
+    (programs::EXIT, "sched", "sched_process_exit"),
+];
+
+/// Every uprobe program of the object.
+pub const UPROBES: [&str; 4] = [
+    programs::ARRIVE,
+    programs::DEPART,
+    programs::REQUEST,
+    programs::POINT,
+];
+
+const TRACEFS: &CStr = c"/sys/kernel/tracing";
+/// Where aya looks for tracefs: the mount point, or the old one under debugfs.
+const TRACEFS_EVENTS: [&str; 2] = [
+    "/sys/kernel/tracing/events",
+    "/sys/kernel/debug/tracing/events",
+];
+const UPROBE_PMU: &str = "/sys/bus/event_source/devices/uprobe";
+
+/// Mounts tracefs at /sys/kernel/tracing unless it (or the debugfs copy) is there already.
+pub fn ensure_tracefs() -> Result<(), LoaderError> {
+    if TRACEFS_EVENTS.iter().any(|dir| Path::new(dir).is_dir()) {
+        return Ok(());
+    }
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call; no data.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            TRACEFS.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(LoaderError::NoTracefs(io::Error::last_os_error()));
+    }
+    log::debug!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
+}
+
+/// Fails clearly on a kernel built without uprobe events (the PMU `perf_event_open` needs).
+pub fn ensure_uprobes() -> Result<(), LoaderError> {
+    if Path::new(UPROBE_PMU).exists() {
+        Ok(())
+    } else {
+        Err(LoaderError::NoUprobes)
+    }
+}
+
+/// Attaches uprobe `program` at `location`, firing for process `pid` only.
+pub fn uprobe(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    location: &Location,
+    pid: NonZeroU32,
+) -> Result<(), LoaderError> {
+    let uprobe: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or(LoaderError::NoProgram { name: program })?
+        .try_into()
+        .map_err(LoaderError::program(program))?;
+    uprobe
+        .attach(
+            UProbeAttachLocation::AbsoluteOffset(location.offset),
+            &location.path,
+            UProbeScope::OneProcess(pid),
+        )
+        .map_err(|source| LoaderError::Attach {
+            program,
+            symbol: location.symbol.clone(),
+            target: location.object.clone(),
+            pid: pid.get(),
+            source: Box::new(source),
+        })?;
+    log::debug!(
+        "attached {program} to {} in {} at offset {:#x}",
+        location.symbol,
+        location.object,
+        location.offset
+    );
+    Ok(())
+}
+
+/// Attaches every tracepoint program of [`TRACEPOINTS`].
+pub fn tracepoints(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    ensure_tracefs()?;
+    for (program, category, event) in TRACEPOINTS {
+        let tracepoint: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or(LoaderError::NoProgram { name: program })?
+            .try_into()
+            .map_err(LoaderError::program(program))?;
+        tracepoint
+            .attach(category, event)
+            .map_err(|source| LoaderError::AttachTracepoint {
+                program,
+                tracepoint: format!("{category}:{event}"),
+                source: Box::new(source),
+            })?;
+    }
+    Ok(())
+}
+
+/// Loads (verifies) every program, so that a verifier rejection shows at load, not at attach.
+pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    for program in UPROBES {
+        let uprobe: &mut UProbe = ebpf
+            .program_mut(program)
+            .ok_or(LoaderError::NoProgram { name: program })?
+            .try_into()
+            .map_err(LoaderError::program(program))?;
+        uprobe.load().map_err(LoaderError::program(program))?;
+    }
+    for (program, _, _) in TRACEPOINTS {
+        let tracepoint: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or(LoaderError::NoProgram { name: program })?
+            .try_into()
+            .map_err(LoaderError::program(program))?;
+        tracepoint.load().map_err(LoaderError::program(program))?;
+    }
+    Ok(())
+}
