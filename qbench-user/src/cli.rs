@@ -1,54 +1,238 @@
-//! The command line of `qbench-trace` (a placeholder until the full observer): attach the
-//! arrival probe to a process, wait, and print how often each thread arrived.
+//! The command line of `qbench-trace`: parsing and validation only (pure; the observing is in
+//! `observe`).
 
-use std::{num::NonZeroU32, path::PathBuf, thread, time::Duration};
+use std::num::NonZeroU64;
+use std::time::Duration;
 
-use anyhow::Context as _;
-use qbench_common::symbols;
+use clap::Parser;
 
-use crate::loader::Probes;
+const AFTER_HELP: &str = "\
+EXAMPLES:
+    qbench-trace --pid 1234                     # report every update of process 1234 until Ctrl-C
+    qbench-trace --pid 1234 --request           # request one update (SIGUSR2) and report it
+    qbench-trace --pid 1234 --request --count 11 --json
+                                                # 11 updates, one after another, as JSON lines
+    qbench-trace --pid 1234 --timeout 250ms     # call an update DNQ after 250 ms
+    qbench-trace --pid 1234 --point loop_top    # a program without libqbench: its update point
+    qbench-trace --pid 1234 --point libsrv.so:srv_idle --signal SIGUSR1
 
-const EXAMPLES: &str = "EXAMPLES:
-    qbench-trace --pid 1234              # arrivals of process 1234 during 5 s
-    qbench-trace --pid 1234 --duration 60 --binary /usr/lib/libqbench.so";
+EXIT STATUS:
+    0  every observed update quiesced
+    3  at least one update did not quiesce (DNQ)
+    1  could not attach or load (no such process, missing privileges, kernel features, symbols)
+    2  usage error
 
-#[derive(Debug, clap::Parser)]
-#[command(name = "qbench-trace", version, after_help = EXAMPLES)]
-/// Count the arrivals of a process's threads at update points (needs root).
+Needs root, or the capabilities CAP_BPF and CAP_PERFMON.";
+
+/// Measure and explain how a running process reaches quiescence for a dynamic software update:
+/// the time from the first to the last thread reaching an update point, and what each thread
+/// that does not arrive is blocked in.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "qbench-trace", version, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Process to observe.
-    #[arg(short, long)]
-    pub pid: NonZeroU32,
-    /// Executable or shared library that defines the symbol [default: /proc/PID/exe].
+    /// The process to observe.
+    #[arg(short, long, value_parser = parse_pid)]
+    pub pid: u32,
+    /// Request the update(s) by sending the update signal once attached (implies --count 1
+    /// unless --count is given; with --count N, a new request follows each report).
     #[arg(long)]
-    pub binary: Option<PathBuf>,
-    /// Function to probe.
-    #[arg(long, default_value = symbols::PROBE_ARRIVE)]
-    pub symbol: String,
-    /// Seconds to watch.
-    #[arg(short, long, default_value_t = 5)]
-    pub duration: u64,
+    pub request: bool,
+    /// The update request signal: a name (SIGUSR2, USR1, SIGRTMIN+3) or a number.
+    #[arg(long, default_value = "SIGUSR2", value_parser = parse_signal)]
+    pub signal: i32,
+    /// Call an update DNQ (did not quiesce) when it has not quiesced after this long
+    /// (e.g. 1s, 250ms, 500us).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Stop after this many updates (default: until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<NonZeroU64>,
+    /// The update point of a program without libqbench: SYMBOL in the executable or any library
+    /// it maps, or LIB:SYMBOL. Repeat for several.
+    #[arg(long = "point", value_name = "[LIB:]SYMBOL", value_parser = parse_point)]
+    pub points: Vec<String>,
+    /// One JSON object per update on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// More diagnostics on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Size of the event ring buffer in bytes (a power of two, at least 4096).
+    #[arg(long, hide = true, value_parser = parse_ring_bytes)]
+    pub ring_bytes: Option<u32>,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<()> {
-    let binary = args
-        .binary
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("/proc/{}/exe", args.pid)));
-    let mut probes = Probes::load(args.pid, 12, &crate::loader::LoadOptions::default())?;
-    probes.attach_arrive(&binary, &args.symbol)?;
-    thread::sleep(Duration::from_secs(args.duration));
-    let arrivals = probes.arrivals()?;
-    println!("{:>8} {:>10} {:>16}", "TID", "ARRIVALS", "LAST_GENERATION");
-    for (tid, arrival) in &arrivals {
-        println!(
-            "{tid:>8} {:>10} {:>16}",
-            arrival.count, arrival.last_generation
+impl Args {
+    /// How many updates to observe before stopping (None: until Ctrl-C).
+    pub fn updates_wanted(&self) -> Option<u64> {
+        match (self.count, self.request) {
+            (Some(n), _) => Some(n.get()),
+            (None, true) => Some(1),
+            (None, false) => None,
+        }
+    }
+}
+
+fn parse_pid(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!("{text:?} is not a process id (a positive number)")),
+        Ok(pid) if pid > i32::MAX as u32 => Err(format!("{pid} is not a process id")),
+        Ok(pid) => Ok(pid),
+    }
+}
+
+fn parse_signal(text: &str) -> Result<i32, String> {
+    qbench_common::signals::parse(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// `1s`, `1.5s`, `250ms`, `500us`, `100ns`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 1s, 250ms)"))?;
+    let scale = match unit {
+        "" | "s" => 1e9,
+        "ms" => 1e6,
+        "us" | "µs" => 1e3,
+        "ns" => 1.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, ms, us or ns)"
+            ));
+        }
+    };
+    let nanos = value * scale;
+    if !(1.0..=3.6e12).contains(&nanos) {
+        return Err(format!("{text:?} must be between 1ns and 1h"));
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+fn parse_point(text: &str) -> Result<String, String> {
+    let symbol = text.rsplit_once(':').map_or(text, |(_, s)| s);
+    if symbol.is_empty() || text.starts_with(':') {
+        return Err(format!("{text:?}: want SYMBOL or LIB:SYMBOL"));
+    }
+    Ok(text.to_string())
+}
+
+fn parse_ring_bytes(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 4096 && n.is_power_of_two() => Ok(n),
+        _ => Err(format!("{text:?}: want a power of two of at least 4096")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("qbench-trace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&["--pid", "42"]).expect("valid");
+        assert_eq!(
+            (a.pid, a.signal, a.timeout, a.json, a.request),
+            (42, 12, Duration::from_secs(1), false, false)
+        );
+        assert_eq!(a.updates_wanted(), None);
+        assert_eq!(
+            parse(&["-p", "42", "--request"])
+                .expect("valid")
+                .updates_wanted(),
+            Some(1)
+        );
+        assert_eq!(
+            parse(&["-p", "42", "--request", "--count", "11"])
+                .expect("valid")
+                .updates_wanted(),
+            Some(11)
+        );
+        assert_eq!(
+            parse(&["-p", "42", "--count", "3"])
+                .expect("valid")
+                .updates_wanted(),
+            Some(3)
         );
     }
-    let missed = probes.arrivals_missed().context("reading losses")?;
-    if missed > 0 {
-        eprintln!("qbench-trace: {missed} arrivals not recorded (per-thread map full)");
+
+    #[test]
+    fn every_option() {
+        let a = parse(&[
+            "--pid",
+            "7",
+            "--signal",
+            "SIGRTMIN+1",
+            "--timeout",
+            "250ms",
+            "--point",
+            "libx.so:idle",
+            "--point",
+            "loop_top",
+            "--json",
+            "-vv",
+            "--ring-bytes",
+            "4096",
+        ])
+        .expect("valid");
+        assert_eq!(a.signal, 35);
+        assert_eq!(a.timeout, Duration::from_millis(250));
+        assert_eq!(
+            a.points,
+            vec!["libx.so:idle".to_string(), "loop_top".to_string()]
+        );
+        assert_eq!((a.json, a.verbose, a.ring_bytes), (true, 2, Some(4096)));
     }
-    Ok(())
+
+    #[test]
+    fn usage_errors_exit_2_with_one_clear_reason() {
+        for (args, needle) in [
+            (&["--pid", "0"][..], "is not a process id"),
+            (&["--pid", "abc"], "is not a process id"),
+            (&[][..], "--pid"),
+            (&["--pid", "1", "--signal", "SIGKILL"], "cannot be caught"),
+            (&["--pid", "1", "--timeout", "soon"], "is not a duration"),
+            (&["--pid", "1", "--timeout", "5m"], "unknown unit"),
+            (&["--pid", "1", "--count", "0"], "count"),
+            (
+                &["--pid", "1", "--point", ":x"],
+                "want SYMBOL or LIB:SYMBOL",
+            ),
+            (
+                &["--pid", "1", "--point", "lib.so:"],
+                "want SYMBOL or LIB:SYMBOL",
+            ),
+            (&["--pid", "1", "--ring-bytes", "1000"], "power of two"),
+        ] {
+            let err = parse(args).expect_err("invalid");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_duration("100ns"), Ok(Duration::from_nanos(100)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn help_has_examples_and_exit_codes() {
+        let help = parse(&["--help"]).expect_err("help").to_string();
+        assert!(help.contains("EXAMPLES:") && help.contains("EXIT STATUS:"));
+        assert!(help.contains("3  at least one update did not quiesce"));
+    }
 }

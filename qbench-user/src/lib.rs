@@ -1,9 +1,13 @@
 //! qbench-trace library: the eBPF quiescence observer.
 
+pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod decode;
 pub mod loader;
+pub mod observe;
 pub mod output;
+pub mod preflight;
 pub mod procfs;
 pub mod syscalls;
 pub mod tracker;

@@ -1,16 +1,19 @@
-//! qbench-trace. Exit codes: 0 success, 1 failure (load, attach or read), 2 bad usage.
+//! qbench-trace: parse, observe, map the outcome to the documented exit status
+//! (0 every update quiesced, 3 at least one DNQ, 1 could not attach or load, 2 usage error).
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use qbench_user::cli::{self, Args};
+use qbench_user::{app, cli::Args};
 
 fn main() -> ExitCode {
-    // clap exits with 2 on bad usage.
+    // clap prints usage errors itself and exits with 2.
     let args = Args::parse();
-    match cli::run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    match app::run(&args) {
+        Ok(summary) if summary.dnq > 0 => ExitCode::from(3),
+        Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
+            // `{:#}` keeps the whole context chain on one line.
             eprintln!("qbench-trace: error: {err:#}");
             ExitCode::FAILURE
         }

@@ -214,6 +214,12 @@ impl Tracker {
                     }
                     self.open(ts_ns, RequestSeen::Arrival, 0, Some(seq));
                 }
+                if source == ArriveSource::Runtime
+                    && let Some(w) = self.window.as_mut()
+                {
+                    // The runtime's arrival anchor names its own sequence number of the update.
+                    w.runtime_seq.get_or_insert(seq);
+                }
                 let thread = self.threads.entry(tid).or_default();
                 if thread.arrival_ns.is_none() {
                     thread.arrival_ns = Some(ts_ns);

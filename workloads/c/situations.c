@@ -14,6 +14,11 @@
  *   plaincond  a plain pthread_cond_wait nothing breaks (DNQ) until the "u" command
  *   exiter     read(2) on a pipe; on EINTR the thread exits instead of looping
  *   churn      creates a short-lived participating thread every 100 us
+ *   stuckaccept  accept(2) retried on EINTR without passing an update point (never arrives)
+ *   stuckread    read(2) on a pipe, retried the same way
+ *   stucksleep   sleep(3) for 100 s, resumed after each interruption
+ *   spin       not a participating thread (plain pthread_create): writes and reads a pipe in a
+ *              tight loop, making system calls as fast as it can
  *
  * The main thread prints "ready PID" once every thread has started, then serves commands read
  * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
@@ -175,6 +180,58 @@ static void *churn_loop(void *arg) {
     return NULL;
 }
 
+/* Threads that never reach an update point: each retries its call when interrupted. */
+static void *stuck_accept_loop(void *arg) {
+    (void)arg;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (ls < 0 || bind(ls, (struct sockaddr *)&addr, sizeof addr) || listen(ls, 8)) die("listen");
+    atomic_fetch_add(&started, 1);
+    qbench_update();
+    for (;;) {
+        int fd = accept(ls, NULL, NULL);
+        if (fd >= 0) close(fd);
+    }
+    return NULL;
+}
+
+static void *stuck_read_loop(void *arg) {
+    (void)arg;
+    int p[2];
+    if (pipe(p)) die("pipe");
+    atomic_fetch_add(&started, 1);
+    qbench_update();
+    for (;;) {
+        char c;
+        (void)!read(p[0], &c, 1);
+    }
+    return NULL;
+}
+
+static void *stuck_sleep_loop(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&started, 1);
+    qbench_update();
+    for (;;) {
+        unsigned left = 100;
+        while (left) left = sleep(left);
+    }
+    return NULL;
+}
+
+static void *spin_loop(void *arg) {
+    (void)arg;
+    int p[2];
+    if (pipe(p)) die("pipe");
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        char c = 'x';
+        (void)!write(p[1], &c, 1);
+        (void)!read(p[0], &c, 1);
+    }
+    return NULL;
+}
+
 static void unstick(void) {
     int n = atomic_load(&stuck_count);
     for (int i = 0; i < n && i < MAX_STUCK; i++) private_wake(&stuck[i]);
@@ -215,7 +272,9 @@ static const struct kind kinds[] = {
     {"epoll", epoll_loop, NULL},         {"condwait", condwait_loop, NULL},
     {"sleep", sleep_loop, NULL},         {"callback", callback_loop, NULL},
     {"plaincond", plaincond_loop, NULL}, {"exiter", read_loop, (void *)1},
-    {"churn", churn_loop, NULL},
+    {"churn", churn_loop, NULL},         {"stuckaccept", stuck_accept_loop, NULL},
+    {"stuckread", stuck_read_loop, NULL}, {"stucksleep", stuck_sleep_loop, NULL},
+    {"spin", spin_loop, NULL},
 };
 
 int main(int argc, char **argv) {
@@ -236,7 +295,9 @@ int main(int argc, char **argv) {
         }
         for (int n = 0; n < count; n++) {
             pthread_t t;
-            int rc = qbench_thread_create(&t, NULL, named_start, (void *)k);
+            /* "spin" threads do not participate: the runtime does not know them. */
+            int rc = k->loop == spin_loop ? pthread_create(&t, NULL, named_start, (void *)k)
+                                          : qbench_thread_create(&t, NULL, named_start, (void *)k);
             if (rc) {
                 fprintf(stderr, "situations: qbench_thread_create: %s\n", strerror(rc));
                 return 1;

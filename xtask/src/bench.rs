@@ -23,11 +23,18 @@ pub enum Which {
         #[arg(long, default_value_t = 31)]
         requests: usize,
     },
+    /// The observer's quiescence time against the runtime's, for the same updates (needs root).
+    Accuracy {
+        /// Updates per situation.
+        #[arg(long, default_value_t = 11)]
+        updates: usize,
+    },
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match args.which {
         Which::Runtime { quick, requests } => runtime(quick, requests),
+        Which::Accuracy { updates } => crate::bench_accuracy::run(updates),
     }
 }
 

@@ -1,9 +1,9 @@
 //! `cargo xtask demo`: the main job on a built-in target. Sets up, builds, starts qbench-demo,
-//! attaches qbench-trace to it (as root), requests updates with SIGUSR2, and prints the
-//! runtime's own report of each update next to what the eBPF probe saw.
+//! lets qbench-trace (as root) request updates and measure them from outside, and prints the
+//! runtime's own report of each update next to the observer's.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -56,12 +56,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     result
 }
 
-fn drive(
-    demo: &mut Child,
-    bin: &std::path::Path,
-    report: &PathBuf,
-    updates: usize,
-) -> anyhow::Result<()> {
+fn drive(demo: &mut Child, bin: &Path, report: &Path, updates: usize) -> anyhow::Result<()> {
     let mut stdout = BufReader::new(demo.stdout.take().context("stdout")?);
     let mut line = String::new();
     stdout.read_line(&mut line)?;
@@ -72,31 +67,42 @@ fn drive(
     println!("demo: qbench-demo is pid {pid}");
 
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let watch_secs = 2 + updates as u64 / 5;
-    let trace = if root {
-        println!("demo: attaching qbench-trace (uprobe on qbench_probe_arrive) for {watch_secs} s");
-        let child = Command::new(bin.join("qbench-trace"))
+    let observed = if unsafe { libc::geteuid() } == 0 {
+        println!("demo: qbench-trace --pid {pid} --request --count {updates} --json");
+        let out = Command::new(bin.join("qbench-trace"))
             .args([
                 "--pid",
                 &pid.to_string(),
-                "--duration",
-                &watch_secs.to_string(),
+                "--request",
+                "--count",
+                &updates.to_string(),
+                "--json",
             ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start qbench-trace")?;
-        std::thread::sleep(Duration::from_millis(500));
-        Some(child)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run qbench-trace")?;
+        ensure!(
+            out.status.code() == Some(0),
+            "qbench-trace ended with {}",
+            out.status
+        );
+        String::from_utf8(out.stdout)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<serde_json::Value>, _>>()?
     } else {
-        println!("demo: not root, so qbench-trace is skipped (it needs CAP_BPF and CAP_PERFMON)");
-        None
+        println!(
+            "demo: not root, so qbench-trace is skipped (it needs CAP_BPF and CAP_PERFMON); sending SIGUSR2 instead"
+        );
+        for n in 1..=updates {
+            std::thread::sleep(Duration::from_millis(50));
+            target::request_update(pid)?;
+            target::wait_report_lines(report, n, Duration::from_secs(10))?;
+        }
+        Vec::new()
     };
-
+    target::wait_report_lines(report, updates, Duration::from_secs(10))?;
     for n in 1..=updates {
-        std::thread::sleep(Duration::from_millis(100));
-        target::request_update(pid)?;
-        target::wait_report_lines(report, n, Duration::from_secs(10))?;
         line.clear();
         stdout.read_line(&mut line)?;
         ensure!(
@@ -105,45 +111,40 @@ fn drive(
         );
     }
 
+    println!("\nEach update as the runtime measured it inside the process (QBENCH_REPORT) and as");
     println!(
-        "\nThe runtime's own measurement (QBENCH_REPORT; the quiescence hook ran once per update):"
+        "qbench-trace measured it from outside (eBPF); the quiescence hook ran once per update."
     );
     println!(
-        "{:>4} {:<9} {:>8} {:>14} {:>18}",
-        "SEQ", "OUTCOME", "THREADS", "QUIESCENCE_US", "REQ_LATENCY_US"
+        "{:>4} {:<9} {:>8} {:>16} {:>16} {:>16} {:>16}",
+        "SEQ",
+        "OUTCOME",
+        "THREADS",
+        "RUNTIME_QUIES_US",
+        "OBSERVER_QUIES_US",
+        "RUNTIME_LAT_US",
+        "OBSERVER_LAT_US"
     );
-    let text = std::fs::read_to_string(report)?;
-    let mut threads = 0;
-    for l in text.lines() {
+    let us = |v: &serde_json::Value, k: &str| {
+        v[k].as_u64()
+            .map_or("-".to_string(), |n| format!("{:.1}", n as f64 / 1e3))
+    };
+    for l in std::fs::read_to_string(report)?.lines() {
         let r: serde_json::Value = serde_json::from_str(l)?;
-        let us = |k: &str| {
-            r[k].as_u64()
-                .map_or("-".to_string(), |v| format!("{:.1}", v as f64 / 1e3))
-        };
-        threads = r["threads"].as_u64().unwrap_or(0);
+        let o = observed
+            .iter()
+            .find(|o| o["runtime_seq"] == r["seq"])
+            .cloned()
+            .unwrap_or_default();
         println!(
-            "{:>4} {:<9} {:>8} {:>14} {:>18}",
+            "{:>4} {:<9} {:>8} {:>16} {:>16} {:>16} {:>16}",
             r["seq"].as_u64().unwrap_or(0),
             r["outcome"].as_str().unwrap_or("?"),
-            threads,
-            us("quiescence_ns"),
-            us("request_latency_ns")
-        );
-    }
-    if let Some(trace) = trace {
-        let out = trace.wait_with_output()?;
-        ensure!(out.status.success(), "qbench-trace failed ({})", out.status);
-        let table = String::from_utf8_lossy(&out.stdout);
-        println!("\nqbench-trace (eBPF, from outside the process): arrivals per thread");
-        print!("{table}");
-        let seen: u64 = table
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum();
-        println!(
-            "\ndemo: the probe saw {seen} arrivals; the runtime reported {updates} updates x {threads} threads = {}",
-            updates as u64 * threads
+            r["threads"].as_u64().unwrap_or(0),
+            us(&r, "quiescence_ns"),
+            us(&o, "quiescence_ns"),
+            us(&r, "request_latency_ns"),
+            us(&o, "request_latency_ns"),
         );
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! 2 bad usage.
 
 mod bench;
+mod bench_accuracy;
 mod bench_runtime;
 mod demo;
 mod install;

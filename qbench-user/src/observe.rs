@@ -1,0 +1,233 @@
+//! The observing loop: seed the thread table, read the ring buffer as it fills, feed the
+//! tracker, close the kernel's window after each report, print, and stop on Ctrl-C, SIGTERM,
+//! the target's exit or the wanted count. All decisions are the tracker's; this is the I/O.
+
+use std::io::Write;
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use qbench_common::ThreadState;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::Args;
+use crate::decode::Event;
+use crate::output::{self, Context};
+use crate::procfs;
+use crate::tracker::{Outcome, Tracker, Update};
+
+/// How often the loop wakes to check timeouts and whether the target still lives.
+const TICK: Duration = Duration::from_millis(5);
+/// Pause between a report and the next `--request`: the runtime finishes releasing its threads
+/// first (a request during its release would be merged into the update just reported).
+const REQUEST_GAP: Duration = Duration::from_millis(50);
+
+/// What the loop needs from the loaded programs (implemented by the loader).
+pub trait Kernel {
+    /// The per-thread state the programs keep whether or not a window is open.
+    fn snapshot_threads(&self) -> anyhow::Result<Vec<(u32, ThreadState)>>;
+    /// Lets the next request open a new window.
+    fn close_window(&mut self) -> anyhow::Result<()>;
+    /// Events the programs could not record, all kinds, all CPUs, since load.
+    fn lost_events(&self) -> anyhow::Result<u64>;
+}
+
+/// How the observation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub updates: u64,
+    pub dnq: u64,
+    /// The target exited while observed.
+    pub target_exited: bool,
+}
+
+struct Loop<'a, K: Kernel> {
+    args: &'a Args,
+    kernel: K,
+    tracker: Tracker,
+    summary: Summary,
+    lost_reported: u64,
+    undecodable: u64,
+}
+
+/// Observes `args.pid` until done. `events` is the programs' ring buffer.
+pub async fn run<K: Kernel>(
+    args: &Args,
+    kernel: K,
+    events: RingBuf<MapData>,
+) -> anyhow::Result<Summary> {
+    let mut l = Loop {
+        args,
+        kernel,
+        tracker: Tracker::new(args.timeout.as_nanos() as u64),
+        summary: Summary {
+            updates: 0,
+            dnq: 0,
+            target_exited: false,
+        },
+        lost_reported: 0,
+        undecodable: 0,
+    };
+    let threads =
+        procfs::threads(args.pid).ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid))?;
+    for t in &threads {
+        l.tracker.seed(t.tid, &t.comm, t.syscall);
+    }
+    if args.verbose > 0 {
+        eprintln!(
+            "qbench-trace: seeded {} threads of pid {} from /proc",
+            threads.len(),
+            args.pid
+        );
+    }
+    // SAFETY: the ring buffer owns its map descriptor, which stays open and the same for as long
+    // as the AsyncFd holds it.
+    let mut events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
+    let mut tick = tokio::time::interval(TICK);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let wanted = args.updates_wanted();
+    if args.request {
+        send_request(args)?;
+    }
+    loop {
+        tokio::select! {
+            ready = events.readable_mut() => {
+                let mut guard = ready?;
+                let finished = l.drain(guard.get_inner_mut())?;
+                guard.clear_ready();
+                for update in finished {
+                    l.report(&update)?;
+                    if wanted.is_some_and(|w| l.summary.updates >= w) {
+                        return Ok(l.summary);
+                    }
+                    if args.request {
+                        tokio::time::sleep(REQUEST_GAP).await;
+                        send_request(args)?;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(update) = l.tracker.on_tick(crate::clock::monotonic_ns()) {
+                    l.report(&update)?;
+                    if wanted.is_some_and(|w| l.summary.updates >= w) {
+                        return Ok(l.summary);
+                    }
+                    if args.request {
+                        tokio::time::sleep(REQUEST_GAP).await;
+                        send_request(args)?;
+                    }
+                }
+                // Gone, or a zombie its parent has not reaped yet: either way it has exited.
+                if matches!(procfs::state(args.pid, args.pid), None | Some('Z' | 'X')) {
+                    // Report what was seen of an update in progress, then stop.
+                    if let Some(update) = l.tracker.on_tick(u64::MAX) {
+                        l.report(&update)?;
+                    }
+                    eprintln!("qbench-trace: process {} exited", args.pid);
+                    l.summary.target_exited = true;
+                    return Ok(l.summary);
+                }
+            }
+            _ = interrupt.recv() => return Ok(l.summary),
+            _ = terminate.recv() => return Ok(l.summary),
+        }
+    }
+}
+
+impl<K: Kernel> Loop<'_, K> {
+    /// Applies every record in the ring buffer; returns the updates they completed.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<Vec<Update>> {
+        let mut finished = Vec::new();
+        while let Some(record) = ring.next() {
+            let event = match Event::try_from(&*record) {
+                Ok(event) => event,
+                Err(err) => {
+                    self.undecodable += 1;
+                    if self.args.verbose > 0 {
+                        eprintln!("qbench-trace: undecodable event: {err}");
+                    }
+                    continue;
+                }
+            };
+            drop(record);
+            // sched_process_fork fires for fork() too: a child process is not a new thread.
+            if let Event::ThreadNew { tid, .. } = event
+                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.args.pid)).exists()
+            {
+                continue;
+            }
+            if self.args.verbose > 1 {
+                eprintln!("qbench-trace: {event:?}");
+            }
+            let opens = matches!(event, Event::Request { .. }) && !self.tracker.window_open();
+            let done = self.tracker.on_event(event);
+            if opens && self.tracker.window_open() {
+                self.on_window_opened()?;
+            }
+            finished.extend(done);
+        }
+        Ok(finished)
+    }
+
+    /// At a request: current thread names (the helper is recognised by its name) and the
+    /// kernel's record of who is blocked in what since before the request.
+    fn on_window_opened(&mut self) -> anyhow::Result<()> {
+        for tid in self.tracker.tids() {
+            if let Some(comm) = procfs::comm(self.args.pid, tid) {
+                self.tracker.set_comm(tid, &comm);
+            }
+        }
+        let snapshot = self.kernel.snapshot_threads()?;
+        self.tracker.apply_snapshot(&snapshot);
+        Ok(())
+    }
+
+    fn report(&mut self, update: &Update) -> anyhow::Result<()> {
+        self.kernel.close_window()?;
+        let lost_total = self.kernel.lost_events()? + self.undecodable;
+        let lost = lost_total - self.lost_reported.min(lost_total);
+        self.lost_reported = lost_total;
+        if lost > 0 {
+            eprintln!(
+                "qbench-trace: {lost} events lost during update {} (ring buffer or thread table full)",
+                update.number
+            );
+        }
+        let pid = self.args.pid;
+        let state_of = move |tid: u32| procfs::state(pid, tid);
+        let ctx = Context {
+            pid,
+            lost_events: lost,
+            state_of: &state_of,
+        };
+        let text = if self.args.json {
+            output::json(update, &ctx) + "\n"
+        } else {
+            output::human(update, &ctx) + "\n"
+        };
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+        self.summary.updates += 1;
+        if update.outcome == Outcome::Dnq {
+            self.summary.dnq += 1;
+        }
+        Ok(())
+    }
+}
+
+fn send_request(args: &Args) -> anyhow::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(args.pid as i32, args.signal) } != 0 {
+        anyhow::bail!(
+            "cannot send signal {} to pid {}: {}",
+            args.signal,
+            args.pid,
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}

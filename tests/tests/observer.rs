@@ -1,0 +1,431 @@
+//! qbench-trace against real target programs: real eBPF programs loaded into the kernel, real
+//! update requests by signal, exact outcomes. Skipped, with the reason printed, when not root.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qbench_tests::{Linkage, Report, Target, artifact, build_c};
+use serde_json::Value;
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!(
+            "skipped: qbench-trace needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs"
+        );
+    }
+    root
+}
+
+fn situations(args: &[&str], env: &[(&str, &str)]) -> Target {
+    let target = Target::start(&build_c("situations", Linkage::Dynamic), args, env);
+    target.wait_blocked();
+    target
+}
+
+/// Runs qbench-trace to completion (at most 60 s).
+fn trace(args: &[&str]) -> Output {
+    let mut child = Command::new(artifact("qbench-trace"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qbench-trace");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "qbench-trace did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn thread<'a>(update: &'a Value, name: &str) -> &'a Value {
+    update["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .find(|t| t["comm"] == name)
+        .unwrap_or_else(|| panic!("no thread {name} in {update}"))
+}
+
+/// What descriptor `fd` of `pid` is: "socket:[...]", "pipe:[...]", a path.
+fn fd_kind(pid: i32, fd: &Value) -> String {
+    let path = format!("/proc/{pid}/fd/{}", fd.as_u64().expect("fd number"));
+    std::fs::read_link(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn measures_the_same_updates_as_the_runtime_and_orders_both() {
+    if !root() {
+        return;
+    }
+    let target = situations(&["read:2", "accept:1", "condwait:1", "sleep:1"], &[]);
+    let pid = target.pid.to_string();
+    let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let observed = json_lines(&out);
+    let reported: Vec<Report> = target.wait_reports(3, Duration::from_secs(10));
+    assert_eq!(observed.len(), 3);
+    for (o, r) in observed.iter().zip(&reported) {
+        assert_eq!(o["pid"], target.pid);
+        assert_eq!(o["outcome"], "quiesced", "{o}");
+        assert_eq!(o["request_source"], "signal");
+        assert_eq!(o["lost_events"], 0);
+        // main + 5 workers; the runtime's helper thread is not a participant.
+        let threads = o["threads"].as_array().expect("threads");
+        assert_eq!(threads.len(), 6, "{o}");
+        assert!(
+            threads
+                .iter()
+                .all(|t| t["state"] == "arrived" && t["blocked_in"].is_null()),
+            "{o}"
+        );
+        r.assert_quiesced(6);
+        let (req, first, last) = (
+            o["request_ns"].as_u64().unwrap(),
+            o["first_arrival_ns"].as_u64().unwrap(),
+            o["last_arrival_ns"].as_u64().unwrap(),
+        );
+        assert!(req <= first && first <= last, "{o}");
+        assert_eq!(o["quiescence_ns"].as_u64(), Some(last - first));
+        assert_eq!(o["request_latency_ns"].as_u64(), Some(last - req));
+        // The signal is generated before the target's handler runs and stamps the request.
+        assert!(
+            req <= r.request_ns,
+            "observer {req} runtime {}",
+            r.request_ns
+        );
+        assert_eq!(o["runtime_seq"].as_u64(), Some(r.seq));
+    }
+}
+
+/// Starts `situations read:1 KIND:1`, requests one update with a short timeout, and returns the
+/// observer's DNQ report and the stuck thread's entry.
+fn stuck(kind: &str) -> (Target, Value) {
+    let target = situations(
+        &["read:1", &format!("{kind}:1")],
+        &[("QBENCH_TIMEOUT_MS", "2000")],
+    );
+    let pid = target.pid.to_string();
+    let out = trace(&["--pid", &pid, "--request", "--timeout", "300ms", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit 3 for a DNQ; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let updates = json_lines(&out);
+    assert_eq!(updates.len(), 1);
+    let update = updates[0].clone();
+    assert_eq!(update["outcome"], "dnq");
+    assert_eq!(update["quiescence_ns"], Value::Null);
+    // The missing thread comes first; main and the reader arrived.
+    assert_eq!(update["threads"][0]["comm"], kind, "{update}");
+    assert_eq!(thread(&update, "read")["state"], "arrived");
+    let missing: Vec<&Value> = update["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["arrival_ns"].is_null())
+        .collect();
+    assert_eq!(missing.len(), 1, "{update}");
+    (target, missing[0].clone())
+}
+
+#[test]
+fn names_a_thread_stuck_in_a_plain_condition_wait() {
+    if !root() {
+        return;
+    }
+    let (_target, t) = stuck("plaincond");
+    assert_eq!(t["blocked_in"]["syscall"], "futex", "{t}");
+    assert_eq!(t["state"], "sleeping");
+}
+
+#[test]
+fn names_a_thread_stuck_in_accept_and_its_socket() {
+    if !root() {
+        return;
+    }
+    let (target, t) = stuck("stuckaccept");
+    assert_eq!(t["blocked_in"]["syscall"], "accept", "{t}");
+    assert!(
+        fd_kind(target.pid, &t["blocked_in"]["args"][0]).starts_with("socket:"),
+        "{t}"
+    );
+    // It re-entered accept after the request's interruption: the call began after the request.
+    assert!(t["blocked_in"]["since_ns"].as_u64().is_some(), "{t}");
+}
+
+#[test]
+fn names_a_thread_stuck_in_read_and_its_pipe() {
+    if !root() {
+        return;
+    }
+    let (target, t) = stuck("stuckread");
+    assert_eq!(t["blocked_in"]["syscall"], "read", "{t}");
+    assert!(
+        fd_kind(target.pid, &t["blocked_in"]["args"][0]).starts_with("pipe:"),
+        "{t}"
+    );
+    assert_eq!(t["blocked_in"]["args"][2], 1, "count");
+}
+
+#[test]
+fn names_a_thread_stuck_in_sleep() {
+    if !root() {
+        return;
+    }
+    let (_target, t) = stuck("stucksleep");
+    assert_eq!(t["blocked_in"]["syscall"], "clock_nanosleep", "{t}");
+}
+
+#[test]
+fn the_human_report_has_a_summary_and_a_header_row() {
+    if !root() {
+        return;
+    }
+    let target = situations(&["read:1", "stuckread:1"], &[("QBENCH_TIMEOUT_MS", "2000")]);
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "200ms",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("UPDATE 1 pid {} (signal 12 from pid ", target.pid)),
+        "{text}"
+    );
+    assert!(
+        lines[0].contains("DID NOT QUIESCE after 200.0 ms, 1 of 3 threads missing"),
+        "{text}"
+    );
+    assert!(lines[1].split_whitespace().eq([
+        "TID",
+        "COMM",
+        "STATE",
+        "ARRIVAL_US",
+        "BLOCKED_IN",
+        "SINCE_MS"
+    ]));
+    assert!(
+        lines[2].contains("stuckread") && lines[2].contains("read(fd="),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_full_ring_buffer_is_reported_as_lost_events() {
+    if !root() {
+        return;
+    }
+    // The spinning thread makes system calls as fast as it can while the window stays open
+    // (it never arrives); a one-page ring buffer that nobody drains fast enough overflows.
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["read:1", "spin:1", "stuckread:1"],
+        &[("QBENCH_TIMEOUT_MS", "2000")],
+    );
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+        "--json",
+        "--ring-bytes",
+        "4096",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let update = &json_lines(&out)[0];
+    let lost = update["lost_events"].as_u64().expect("lost_events");
+    assert!(lost > 0, "{update}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("qbench-trace: {lost} events lost during update 1")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_and_the_documented_exit_code() {
+    if !root() {
+        return;
+    }
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (vec!["--pid".into(), "0".into()], 2, "is not a process id"),
+        (
+            vec!["--pid".into(), "4194000".into()],
+            1,
+            "no process with pid 4194000",
+        ),
+        (vec!["--pid".into(), "2".into()], 1, "is a kernel thread"),
+        (
+            vec![
+                "--pid".into(),
+                "1".into(),
+                "--timeout".into(),
+                "forever".into(),
+            ],
+            2,
+            "is not a duration",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = trace(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_program_without_update_points_is_refused_with_a_hint() {
+    if !root() {
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
+    std::thread::sleep(Duration::from_millis(50));
+    let pid = sleeper.id().to_string();
+    let out = trace(&["--pid", &pid]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no qbench_update in ") && stderr.contains("--point"),
+        "{stderr}"
+    );
+    let out = trace(&["--pid", &pid, "--point", "no_such_function"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no_such_function"), "{stderr}");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn the_target_exiting_ends_the_observation_cleanly() {
+    if !root() {
+        return;
+    }
+    let mut target = situations(&["read:1"], &[]);
+    let mut child = Command::new(artifact("qbench-trace"))
+        .args(["--pid", &target.pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    target.send("q");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "qbench-trace did not notice the exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("process {} exited", target.pid))
+    );
+}
+
+#[test]
+fn killing_the_observer_leaves_the_target_running_and_no_programs_behind() {
+    if !root() {
+        return;
+    }
+    let target = situations(&["read:1", "condwait:1"], &[]);
+    let mut child = Command::new(artifact("qbench-trace"))
+        .args(["--pid", &target.pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        qbench_programs_loaded() > 0,
+        "programs should be loaded while attached"
+    );
+    target.request(libc::SIGUSR2);
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    // The runtime completes its update on its own; the target is neither parked nor slowed.
+    target.wait_reports(1, Duration::from_secs(5))[0].assert_quiesced(3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while qbench_programs_loaded() > 0 {
+        assert!(Instant::now() < deadline, "qbench programs left loaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Programs whose names start with "qbench_" loaded in the kernel (bpftool's view).
+fn qbench_programs_loaded() -> usize {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("qbench_")))
+        .count()
+}
+
+#[test]
+fn a_child_process_forked_during_observation_is_not_a_thread() {
+    if !root() {
+        return;
+    }
+    let mut target = situations(&["read:2"], &[]);
+    let mut child = Command::new(artifact("qbench-trace"))
+        .args(["--pid", &target.pid.to_string(), "--count", "1", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    // The target forks a child (which runs its own update and exits), then gets a request.
+    target.send("f");
+    assert!(target.read_line().starts_with("child "));
+    target.request(libc::SIGUSR2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "no report");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let update = &json_lines(&out)[0];
+    assert_eq!(update["outcome"], "quiesced", "{update}");
+    assert_eq!(
+        update["threads"].as_array().map(Vec::len),
+        Some(3),
+        "{update}"
+    );
+}
