@@ -429,3 +429,63 @@ fn a_child_process_forked_during_observation_is_not_a_thread() {
         "{update}"
     );
 }
+
+#[test]
+fn observes_a_program_without_the_runtime_at_a_named_update_point() {
+    if !root() {
+        return;
+    }
+    let dir = qbench_tests::TempDir::new();
+    let exe = dir.0.join("plain_target");
+    let source = qbench_tests::workspace_root().join("qbench-user/tests/c/plain_target.c");
+    let cc = Command::new("cc")
+        .args(["-O2", "-pthread", "-rdynamic"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("cc");
+    assert!(cc.success());
+    let mut target = Command::new(&exe)
+        .arg("points")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start plain_target");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("ready");
+    assert_eq!(line.trim(), "ready");
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = target.id().to_string();
+    let out = trace(&[
+        "--pid",
+        &pid,
+        "--point",
+        "update_point",
+        "--request",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    let _ = target.kill();
+    let _ = target.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let updates = json_lines(&out);
+    assert_eq!(updates.len(), 2);
+    for (n, u) in updates.iter().enumerate() {
+        assert_eq!(u["update"], n as u64 + 1);
+        assert_eq!(u["outcome"], "quiesced", "{u}");
+        assert_eq!(u["runtime_seq"], Value::Null, "no runtime in this program");
+        // main and three workers, each reported once although each passes the point twice.
+        assert_eq!(u["threads"].as_array().map(Vec::len), Some(4), "{u}");
+    }
+}

@@ -118,7 +118,7 @@ pub fn run(updates: usize) -> anyhow::Result<()> {
         pairs.push(pair);
     }
     let mut table = String::from(
-        "| situation (8 threads) | updates paired | runtime median µs | observer median µs | median |difference| µs | max |difference| µs | within max(20 µs, 5 %) |\n\
+        "| situation (8 threads) | updates paired | runtime median µs | observer median µs | median abs. difference µs | max abs. difference µs | within max(20 µs, 5 %) |\n\
          |---|---:|---:|---:|---:|---:|---|\n",
     );
     for p in &pairs {
