@@ -2,20 +2,24 @@
 //! update requests by signal, exact outcomes. Skipped, with the reason printed, when not root.
 
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use qbench_tests::{Linkage, Report, Target, artifact, build_c};
 use serde_json::Value;
 
-fn root() -> bool {
+/// One observer test at a time: the tests that count the kernel's loaded programs must not see
+/// another test's. None (with the reason printed) when not root.
+fn privileged() -> Option<MutexGuard<'static, ()>> {
+    static SERIAL: Mutex<()> = Mutex::new(());
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
+    if unsafe { libc::geteuid() } != 0 {
         eprintln!(
             "skipped: qbench-trace needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs"
         );
+        return None;
     }
-    root
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn situations(args: &[&str], env: &[(&str, &str)]) -> Target {
@@ -66,9 +70,7 @@ fn fd_kind(pid: i32, fd: &Value) -> String {
 
 #[test]
 fn measures_the_same_updates_as_the_runtime_and_orders_both() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let target = situations(&["read:2", "accept:1", "condwait:1", "sleep:1"], &[]);
     let pid = target.pid.to_string();
     let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
@@ -149,9 +151,7 @@ fn stuck(kind: &str) -> (Target, Value) {
 
 #[test]
 fn names_a_thread_stuck_in_a_plain_condition_wait() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let (_target, t) = stuck("plaincond");
     assert_eq!(t["blocked_in"]["syscall"], "futex", "{t}");
     assert_eq!(t["state"], "sleeping");
@@ -159,9 +159,7 @@ fn names_a_thread_stuck_in_a_plain_condition_wait() {
 
 #[test]
 fn names_a_thread_stuck_in_accept_and_its_socket() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let (target, t) = stuck("stuckaccept");
     assert_eq!(t["blocked_in"]["syscall"], "accept", "{t}");
     assert!(
@@ -174,9 +172,7 @@ fn names_a_thread_stuck_in_accept_and_its_socket() {
 
 #[test]
 fn names_a_thread_stuck_in_read_and_its_pipe() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let (target, t) = stuck("stuckread");
     assert_eq!(t["blocked_in"]["syscall"], "read", "{t}");
     assert!(
@@ -188,18 +184,14 @@ fn names_a_thread_stuck_in_read_and_its_pipe() {
 
 #[test]
 fn names_a_thread_stuck_in_sleep() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let (_target, t) = stuck("stucksleep");
     assert_eq!(t["blocked_in"]["syscall"], "clock_nanosleep", "{t}");
 }
 
 #[test]
 fn the_human_report_has_a_summary_and_a_header_row() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1", "stuckread:1"], &[("QBENCH_TIMEOUT_MS", "2000")]);
     let out = trace(&[
         "--pid",
@@ -235,9 +227,7 @@ fn the_human_report_has_a_summary_and_a_header_row() {
 
 #[test]
 fn a_full_ring_buffer_is_reported_as_lost_events() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     // The spinning thread makes system calls as fast as it can while the window stays open
     // (it never arrives); a one-page ring buffer that nobody drains fast enough overflows.
     let target = Target::start(
@@ -268,9 +258,7 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
 
 #[test]
 fn bad_input_gets_one_line_and_the_documented_exit_code() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (vec!["--pid".into(), "0".into()], 2, "is not a process id"),
         (
@@ -304,9 +292,7 @@ fn bad_input_gets_one_line_and_the_documented_exit_code() {
 
 #[test]
 fn a_program_without_update_points_is_refused_with_a_hint() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
     std::thread::sleep(Duration::from_millis(50));
     let pid = sleeper.id().to_string();
@@ -328,9 +314,7 @@ fn a_program_without_update_points_is_refused_with_a_hint() {
 
 #[test]
 fn the_target_exiting_ends_the_observation_cleanly() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let mut target = situations(&["read:1"], &[]);
     let mut child = Command::new(artifact("qbench-trace"))
         .args(["--pid", &target.pid.to_string()])
@@ -357,9 +341,7 @@ fn the_target_exiting_ends_the_observation_cleanly() {
 
 #[test]
 fn killing_the_observer_leaves_the_target_running_and_no_programs_behind() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1", "condwait:1"], &[]);
     let mut child = Command::new(artifact("qbench-trace"))
         .args(["--pid", &target.pid.to_string()])
@@ -394,9 +376,7 @@ fn qbench_programs_loaded() -> usize {
 
 #[test]
 fn a_child_process_forked_during_observation_is_not_a_thread() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let mut target = situations(&["read:2"], &[]);
     let mut child = Command::new(artifact("qbench-trace"))
         .args(["--pid", &target.pid.to_string(), "--count", "1", "--json"])
@@ -432,9 +412,7 @@ fn a_child_process_forked_during_observation_is_not_a_thread() {
 
 #[test]
 fn observes_a_program_without_the_runtime_at_a_named_update_point() {
-    if !root() {
-        return;
-    }
+    let Some(_serial) = privileged() else { return };
     let dir = qbench_tests::TempDir::new();
     let exe = dir.0.join("plain_target");
     let source = qbench_tests::workspace_root().join("qbench-user/tests/c/plain_target.c");
@@ -488,4 +466,73 @@ fn observes_a_program_without_the_runtime_at_a_named_update_point() {
         // main and three workers, each reported once although each passes the point twice.
         assert_eq!(u["threads"].as_array().map(Vec::len), Some(4), "{u}");
     }
+}
+
+#[test]
+fn ctrl_c_detaches_cleanly() {
+    let Some(_serial) = privileged() else { return };
+    let target = situations(&["read:1"], &[]);
+    let child = Command::new(artifact("qbench-trace"))
+        .args(["--pid", &target.pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(qbench_programs_loaded() > 0);
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(qbench_programs_loaded(), 0, "programs left after Ctrl-C");
+}
+
+#[test]
+fn without_privileges_it_names_the_missing_capabilities() {
+    let Some(_serial) = privileged() else { return };
+    let trace = artifact("qbench-trace");
+    // Run as nobody, with no capabilities; the binary must be reachable by that user.
+    let probe = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&trace)
+        .arg("--version")
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        _ => {
+            eprintln!(
+                "skipped: cannot run {} as nobody with setpriv here",
+                trace.display()
+            );
+            return;
+        }
+    }
+    let target = situations(&["read:1"], &[]);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&trace)
+        .args(["--pid", &target.pid.to_string()])
+        .output()
+        .expect("run as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "qbench-trace: error: qbench-trace needs root, or the capabilities CAP_BPF and CAP_PERFMON (run it with sudo)"
+    );
 }
