@@ -235,12 +235,16 @@ mod tests {
                         args: [0x55aa, 128, 0, 0, 0, 0],
                         since_ns: Some(900_000),
                     }),
+                    calls: vec![],
+                    ever_arrived: true,
                 },
                 ThreadReport {
                     tid: 10,
                     comm: "main".into(),
                     arrival_ns: Some(1_010_000),
                     blocked: None,
+                    calls: vec![],
+                    ever_arrived: true,
                 },
             ],
         }

@@ -25,6 +25,34 @@ struct Thread {
     comm: String,
     blocked: Option<Blocked>,
     arrival_ns: Option<u64>,
+    /// The tracked calls of the open window, in order (for timelines and diagnosis).
+    calls: Vec<Call>,
+    /// Whether the thread reached an update point in any window since attach.
+    ever_arrived: bool,
+}
+
+/// Return values of a system call the kernel restarts after a signal handler with SA_RESTART
+/// (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen by the exit
+/// tracepoint, never by the program.
+pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
+
+/// One tracked call during a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub nr: i64,
+    pub args: [u64; 6],
+    /// When it began: None before attach; may precede the request.
+    pub start_ns: Option<u64>,
+    /// When it returned, and what it returned; None while still blocked.
+    pub end_ns: Option<u64>,
+    pub ret: Option<i64>,
+}
+
+impl Call {
+    /// The kernel restarted it after a signal handler (the handler has SA_RESTART).
+    pub fn restarted(&self) -> bool {
+        self.ret.is_some_and(|r| RESTART_RETURNS.contains(&r))
+    }
 }
 
 /// Where the window's request was seen.
@@ -63,6 +91,10 @@ pub struct ThreadReport {
     pub arrival_ns: Option<u64>,
     /// What it is blocked in, for a thread that did not arrive.
     pub blocked: Option<Blocked>,
+    /// Its tracked calls during the window, in order.
+    pub calls: Vec<Call>,
+    /// Whether it reached an update point in any update observed since attach.
+    pub ever_arrived: bool,
 }
 
 /// One observed update.
@@ -163,11 +195,20 @@ impl Tracker {
             if state.nr == NO_SYSCALL {
                 thread.blocked = None;
             } else if state.since_ns < request_ns {
+                // Zero: seeded from /proc at attach, blocked since an unknown earlier time.
+                let since_ns = (state.since_ns != 0).then_some(state.since_ns);
                 thread.blocked = Some(Blocked {
                     nr: state.nr,
                     args: state.args,
-                    since_ns: Some(state.since_ns),
+                    since_ns,
                 });
+                thread.calls = vec![Call {
+                    nr: state.nr,
+                    args: state.args,
+                    start_ns: since_ns,
+                    end_ns: None,
+                    ret: None,
+                }];
             }
         }
     }
@@ -223,6 +264,7 @@ impl Tracker {
                 let thread = self.threads.entry(tid).or_default();
                 if thread.arrival_ns.is_none() {
                     thread.arrival_ns = Some(ts_ns);
+                    thread.ever_arrived = true;
                     thread.blocked = None;
                     let w = self.window.as_mut().expect("opened above");
                     w.first_arrival_ns = Some(w.first_arrival_ns.map_or(ts_ns, |f| f.min(ts_ns)));
@@ -253,12 +295,27 @@ impl Tracker {
                         args,
                         since_ns: Some(ts_ns),
                     });
+                    if self.window.is_some() {
+                        thread.calls.push(Call {
+                            nr,
+                            args,
+                            start_ns: Some(ts_ns),
+                            end_ns: None,
+                            ret: None,
+                        });
+                    }
                 }
                 None
             }
-            Event::SysExit { tid, .. } => {
+            Event::SysExit {
+                tid, ts_ns, ret, ..
+            } => {
                 if let Some(thread) = self.threads.get_mut(&tid) {
                     thread.blocked = None;
+                    if let Some(call) = thread.calls.last_mut().filter(|c| c.end_ns.is_none()) {
+                        call.end_ns = Some(ts_ns);
+                        call.ret = Some(ret);
+                    }
                 }
                 None
             }
@@ -288,6 +345,18 @@ impl Tracker {
     ) {
         for thread in self.threads.values_mut() {
             thread.arrival_ns = None;
+            // A call in progress at the request is the first of the new window's calls.
+            thread.calls = thread
+                .blocked
+                .map(|b| Call {
+                    nr: b.nr,
+                    args: b.args,
+                    start_ns: b.since_ns,
+                    end_ns: None,
+                    ret: None,
+                })
+                .into_iter()
+                .collect();
         }
         self.window = Some(Window {
             request_ns,
@@ -334,6 +403,8 @@ impl Tracker {
                 } else {
                     None
                 },
+                calls: t.calls.clone(),
+                ever_arrived: t.ever_arrived,
             })
             .collect();
         threads.sort_by_key(|t| (t.arrival_ns.is_some(), t.arrival_ns, t.tid));

@@ -344,3 +344,67 @@ fn a_process_with_only_the_helper_never_quiesces_by_itself() {
     assert_eq!(t.on_event(Event::ThreadExit { tid: 6, ts_ns: 101 }), None);
     assert_eq!(t.on_tick(110).map(|u| u.outcome), Some(Outcome::Dnq));
 }
+
+#[test]
+fn calls_of_the_window_are_kept_in_order_with_restarts() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    // 101 was in read since 800 (snapshot); it returns ERESTARTSYS and re-enters: SA_RESTART.
+    let state = ThreadState {
+        nr: 0,
+        since_ns: 800,
+        args: [5, 0, 1, 0, 0, 0],
+        arrived_seq: 0,
+    };
+    t.apply_snapshot(&[(101, state)]);
+    t.on_event(Event::SysExit {
+        tid: 101,
+        ts_ns: 1100,
+        nr: 0,
+        ret: -512,
+    });
+    t.on_event(Event::SysEnter {
+        tid: 101,
+        ts_ns: 1101,
+        nr: 0,
+        args: [5, 0, 1, 0, 0, 0],
+    });
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    let reader = update.threads.iter().find(|t| t.tid == 101).expect("101");
+    assert_eq!(reader.calls.len(), 2);
+    assert_eq!(
+        (
+            reader.calls[0].start_ns,
+            reader.calls[0].end_ns,
+            reader.calls[0].ret
+        ),
+        (Some(800), Some(1100), Some(-512))
+    );
+    assert!(reader.calls[0].restarted());
+    assert_eq!(
+        (reader.calls[1].start_ns, reader.calls[1].end_ns),
+        (Some(1101), None)
+    );
+    assert!(!reader.calls[1].restarted());
+    assert!(!reader.ever_arrived);
+    // The seeded main thread's call began before attach.
+    let main = update.threads.iter().find(|t| t.tid == 100).expect("main");
+    assert_eq!(main.calls.len(), 1);
+    assert_eq!(main.calls[0].start_ns, None);
+}
+
+#[test]
+fn ever_arrived_survives_later_windows() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(101, 1100));
+    t.on_tick(u64::MAX);
+    t.on_event(request(5000));
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    let ever: Vec<(u32, bool)> = update
+        .threads
+        .iter()
+        .map(|t| (t.tid, t.ever_arrived))
+        .collect();
+    assert_eq!(ever, vec![(100, false), (101, true), (102, false)]);
+}
