@@ -22,6 +22,9 @@ pub mod symbols {
     pub const PROBE_ARRIVE: &str = "qbench_probe_arrive";
     /// `void qbench_probe_depart(uint64_t seq)`: a parked thread is released.
     pub const PROBE_DEPART: &str = "qbench_probe_depart";
+    /// `void qbench_probe_release(uint64_t seq, uint32_t quiesced, uint32_t threads)`: the runtime
+    /// ends an update (1 quiesced, 0 DNQ) with this many participating threads, before releasing.
+    pub const PROBE_RELEASE: &str = "qbench_probe_release";
 }
 
 /// Names of the eBPF programs, as the loader looks them up in the object.
@@ -31,6 +34,8 @@ pub mod programs {
     pub const ARRIVE: &str = "qbench_arrive";
     /// uprobe on [`crate::symbols::PROBE_DEPART`]: emits [`crate::EVENT_DEPART`].
     pub const DEPART: &str = "qbench_depart";
+    /// uprobe on [`crate::symbols::PROBE_RELEASE`]: emits [`crate::EVENT_RELEASE`].
+    pub const RELEASE: &str = "qbench_release";
     /// uprobe on [`crate::symbols::PROBE_REQUEST`]: opens the window, emits [`crate::EVENT_REQUEST`].
     pub const REQUEST: &str = "qbench_request";
     /// uprobe on an update point of a program without the runtime ([`crate::symbols::UPDATE`]
@@ -146,6 +151,7 @@ pub const EVENT_SYS_ENTER: u32 = 4;
 pub const EVENT_SYS_EXIT: u32 = 5;
 pub const EVENT_THREAD_NEW: u32 = 6;
 pub const EVENT_THREAD_EXIT: u32 = 7;
+pub const EVENT_RELEASE: u32 = 8;
 
 /// The start of every event.
 #[repr(C)]
@@ -242,6 +248,20 @@ pub struct ThreadEvent {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<ThreadEvent>() == 24);
+
+/// [`EVENT_RELEASE`]: the runtime ends an update, just before releasing its parked threads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReleaseEvent {
+    pub header: EventHeader,
+    /// The runtime's sequence number.
+    pub seq: u64,
+    /// 1 for full quiescence, 0 for a DNQ.
+    pub quiesced: u32,
+    /// The runtime's participating threads.
+    pub threads: u32,
+}
+const _: () = assert!(core::mem::size_of::<ReleaseEvent>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -5,15 +5,17 @@
 //! - `void qbench_probe_request(uint64_t seq)`: an update was requested (in the signal handler,
 //!   or by `qbench_request_update` in the process);
 //! - `void qbench_probe_arrive(uint64_t seq)`: the calling thread parks at an update point;
-//! - `void qbench_probe_depart(uint64_t seq)`: the calling thread is released.
+//! - `void qbench_probe_depart(uint64_t seq)`: the calling thread is released;
+//! - `void qbench_probe_release(uint64_t seq, uint32_t quiesced, uint32_t threads)`: the runtime
+//!   ends an update (arguments in rdi, esi, edx).
 //!
 //! Every uprobe is scoped to the target process by the loader, and still filters on the tgid
 //! first: the scope is a perf-event filter that a shared library's other users may pass.
 
 use aya_ebpf::{EbpfContext as _, bindings::BPF_NOEXIST, macros::uprobe, programs::ProbeContext};
 use qbench_common::{
-    Arrivals, ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_REQUEST,
-    MISS_ARRIVALS_FULL, RequestEvent, SOURCE_RUNTIME,
+    Arrivals, ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_RELEASE, EVENT_REQUEST,
+    MISS_ARRIVALS_FULL, ReleaseEvent, RequestEvent, SOURCE_RUNTIME,
 };
 
 use crate::maps::{QBENCH_ARRIVALS, count_miss, emit, header, now_ns, open_window, target_tgid};
@@ -75,6 +77,20 @@ pub fn qbench_depart(ctx: ProbeContext) -> u32 {
         emit(DepartEvent {
             header: header(EVENT_DEPART, ctx.pid(), now_ns()),
             seq: ctx.arg(0).unwrap_or(0),
+        });
+    }
+    0
+}
+
+/// `qbench_common::programs::RELEASE`.
+#[uprobe]
+pub fn qbench_release(ctx: ProbeContext) -> u32 {
+    if ctx.tgid() == target_tgid() {
+        emit(ReleaseEvent {
+            header: header(EVENT_RELEASE, ctx.pid(), now_ns()),
+            seq: ctx.arg(0).unwrap_or(0),
+            quiesced: ctx.arg(1).unwrap_or(0),
+            threads: ctx.arg(2).unwrap_or(0),
         });
     }
     0

@@ -37,11 +37,15 @@
  *   ENOTRECOVERABLE   an internal error was caught; the program can go on
  *
  * Probe contract (for qbench-trace and other observers): qbench_update, qbench_probe_request,
- * qbench_probe_arrive and qbench_probe_depart are exported, never inlined, and start with a
- * 5-byte NOP. The three qbench_probe_* anchors run only while an update is pending:
+ * qbench_probe_arrive, qbench_probe_depart and qbench_probe_release are exported, never
+ * inlined, and start with a 5-byte NOP. The qbench_probe_* anchors run only while an update is
+ * pending:
  *   qbench_probe_request(seq)  an update was requested (runs in the signal handler)
  *   qbench_probe_arrive(seq)   the calling thread parks at an update point
  *   qbench_probe_depart(seq)   the calling thread is released
+ *   qbench_probe_release(seq, quiesced, threads)
+ *                              the update ends (1 quiesced, 0 DNQ) with this many participating
+ *                              threads, just before they are released (on the helper thread)
  * They are not for programs to call.
  */
 #ifndef QBENCH_H
@@ -116,6 +120,7 @@ int qbench_set_quiescence_hook(void (*hook)(void *), void *arg);
 void qbench_probe_request(uint64_t seq);
 void qbench_probe_arrive(uint64_t seq);
 void qbench_probe_depart(uint64_t seq);
+void qbench_probe_release(uint64_t seq, uint32_t quiesced, uint32_t threads);
 
 #ifdef __cplusplus
 }

@@ -8,9 +8,10 @@
 //! | `qbench_probe_request` | when an update is requested (seq)                    |
 //! | `qbench_probe_arrive`  | when a thread parks at an update point (seq)         |
 //! | `qbench_probe_depart`  | when a parked thread is released (seq)               |
+//! | `qbench_probe_release` | once per update, just before the release (seq, quiesced, threads) |
 //!
-//! The three `qbench_probe_*` anchors run only while an update is pending, so probing them costs
-//! a target nothing in steady state.
+//! The `qbench_probe_*` anchors run only while an update is pending, so probing them costs a
+//! target nothing in steady state.
 
 use std::arch::naked_asm;
 
@@ -42,6 +43,15 @@ pub extern "C" fn qbench_probe_request(_seq: u64) {
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 pub extern "C" fn qbench_probe_arrive(_seq: u64) {
+    naked_asm!(".byte 0x0f, 0x1f, 0x44, 0x00, 0x00", "ret")
+}
+
+/// Probe anchor: the runtime ends update `seq`, on its helper thread, just before releasing the
+/// parked threads: `quiesced` is 1 for full quiescence and 0 for a DNQ, `threads` the number of
+/// participating threads. Tells an observer which threads the runtime waited for.
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub extern "C" fn qbench_probe_release(_seq: u64, _quiesced: u32, _threads: u32) {
     naked_asm!(".byte 0x0f, 0x1f, 0x44, 0x00, 0x00", "ret")
 }
 

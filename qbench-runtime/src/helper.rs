@@ -77,7 +77,11 @@ fn coordinate(rt: &Runtime) {
     }
     // Published before the release: a program may exit as soon as its threads run again, and
     // the report of its last update must not be lost.
+    let quiesced = u32::from(report.outcome == crate::report::Outcome::Quiesced);
+    let threads = u32::try_from(report.threads).unwrap_or(u32::MAX);
+    let seq = report.seq;
     publish(rt, report);
+    crate::anchors::qbench_probe_release(seq, quiesced, threads);
     release(rt);
 }
 

@@ -25,9 +25,10 @@ pub const TRACEPOINTS: [(&str, &str, &str); 5] = [
 ];
 
 /// Every uprobe program of the object.
-pub const UPROBES: [&str; 4] = [
+pub const UPROBES: [&str; 5] = [
     programs::ARRIVE,
     programs::DEPART,
+    programs::RELEASE,
     programs::REQUEST,
     programs::POINT,
 ];

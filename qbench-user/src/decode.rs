@@ -44,6 +44,14 @@ pub enum Event {
     ThreadNew { tid: u32, ts_ns: u64, parent: u32 },
     /// A thread of the target exited.
     ThreadExit { tid: u32, ts_ns: u64 },
+    /// The runtime ends an update (on its helper thread), just before releasing its threads.
+    Release {
+        tid: u32,
+        ts_ns: u64,
+        seq: u64,
+        quiesced: bool,
+        threads: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +88,8 @@ impl Event {
             | Event::SysEnter { tid, .. }
             | Event::SysExit { tid, .. }
             | Event::ThreadNew { tid, .. }
-            | Event::ThreadExit { tid, .. } => tid,
+            | Event::ThreadExit { tid, .. }
+            | Event::Release { tid, .. } => tid,
         }
     }
 
@@ -92,7 +101,8 @@ impl Event {
             | Event::SysEnter { ts_ns, .. }
             | Event::SysExit { ts_ns, .. }
             | Event::ThreadNew { ts_ns, .. }
-            | Event::ThreadExit { ts_ns, .. } => ts_ns,
+            | Event::ThreadExit { ts_ns, .. }
+            | Event::Release { ts_ns, .. } => ts_ns,
         }
     }
 }
@@ -141,6 +151,7 @@ impl TryFrom<&[u8]> for Event {
             wire::EVENT_SYS_ENTER => size_of::<wire::SysEnterEvent>(),
             wire::EVENT_SYS_EXIT => size_of::<wire::SysExitEvent>(),
             wire::EVENT_THREAD_NEW | wire::EVENT_THREAD_EXIT => size_of::<wire::ThreadEvent>(),
+            wire::EVENT_RELEASE => size_of::<wire::ReleaseEvent>(),
             kind => return Err(DecodeError::UnknownKind { kind }),
         };
         if bytes.len() < need {
@@ -215,6 +226,18 @@ impl TryFrom<&[u8]> for Event {
                 ts_ns,
                 parent: f.u32(),
             },
+            wire::EVENT_RELEASE => {
+                let seq = f.u64();
+                let quiesced = f.u32() != 0;
+                let threads = f.u32();
+                Event::Release {
+                    tid,
+                    ts_ns,
+                    seq,
+                    quiesced,
+                    threads,
+                }
+            }
             _ => Event::ThreadExit { tid, ts_ns },
         })
     }
@@ -238,7 +261,7 @@ pub mod tests {
 
     #[test]
     fn every_kind_decodes() {
-        let cases: Vec<(Vec<u8>, Event)> = vec![
+        let mut cases: Vec<(Vec<u8>, Event)> = vec![
             (
                 bytes_of(&wire::RequestEvent {
                     header: header(wire::EVENT_REQUEST, 10, 100),
@@ -335,6 +358,21 @@ pub mod tests {
                 },
             ),
         ];
+        cases.push((
+            bytes_of(&wire::ReleaseEvent {
+                header: header(wire::EVENT_RELEASE, 14, 800),
+                seq: 4,
+                quiesced: 1,
+                threads: 6,
+            }),
+            Event::Release {
+                tid: 14,
+                ts_ns: 800,
+                seq: 4,
+                quiesced: true,
+                threads: 6,
+            },
+        ));
         for (bytes, want) in cases {
             assert_eq!(Event::try_from(bytes.as_slice()), Ok(want));
         }

@@ -267,6 +267,9 @@ impl Probes {
                 for (program, location) in uprobes {
                     attach::uprobe(&mut self.ebpf, program, location, self.tgid)?;
                 }
+                if let Some(release) = &anchors.release {
+                    attach::uprobe(&mut self.ebpf, programs::RELEASE, release, self.tgid)?;
+                }
             }
             AttachMode::Points(points) => {
                 for location in points {

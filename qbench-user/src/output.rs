@@ -49,6 +49,8 @@ struct ThreadJson<'a> {
     tid: u32,
     comm: &'a str,
     arrival_ns: Option<u64>,
+    /// False for a thread the runtime reached full quiescence without.
+    participating: bool,
     state: String,
     blocked_in: Option<BlockedJson>,
 }
@@ -94,6 +96,7 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
             tid: t.tid,
             comm: &t.comm,
             arrival_ns: t.arrival_ns,
+            participating: t.participating,
             state: state(t, ctx),
             blocked_in: t.blocked.map(|b| BlockedJson {
                 syscall: syscalls::name(b.nr),
@@ -237,6 +240,7 @@ mod tests {
                     }),
                     calls: vec![],
                     ever_arrived: true,
+                    participating: true,
                 },
                 ThreadReport {
                     tid: 10,
@@ -245,6 +249,7 @@ mod tests {
                     blocked: None,
                     calls: vec![],
                     ever_arrived: true,
+                    participating: true,
                 },
             ],
         }

@@ -9,7 +9,7 @@
 use std::{cell::OnceCell, collections::HashSet, fmt, fs, io, num::NonZeroU32, path::PathBuf};
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-use qbench_common::symbols::{PROBE_ARRIVE, PROBE_DEPART, PROBE_REQUEST, UPDATE};
+use qbench_common::symbols::{PROBE_ARRIVE, PROBE_DEPART, PROBE_RELEASE, PROBE_REQUEST, UPDATE};
 
 /// Why a symbol could not be resolved. The messages are meant for the command line as they are.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,8 @@ pub struct RuntimeAnchors {
     pub request: Location,
     pub arrive: Location,
     pub depart: Location,
+    /// Absent from runtimes built before the anchor existed.
+    pub release: Option<Location>,
 }
 
 /// One ELF object mapped by the process.
@@ -193,6 +195,7 @@ impl TargetObjects {
                 arrive: object.find(PROBE_ARRIVE)?,
                 request: object.find(PROBE_REQUEST)?,
                 depart: object.find(PROBE_DEPART)?,
+                release: object.find(PROBE_RELEASE),
             })
         })
     }

@@ -29,6 +29,8 @@ struct Thread {
     calls: Vec<Call>,
     /// Whether the thread reached an update point in any window since attach.
     ever_arrived: bool,
+    /// The runtime reached full quiescence without it in this window: not a participant.
+    outside_runtime: bool,
 }
 
 /// Return values of a system call the kernel restarts after a signal handler with SA_RESTART
@@ -95,6 +97,8 @@ pub struct ThreadReport {
     pub calls: Vec<Call>,
     /// Whether it reached an update point in any update observed since attach.
     pub ever_arrived: bool,
+    /// False for a thread the runtime did not wait for (it quiesced without it).
+    pub participating: bool,
 }
 
 /// One observed update.
@@ -132,8 +136,11 @@ impl Update {
         }
     }
 
+    /// Participating threads that did not arrive.
     pub fn missing(&self) -> impl Iterator<Item = &ThreadReport> {
-        self.threads.iter().filter(|t| t.arrival_ns.is_none())
+        self.threads
+            .iter()
+            .filter(|t| t.participating && t.arrival_ns.is_none())
     }
 }
 
@@ -319,6 +326,21 @@ impl Tracker {
                 }
                 None
             }
+            Event::Release {
+                ts_ns, quiesced, ..
+            } => {
+                let w = self.window.as_ref()?;
+                if !quiesced {
+                    return Some(self.finish(Outcome::Dnq, ts_ns));
+                }
+                // The runtime reached full quiescence: the threads that have not arrived are
+                // ones it does not wait for (never registered, or a library's own threads).
+                let end = w.last_arrival_ns.unwrap_or(ts_ns);
+                for thread in self.threads.values_mut().filter(|t| t.arrival_ns.is_none()) {
+                    thread.outside_runtime = true;
+                }
+                Some(self.finish(Outcome::Quiesced, end))
+            }
             Event::ThreadNew { tid, .. } => {
                 self.threads.entry(tid).or_default();
                 None
@@ -345,6 +367,7 @@ impl Tracker {
     ) {
         for thread in self.threads.values_mut() {
             thread.arrival_ns = None;
+            thread.outside_runtime = false;
             // A call in progress at the request is the first of the new window's calls.
             thread.calls = thread
                 .blocked
@@ -405,6 +428,7 @@ impl Tracker {
                 },
                 calls: t.calls.clone(),
                 ever_arrived: t.ever_arrived,
+                participating: !t.outside_runtime,
             })
             .collect();
         threads.sort_by_key(|t| (t.arrival_ns.is_some(), t.arrival_ns, t.tid));

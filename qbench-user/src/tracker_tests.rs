@@ -408,3 +408,61 @@ fn ever_arrived_survives_later_windows() {
         .collect();
     assert_eq!(ever, vec![(100, false), (101, true), (102, false)]);
 }
+
+#[test]
+fn the_runtime_quiescing_without_a_thread_means_it_does_not_participate() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    t.on_event(arrive(101, 1200));
+    let update = t
+        .on_event(Event::Release {
+            tid: 103,
+            ts_ns: 1300,
+            seq: 1,
+            quiesced: true,
+            threads: 2,
+        })
+        .expect("released");
+    assert_eq!(update.outcome, Outcome::Quiesced);
+    assert_eq!((update.quiescence_ns(), update.end_ns), (Some(100), 1200));
+    assert_eq!(update.missing().count(), 0);
+    let outsider = update.threads.iter().find(|t| t.tid == 102).expect("102");
+    assert!(!outsider.participating && outsider.arrival_ns.is_none());
+    assert!(
+        update
+            .threads
+            .iter()
+            .filter(|t| t.tid != 102)
+            .all(|t| t.participating)
+    );
+}
+
+#[test]
+fn the_runtime_abandoning_the_update_is_a_dnq() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    let update = t
+        .on_event(Event::Release {
+            tid: 103,
+            ts_ns: 9000,
+            seq: 1,
+            quiesced: false,
+            threads: 3,
+        })
+        .expect("released");
+    assert_eq!((update.outcome, update.end_ns), (Outcome::Dnq, 9000));
+    assert_eq!(
+        update.missing().map(|t| t.tid).collect::<Vec<_>>(),
+        vec![101, 102]
+    );
+    assert_eq!(
+        t.on_event(Event::Depart {
+            tid: 100,
+            ts_ns: 9001,
+            seq: 1
+        }),
+        None
+    );
+}

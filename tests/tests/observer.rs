@@ -536,3 +536,25 @@ fn without_privileges_it_names_the_missing_capabilities() {
         "qbench-trace: error: qbench-trace needs root, or the capabilities CAP_BPF and CAP_PERFMON (run it with sudo)"
     );
 }
+
+#[test]
+fn a_thread_the_runtime_does_not_know_is_reported_as_not_participating() {
+    let Some(_serial) = privileged() else { return };
+    let target = situations(&["read:2", "outsider:1"], &[]);
+    let out = trace(&["--pid", &target.pid.to_string(), "--request", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let update = &json_lines(&out)[0];
+    // The runtime quiesced without the outsider, and said so at its release anchor.
+    assert_eq!(update["outcome"], "quiesced", "{update}");
+    target.wait_reports(1, Duration::from_secs(5))[0].assert_quiesced(3);
+    let outsider = thread(update, "outsider");
+    assert_eq!(outsider["participating"], false, "{update}");
+    assert_eq!(outsider["arrival_ns"], Value::Null);
+    assert_eq!(outsider["blocked_in"]["syscall"], "read");
+    assert_eq!(thread(update, "read")["participating"], true);
+}

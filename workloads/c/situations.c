@@ -19,6 +19,7 @@
  *   stucksleep   sleep(3) for 100 s, resumed after each interruption
  *   spin       not a participating thread (plain pthread_create): writes and reads a pipe in a
  *              tight loop, making system calls as fast as it can
+ *   outsider   not a participating thread: read(2) on its own pipe, no update point
  *
  * The main thread prints "ready PID" once every thread has started, then serves commands read
  * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
@@ -258,6 +259,7 @@ struct kind {
     const char *name;
     void *(*loop)(void *);
     void *arg;
+    int outsider; /* made with plain pthread_create: the runtime does not know it */
 };
 
 /* Each thread carries its kind as its name, so reports and tests can tell them apart. */
@@ -268,13 +270,13 @@ static void *named_start(void *arg) {
 }
 
 static const struct kind kinds[] = {
-    {"accept", accept_loop, NULL},       {"read", read_loop, NULL},
-    {"epoll", epoll_loop, NULL},         {"condwait", condwait_loop, NULL},
-    {"sleep", sleep_loop, NULL},         {"callback", callback_loop, NULL},
-    {"plaincond", plaincond_loop, NULL}, {"exiter", read_loop, (void *)1},
-    {"churn", churn_loop, NULL},         {"stuckaccept", stuck_accept_loop, NULL},
-    {"stuckread", stuck_read_loop, NULL}, {"stucksleep", stuck_sleep_loop, NULL},
-    {"spin", spin_loop, NULL},
+    {"accept", accept_loop, NULL, 0},       {"read", read_loop, NULL, 0},
+    {"epoll", epoll_loop, NULL, 0},         {"condwait", condwait_loop, NULL, 0},
+    {"sleep", sleep_loop, NULL, 0},         {"callback", callback_loop, NULL, 0},
+    {"plaincond", plaincond_loop, NULL, 0}, {"exiter", read_loop, (void *)1, 0},
+    {"churn", churn_loop, NULL, 0},         {"stuckaccept", stuck_accept_loop, NULL, 0},
+    {"stuckread", stuck_read_loop, NULL, 0}, {"stucksleep", stuck_sleep_loop, NULL, 0},
+    {"spin", spin_loop, NULL, 1},        {"outsider", read_loop, NULL, 1},
 };
 
 int main(int argc, char **argv) {
@@ -295,9 +297,8 @@ int main(int argc, char **argv) {
         }
         for (int n = 0; n < count; n++) {
             pthread_t t;
-            /* "spin" threads do not participate: the runtime does not know them. */
-            int rc = k->loop == spin_loop ? pthread_create(&t, NULL, named_start, (void *)k)
-                                          : qbench_thread_create(&t, NULL, named_start, (void *)k);
+            int rc = k->outsider ? pthread_create(&t, NULL, named_start, (void *)k)
+                                 : qbench_thread_create(&t, NULL, named_start, (void *)k);
             if (rc) {
                 fprintf(stderr, "situations: qbench_thread_create: %s\n", strerror(rc));
                 return 1;
