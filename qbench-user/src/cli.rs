@@ -2,6 +2,7 @@
 //! `observe`).
 
 use std::num::NonZeroU64;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -15,6 +16,8 @@ EXAMPLES:
     qbench-trace --pid 1234 --timeout 250ms     # call an update DNQ after 250 ms
     qbench-trace --pid 1234 --point loop_top    # a program without libqbench: its update point
     qbench-trace --pid 1234 --point libsrv.so:srv_idle --signal SIGUSR1
+    qbench-trace --pid 1234 --request --trace-out update.json --svg update.svg
+                                                # the timeline for Perfetto UI and as a picture
 
 EXIT STATUS:
     0  every observed update quiesced
@@ -54,6 +57,13 @@ pub struct Args {
     /// One JSON object per update on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write the updates' timelines as Chrome trace-event JSON to FILE (rewritten after each
+    /// update; open it in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace_out: Option<PathBuf>,
+    /// Draw the latest update's timeline as an SVG picture in FILE (rewritten after each update).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
     /// More diagnostics on stderr (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

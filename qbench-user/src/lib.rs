@@ -7,6 +7,7 @@ pub mod decode;
 pub mod loader;
 pub mod observe;
 pub mod output;
+pub mod pictures;
 pub mod preflight;
 pub mod procfs;
 pub mod syscalls;

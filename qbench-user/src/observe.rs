@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::cli::Args;
 use crate::decode::Event;
 use crate::output::{self, Context};
+use crate::pictures;
 use crate::procfs;
 use crate::tracker::{Outcome, Tracker, Update};
 
@@ -49,6 +50,8 @@ struct Loop<'a, K: Kernel> {
     summary: Summary,
     lost_reported: u64,
     undecodable: u64,
+    /// The updates reported so far, kept for `--trace-out` and `--svg` only.
+    reported: Vec<Update>,
 }
 
 /// Observes `args.pid` until done. `events` is the programs' ring buffer.
@@ -68,6 +71,7 @@ pub async fn run<K: Kernel>(
         },
         lost_reported: 0,
         undecodable: 0,
+        reported: Vec::new(),
     };
     let threads =
         procfs::threads(args.pid).ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid))?;
@@ -211,6 +215,13 @@ impl<K: Kernel> Loop<'_, K> {
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(text.as_bytes())?;
         stdout.flush()?;
+        let (trace_out, svg) = (self.args.trace_out.as_deref(), self.args.svg.as_deref());
+        if trace_out.is_some() || svg.is_some() {
+            self.reported.push(update.clone());
+            if let Err(err) = pictures::write_files(trace_out, svg, pid, &self.reported) {
+                eprintln!("qbench-trace: cannot write the timeline: {err}");
+            }
+        }
         self.summary.updates += 1;
         if update.outcome == Outcome::Dnq {
             self.summary.dnq += 1;

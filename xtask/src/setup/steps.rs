@@ -1,5 +1,6 @@
 //! The setup steps (DESIGN §7): LLVM 22 headers and libraries, bpf-linker built against them,
-//! the nightly toolchain's rust-src (for `-Z build-std=core`), and tracefs.
+//! the nightly toolchain's rust-src (for `-Z build-std=core`), tracefs, and rsvg-convert (the
+//! real SVG renderer the timeline tests draw with).
 //!
 //! Order matters: bpf-linker is built against the LLVM of the first step.
 
@@ -15,7 +16,7 @@ const LLVM_CONFIG: &str = "/usr/lib/llvm-22/bin/llvm-config";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
-pub fn all() -> [Step; 4] {
+pub fn all() -> [Step; 5] {
     [
         Step {
             name: "llvm-22-dev",
@@ -52,6 +53,14 @@ pub fn all() -> [Step; 4] {
             },
             needs_root: true,
         },
+        Step {
+            name: "rsvg-convert",
+            probe_what: "`rsvg-convert --version`",
+            probe: || output("rsvg-convert", &["--version"]),
+            install_what: "apt-get install -y librsvg2-bin (after apt-get update)",
+            install: install_rsvg,
+            needs_root: true,
+        },
     ]
 }
 
@@ -70,6 +79,16 @@ fn install_llvm(runner: &Runner) -> anyhow::Result<()> {
     runner.run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends", "llvm-22-dev"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn install_rsvg(runner: &Runner) -> anyhow::Result<()> {
+    // A fresh machine may have no package lists yet.
+    runner.run(Command::new("apt-get").arg("update"))?;
+    runner.run(
+        Command::new("apt-get")
+            .args(["install", "-y", "librsvg2-bin"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

@@ -1,0 +1,149 @@
+//! The SVG timeline: well-formed XML with escaped names, and drawn by a real renderer
+//! (rsvg-convert, which `cargo xtask setup` installs).
+
+use std::process::Command;
+
+use super::*;
+use crate::pictures::tests::{scratch, updates};
+use crate::tracker::ThreadReport;
+
+const MS: u64 = 1_000_000;
+
+/// The SVG's root and the text of every `<text>` element.
+fn svg_texts(svg: &str) -> (f64, f64, Vec<String>) {
+    let doc = roxmltree::Document::parse(svg).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    let size = |a: &str| {
+        root.attribute(a)
+            .and_then(|v| v.parse().ok())
+            .expect("size")
+    };
+    let texts = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or_default().to_string())
+        .collect();
+    (size("width"), size("height"), texts)
+}
+
+#[test]
+fn the_svg_is_well_formed_and_escapes_names() {
+    let updates = updates();
+    let svg = svg(10, &updates[0]);
+    assert!(!svg.contains('\u{1b}') && !svg.contains("<c>"));
+    let (width, height, texts) = svg_texts(&svg);
+    assert_eq!((width, height), (1000.0, 74.0 + 2.0 * 26.0 + 116.0));
+    assert_eq!(
+        texts[0],
+        "qbench-trace: pid 10, update 1: DID NOT QUIESCE after 300.0 ms, 1 of 2 threads missing"
+    );
+    // Missing threads first, labelled tid and name, the control character shown as \x1b.
+    let rows: Vec<&String> = texts.iter().filter(|t| t.starts_with("1")).collect();
+    assert_eq!(rows[..2], ["12 a\"b<c>&\\x1b", "10 main"]);
+    assert!(texts.contains(&"missing".to_string()));
+    assert!(texts.iter().any(|t| t == "ms since the request"));
+    assert!(texts.iter().any(|t| t == "timeout: DNQ") && texts.iter().any(|t| t == "request"));
+    for label in [
+        "call still blocked at the end",
+        "arrived at the update point",
+    ] {
+        assert!(texts.iter().any(|t| t == label), "legend {label}");
+    }
+    let quiesced = svg_texts(&super::svg(10, &updates[1])).2;
+    assert!(quiesced[0].contains("quiesced, quiescence 50.0 us, request latency 90.0 us"));
+    assert!(quiesced.iter().any(|t| t == "us since the request"));
+}
+
+#[test]
+fn calls_are_coloured_by_how_they_ended_and_bystanders_are_named() {
+    let mut update = updates().remove(0);
+    update.threads[1].participating = false;
+    update.threads[1].arrival_ns = None;
+    let svg = svg(10, &update);
+    let fills = |colour: &str| svg.matches(&format!("fill=\"{colour}\" rx")).count();
+    // The stuck thread: a restarted read, then one still blocked; main's sleep returned.
+    let restarted = usize::from(update.threads[0].calls[0].restarted());
+    assert_eq!(
+        (fills(RESTARTED), fills(BLOCKED), fills(RETURNED)),
+        (restarted, 1, 2 - restarted)
+    );
+    assert_eq!(
+        svg.contains("= -512: restarted by the kernel"),
+        restarted == 1
+    );
+    let texts = svg_texts(&svg).2;
+    assert!(texts.iter().any(|t| t == "not participating"), "{texts:?}");
+    assert_eq!(texts.iter().filter(|t| *t == "missing").count(), 1);
+}
+
+#[test]
+fn a_long_thread_list_is_summarised() {
+    let mut update = updates().remove(1);
+    let one = update.threads[0].clone();
+    update.threads = (0..100)
+        .map(|tid| ThreadReport { tid, ..one.clone() })
+        .collect();
+    let texts = svg_texts(&svg(10, &update)).2;
+    assert!(
+        texts.iter().any(|t| t.contains("52 more threads")),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn ticks_are_one_two_or_five_times_a_power_of_ten() {
+    for (span, step, unit) in [
+        (330 * MS, 50 * MS, "ms"),
+        (99_000, 20_000, "us"),
+        (1_100, 200, "ns"),
+        (1, 1, "ns"),
+        (12_000 * MS, 2_000 * MS, "s"),
+    ] {
+        assert_eq!(
+            (tick_step(span), tick_unit(tick_step(span)).1),
+            (step, unit),
+            "{span}"
+        );
+    }
+}
+
+#[test]
+fn the_svg_renders_in_a_real_renderer() {
+    let dir = scratch("render");
+    let (svg_path, png_path) = (dir.join("t.svg"), dir.join("t.png"));
+    let svg = svg(10, &updates()[0]);
+    std::fs::write(&svg_path, &svg).expect("write");
+    let out = Command::new("rsvg-convert")
+        .arg("-o")
+        .arg(&png_path)
+        .arg(&svg_path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("rsvg-convert (Debian package librsvg2-bin) is missing: {e}; run `cargo xtask setup`")
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png_path).expect("png"),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+    let frame = reader.next_frame(&mut pixels).expect("decoded");
+    let (width, height, _) = svg_texts(&svg);
+    assert_eq!((frame.width, frame.height), (width as u32, height as u32));
+    let channels = frame.color_type.samples();
+    let inked = pixels[..frame.buffer_size()]
+        .chunks(channels)
+        .filter(|p| p[..3].iter().any(|&c| c < 200))
+        .count();
+    let total = (frame.width * frame.height) as usize;
+    assert!(
+        inked * 100 > total,
+        "only {inked} of {total} pixels are not white"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,166 @@
+//! `qbench-trace --trace-out --svg` against a real target with a thread stuck in read(2): the
+//! trace JSON has what the trace-event format requires and shows the stuck call, and the SVG
+//! renders in a real renderer (rsvg-convert, installed by `cargo xtask setup`). Skipped, with the
+//! reason printed, when not root.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use qbench_tests::{Linkage, Target, TempDir, artifact, build_c};
+use serde_json::Value;
+
+/// One observer test at a time. None (with the reason printed) when not root.
+fn privileged() -> Option<MutexGuard<'static, ()>> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "skipped: qbench-trace needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs"
+        );
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Runs qbench-trace to completion (at most 60 s).
+fn trace(args: &[&str]) -> Output {
+    let mut child = Command::new(artifact("qbench-trace"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qbench-trace");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "qbench-trace did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The fields the Trace Event Format requires of each phase: every event has `name`, `ph`,
+/// `pid` and `tid`; all but metadata (`M`) a numeric `ts`; `X` a `dur` >= 0; an instant's scope
+/// `s` is g, p or t; async `b`/`e` have `cat` and `id`; `M` has `args`.
+fn validate(doc: &Value) -> Result<(), String> {
+    let events = doc["traceEvents"]
+        .as_array()
+        .ok_or("no traceEvents array")?;
+    for e in events {
+        let ph = e["ph"].as_str().ok_or_else(|| format!("no ph: {e}"))?;
+        let ok = e["name"].is_string()
+            && e["pid"].is_u64()
+            && e["tid"].is_u64()
+            && (ph == "M" || e["ts"].as_f64().is_some_and(|ts| ts >= 0.0))
+            && match ph {
+                "X" => e["dur"].as_f64().is_some_and(|d| d >= 0.0),
+                "i" | "I" => matches!(e["s"].as_str(), None | Some("g" | "p" | "t")),
+                "b" | "e" => e["cat"].is_string() && !e["id"].is_null(),
+                "M" => e["args"].is_object(),
+                _ => false,
+            };
+        if !ok {
+            return Err(format!("event lacks what phase {ph} requires: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Width and height of a PNG, from its IHDR chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.get(12..16) == Some(b"IHDR");
+    let be = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    png.then(|| Some((be(16)?, be(20)?))).flatten()
+}
+
+/// The number in `attr="N"` on the SVG's root element.
+fn svg_attr(svg: &str, attr: &str) -> u32 {
+    let root = &svg[svg.find("<svg").expect("an svg element")..];
+    let value = root
+        .split_once(&format!(" {attr}=\""))
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(v, _)| v)
+        .unwrap_or_else(|| panic!("no {attr} on the svg root"));
+    value.parse::<f64>().expect("a number") as u32
+}
+
+#[test]
+fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
+    let Some(_serial) = privileged() else { return };
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["read:1", "stuckread:1"],
+        &[("QBENCH_TIMEOUT_MS", "2000")],
+    );
+    target.wait_blocked();
+    let dir = TempDir::new();
+    let (trace_path, svg_path) = (dir.0.join("update.json"), dir.0.join("update.svg"));
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+        "--trace-out",
+        trace_path.to_str().expect("utf-8 path"),
+        "--svg",
+        svg_path.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit 3 for a DNQ; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).expect("the trace file"))
+            .expect("the trace is JSON");
+    validate(&doc).expect("a valid trace");
+    let events = doc["traceEvents"].as_array().expect("events");
+    let stuck_tid = events
+        .iter()
+        .find(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["args"]["name"] == "stuckread")
+        .map(|e| e["tid"].clone())
+        .unwrap_or_else(|| panic!("no thread_name for stuckread: {doc}"));
+    let read = events
+        .iter()
+        .rfind(|e| e["ph"] == "X" && e["tid"] == stuck_tid && e["name"] == "read")
+        .unwrap_or_else(|| panic!("no read on the stuckread track: {doc}"));
+    assert!(read["args"]["still_blocked"].is_string(), "{read}");
+    assert!(read["dur"].as_f64().expect("dur") > 0.0, "{read}");
+    let window = events
+        .iter()
+        .find(|e| e["ph"] == "b")
+        .expect("the update's slice");
+    assert_eq!(window["name"], "update 1: DNQ");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "i" && e["name"] == "arrived at update point"),
+        "the reader's arrival"
+    );
+
+    let svg = std::fs::read_to_string(&svg_path).expect("the SVG file");
+    assert!(svg.contains("DID NOT QUIESCE") && svg.contains("stuckread"));
+    let png_path = dir.0.join("update.png");
+    let rendered = Command::new("rsvg-convert")
+        .arg("-o")
+        .arg(&png_path)
+        .arg(&svg_path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("rsvg-convert (Debian package librsvg2-bin) is missing: {e}; run `cargo xtask setup`")
+        });
+    assert!(
+        rendered.status.success(),
+        "rsvg-convert: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let png = std::fs::read(&png_path).expect("the PNG");
+    assert_eq!(
+        png_size(&png),
+        Some((svg_attr(&svg, "width"), svg_attr(&svg, "height")))
+    );
+}
