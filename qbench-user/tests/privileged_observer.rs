@@ -329,6 +329,7 @@ fn record_bytes(event: &Event) -> usize {
         Event::Arrive(_) => size_of::<qbench_common::ArriveEvent>(),
         Event::Depart(_) => size_of::<qbench_common::DepartEvent>(),
         Event::ThreadNew(_) | Event::ThreadExit(_) => size_of::<qbench_common::ThreadEvent>(),
+        Event::Release(_) => size_of::<qbench_common::ReleaseEvent>(),
     };
     (8 + size).next_multiple_of(8)
 }

@@ -14,9 +14,9 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use qbench_common::{
-    ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_REQUEST, EVENT_SYS_ENTER,
-    EVENT_SYS_EXIT, EVENT_THREAD_EXIT, EVENT_THREAD_NEW, EventHeader, RequestEvent, SysEnterEvent,
-    SysExitEvent, ThreadEvent,
+    ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_RELEASE, EVENT_REQUEST,
+    EVENT_SYS_ENTER, EVENT_SYS_EXIT, EVENT_THREAD_EXIT, EVENT_THREAD_NEW, EventHeader,
+    ReleaseEvent, RequestEvent, SysEnterEvent, SysExitEvent, ThreadEvent,
 };
 
 /// True when the tests may load eBPF programs; otherwise prints why the caller skips.
@@ -184,6 +184,7 @@ pub enum Event {
     SysExit(SysExitEvent),
     ThreadNew(ThreadEvent),
     ThreadExit(ThreadEvent),
+    Release(ReleaseEvent),
 }
 
 impl Event {
@@ -195,6 +196,7 @@ impl Event {
             Self::SysEnter(e) => e.header,
             Self::SysExit(e) => e.header,
             Self::ThreadNew(e) | Self::ThreadExit(e) => e.header,
+            Self::Release(e) => e.header,
         }
     }
 
@@ -219,6 +221,7 @@ impl Event {
             EVENT_SYS_EXIT => Self::SysExit(read(bytes)),
             EVENT_THREAD_NEW => Self::ThreadNew(read(bytes)),
             EVENT_THREAD_EXIT => Self::ThreadExit(read(bytes)),
+            EVENT_RELEASE => Self::Release(read(bytes)),
             kind => panic!("unknown event kind {kind}"),
         }
     }
