@@ -97,13 +97,26 @@ fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
     }
 }
 
+/// rt_sigreturn: tracked for its exit, whose return value is the restored rax (the interrupted
+/// call's number when the kernel restarts it under SA_RESTART, -EINTR otherwise).
+const RT_SIGRETURN: i64 = 15;
+
 /// `qbench_common::programs::SYS_EXIT`.
 #[tracepoint]
 pub fn qbench_sys_exit(ctx: TracePointContext) -> u32 {
-    if ctx.tgid() == target_tgid()
-        && let Some(nr) = tracked(&ctx)
+    if ctx.tgid() != target_tgid() {
+        return 0;
+    }
+    let tid = ctx.pid();
+    if let Some(nr) = tracked(&ctx) {
+        exit(&ctx, tid, nr);
+    } else if field::<i64, ID>(&ctx) == -1
+        // SAFETY: this thread's own entry, read without a concurrent writer.
+        && QBENCH_THREADS.get_ptr(tid).is_some_and(|s| unsafe { (*s).nr } == RT_SIGRETURN)
     {
-        exit(&ctx, ctx.pid(), nr);
+        // rt_sigreturn restores the interrupted context and sets orig_ax to -1, so its exit
+        // reports id -1; the thread's state says which call this was.
+        exit(&ctx, tid, RT_SIGRETURN);
     }
     0
 }

@@ -4,6 +4,8 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod decode;
+pub mod diagnose;
+pub mod evidence;
 pub mod loader;
 pub mod maps;
 pub mod memory;

@@ -202,10 +202,12 @@ impl<K: Kernel> Loop<'_, K> {
         }
         let pid = self.args.pid;
         let state_of = move |tid: u32| procfs::state(pid, tid);
+        let diagnoses = crate::evidence::diagnose(pid, update, self.summary.updates);
         let ctx = Context {
             pid,
             lost_events: lost,
             state_of: &state_of,
+            diagnoses: &diagnoses,
         };
         let text = if self.args.json {
             output::json(update, &ctx) + "\n"

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::evidence::Diagnosis;
 use crate::procfs;
+use crate::stack::format_frame;
 use crate::syscalls;
 use crate::tracker::{Outcome, RequestSeen, ThreadReport, Update};
 
@@ -17,6 +19,8 @@ pub struct Context<'a> {
     pub lost_events: u64,
     /// The scheduler state letter of a thread, read when the update ended.
     pub state_of: &'a dyn Fn(u32) -> Option<char>,
+    /// Why the missing (and the slowest) threads were late.
+    pub diagnoses: &'a [Diagnosis],
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -53,6 +57,53 @@ struct ThreadJson<'a> {
     participating: bool,
     state: String,
     blocked_in: Option<BlockedJson>,
+    /// Why it was missing or last, for the threads that were.
+    diagnosis: Option<DiagnosisJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct DiagnosisJson {
+    cause: &'static str,
+    evidence: String,
+    hint: String,
+    details: serde_json::Value,
+    stack: Vec<FrameJson>,
+    /// Why the stack is short or unsymbolized; null when complete.
+    stack_note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FrameJson {
+    address: String,
+    function: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+    object: Option<String>,
+}
+
+fn diagnosis_json(d: &Diagnosis) -> DiagnosisJson {
+    let stack = d.stack.as_ref();
+    DiagnosisJson {
+        cause: d.cause.code(),
+        evidence: d.evidence.clone(),
+        hint: d.hint.clone(),
+        details: d.details.clone(),
+        stack: stack
+            .map(|s| {
+                s.frames
+                    .iter()
+                    .map(|f| FrameJson {
+                        address: format!("{:#x}", f.address),
+                        function: f.function.clone(),
+                        file: f.file.clone(),
+                        line: f.line,
+                        object: f.object.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        stack_note: stack.and_then(|s| s.degraded.clone()),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +154,11 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
                 args: syscalls::shown_args(b.nr, &b.args),
                 since_ns: b.since_ns,
             }),
+            diagnosis: ctx
+                .diagnoses
+                .iter()
+                .find(|d| d.tid == t.tid)
+                .map(diagnosis_json),
         })
         .collect();
     let doc = UpdateJson {
@@ -188,7 +244,46 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
             since
         );
     }
+    why(&mut out, update, ctx);
     out
+}
+
+/// The diagnoses, one block per thread: cause, evidence, hint, and the stack.
+fn why(out: &mut String, update: &Update, ctx: &Context<'_>) {
+    for d in ctx.diagnoses {
+        let comm = update
+            .threads
+            .iter()
+            .find(|t| t.tid == d.tid)
+            .map_or("?", |t| t.comm.as_str());
+        let late = if update
+            .threads
+            .iter()
+            .any(|t| t.tid == d.tid && t.arrival_ns.is_some())
+        {
+            "arrived last"
+        } else {
+            "missing"
+        };
+        let _ = writeln!(
+            out,
+            "WHY {} ({}), {late}: {}",
+            d.tid,
+            escape(comm),
+            d.cause.code()
+        );
+        let _ = writeln!(out, "    evidence: {}", escape(&d.evidence));
+        let _ = writeln!(out, "    fix:      {}", d.hint);
+        if let Some(stack) = &d.stack {
+            for (i, frame) in stack.frames.iter().enumerate() {
+                let label = if i == 0 { "stack:" } else { "" };
+                let _ = writeln!(out, "    {label:<9} {}", escape(&format_frame(frame)));
+            }
+            if let Some(note) = &stack.degraded {
+                let _ = writeln!(out, "    (stack: {})", escape(note));
+            }
+        }
+    }
 }
 
 /// Text from the target (thread names) made safe for a terminal: control characters, which
@@ -260,6 +355,7 @@ mod tests {
             pid: 10,
             lost_events: 3,
             state_of,
+            diagnoses: &[],
         }
     }
 

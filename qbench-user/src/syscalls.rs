@@ -102,6 +102,10 @@ pub const TRACKED: &[Syscall] = &[
     ),
 ];
 
+/// rt_sigreturn: not a blocking call, but its exit tells whether the call a signal interrupted
+/// is restarted by the kernel (it returns that call's number) or returns EINTR (it returns -4).
+pub const RT_SIGRETURN: i64 = 15;
+
 /// The tracked syscall with number `nr`.
 pub fn by_number(nr: i64) -> Option<&'static Syscall> {
     TRACKED.iter().find(|s| i64::from(s.nr) == nr)
@@ -109,7 +113,9 @@ pub fn by_number(nr: i64) -> Option<&'static Syscall> {
 
 /// The numbers to put in the kernel's tracking table.
 pub fn tracked_numbers() -> Vec<u32> {
-    TRACKED.iter().map(|s| s.nr).collect()
+    let mut numbers: Vec<u32> = TRACKED.iter().map(|s| s.nr).collect();
+    numbers.push(RT_SIGRETURN as u32);
+    numbers
 }
 
 /// A syscall's name, or `syscall_NR` for one not in the table.

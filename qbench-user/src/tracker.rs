@@ -33,9 +33,10 @@ struct Thread {
     outside_runtime: bool,
 }
 
-/// Return values of a system call the kernel restarts after a signal handler with SA_RESTART
-/// (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen by the exit
-/// tracepoint, never by the program.
+/// Return values of a system call interrupted by a signal (ERESTARTSYS, ERESTARTNOINTR,
+/// ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen by the exit tracepoint, never by the program.
+/// Whether the kernel then restarts the call or returns EINTR is decided at signal delivery, by
+/// the handler's SA_RESTART: see [`crate::syscalls::RT_SIGRETURN`].
 pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
 
 /// One tracked call during a window.
@@ -48,12 +49,15 @@ pub struct Call {
     /// When it returned, and what it returned; None while still blocked.
     pub end_ns: Option<u64>,
     pub ret: Option<i64>,
+    /// The kernel restarted it after the signal handler returned (SA_RESTART), instead of
+    /// returning EINTR to the program.
+    pub restarted: bool,
 }
 
 impl Call {
     /// The kernel restarted it after a signal handler (the handler has SA_RESTART).
     pub fn restarted(&self) -> bool {
-        self.ret.is_some_and(|r| RESTART_RETURNS.contains(&r))
+        self.restarted
     }
 }
 
@@ -215,6 +219,7 @@ impl Tracker {
                     start_ns: since_ns,
                     end_ns: None,
                     ret: None,
+                    restarted: false,
                 }];
             }
         }
@@ -295,6 +300,10 @@ impl Tracker {
                 args,
             } => {
                 let thread = self.threads.entry(tid).or_default();
+                // The return from a signal handler is no blocking call: only its exit matters.
+                if nr == crate::syscalls::RT_SIGRETURN {
+                    return None;
+                }
                 // A parked thread's own futex wait is the runtime's, not a reason it is late.
                 if thread.arrival_ns.is_none() {
                     thread.blocked = Some(Blocked {
@@ -309,14 +318,31 @@ impl Tracker {
                             start_ns: Some(ts_ns),
                             end_ns: None,
                             ret: None,
+                            restarted: false,
                         });
                     }
                 }
                 None
             }
             Event::SysExit {
-                tid, ts_ns, ret, ..
+                tid,
+                ts_ns,
+                ret,
+                nr,
             } => {
+                if nr == crate::syscalls::RT_SIGRETURN {
+                    // rt_sigreturn returns the restored rax: the interrupted call's number when
+                    // the kernel restarts it (SA_RESTART), -EINTR when the program sees EINTR.
+                    if let Some(call) = self
+                        .threads
+                        .get_mut(&tid)
+                        .and_then(|t| t.calls.last_mut())
+                        .filter(|c| c.ret.is_some_and(|r| RESTART_RETURNS.contains(&r)))
+                    {
+                        call.restarted = ret == call.nr;
+                    }
+                    return None;
+                }
                 if let Some(thread) = self.threads.get_mut(&tid) {
                     thread.blocked = None;
                     if let Some(call) = thread.calls.last_mut().filter(|c| c.end_ns.is_none()) {
@@ -377,6 +403,7 @@ impl Tracker {
                     start_ns: b.since_ns,
                     end_ns: None,
                     ret: None,
+                    restarted: false,
                 })
                 .into_iter()
                 .collect();

@@ -363,11 +363,43 @@ fn calls_of_the_window_are_kept_in_order_with_restarts() {
         nr: 0,
         ret: -512,
     });
+    // The handler returns; rt_sigreturn restores rax = 0, the read's number: a restart.
+    t.on_event(Event::SysEnter {
+        tid: 101,
+        ts_ns: 1100,
+        nr: 15,
+        args: [0; 6],
+    });
+    t.on_event(Event::SysExit {
+        tid: 101,
+        ts_ns: 1101,
+        nr: 15,
+        ret: 0,
+    });
     t.on_event(Event::SysEnter {
         tid: 101,
         ts_ns: 1101,
         nr: 0,
         args: [5, 0, 1, 0, 0, 0],
+    });
+    // 102 is interrupted too, but its program sees EINTR (rt_sigreturn restores -4).
+    t.on_event(Event::SysEnter {
+        tid: 102,
+        ts_ns: 1010,
+        nr: 43,
+        args: [4, 0, 0, 0, 0, 0],
+    });
+    t.on_event(Event::SysExit {
+        tid: 102,
+        ts_ns: 1100,
+        nr: 43,
+        ret: -512,
+    });
+    t.on_event(Event::SysExit {
+        tid: 102,
+        ts_ns: 1101,
+        nr: 15,
+        ret: -4,
     });
     let update = t.on_tick(u64::MAX).expect("dnq");
     let reader = update.threads.iter().find(|t| t.tid == 101).expect("101");
@@ -387,6 +419,13 @@ fn calls_of_the_window_are_kept_in_order_with_restarts() {
     );
     assert!(!reader.calls[1].restarted());
     assert!(!reader.ever_arrived);
+    let acceptor = update.threads.iter().find(|t| t.tid == 102).expect("102");
+    assert_eq!(
+        acceptor.calls.len(),
+        1,
+        "rt_sigreturn is not kept as a call"
+    );
+    assert!(!acceptor.calls[0].restarted());
     // The seeded main thread's call began before attach.
     let main = update.threads.iter().find(|t| t.tid == 100).expect("main");
     assert_eq!(main.calls.len(), 1);

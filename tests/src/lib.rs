@@ -4,6 +4,8 @@
 //! The tests expect the workspace to be built (`cargo xtask test` does it first): the runtime's
 //! libqbench.so and libqbench.a, and the Rust target programs of `workloads/`.
 
+pub mod observer;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

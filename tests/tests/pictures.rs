@@ -3,41 +3,11 @@
 //! renders in a real renderer (rsvg-convert, installed by `cargo xtask setup`). Skipped, with the
 //! reason printed, when not root.
 
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use qbench_tests::{Linkage, Target, TempDir, artifact, build_c};
+use qbench_tests::observer::{privileged, trace};
+use qbench_tests::{Linkage, Target, TempDir, build_c};
 use serde_json::Value;
-
-/// One observer test at a time. None (with the reason printed) when not root.
-fn privileged() -> Option<MutexGuard<'static, ()>> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipped: qbench-trace needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs"
-        );
-        return None;
-    }
-    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// Runs qbench-trace to completion (at most 60 s).
-fn trace(args: &[&str]) -> Output {
-    let mut child = Command::new(artifact("qbench-trace"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start qbench-trace");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "qbench-trace did not finish");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
-}
 
 /// The fields the Trace Event Format requires of each phase: every event has `name`, `ph`,
 /// `pid` and `tid`; all but metadata (`M`) a numeric `ts`; `X` a `dur` >= 0; an instant's scope

@@ -20,6 +20,15 @@
  *   spin       not a participating thread (plain pthread_create): writes and reads a pipe in a
  *              tight loop, making system calls as fast as it can
  *   outsider   not a participating thread: read(2) on its own pipe, no update point
+ *   lockholder takes big_lock, then blocks in read(2) without an update point
+ *   lockwaiter blocks in pthread_mutex_lock(&big_lock)
+ *   parkholder takes held_lock and loops over update points holding it (a bug: it parks with it)
+ *   heldwaiter loops: update point, then pthread_mutex_lock(&held_lock)
+ *   restartread  sets SA_RESTART on the update signal's handler, then loops over read(2): the
+ *              kernel restarts the read after each interruption
+ *   spinner    computes without system calls or update points
+ *   vforker    vfork()s a child that waits: the thread waits uninterruptibly (D)
+ *   hostile    names itself with a terminal escape sequence, then blocks like stuckread
  *
  * The main thread prints "ready PID" once every thread has started, then serves commands read
  * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
@@ -34,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -233,6 +244,87 @@ static void *spin_loop(void *arg) {
     return NULL;
 }
 
+/* Threads for the diagnosis: each stays away from update points for a different reason. */
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int big_lock_taken, held_lock_taken;
+
+static void *lock_holder_loop(void *arg) {
+    pthread_mutex_lock(&big_lock);
+    atomic_store(&big_lock_taken, 1);
+    return stuck_read_loop(arg);
+}
+
+static void *lock_waiter_loop(void *arg) {
+    (void)arg;
+    while (!atomic_load(&big_lock_taken)) usleep(1000);
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        pthread_mutex_lock(&big_lock);
+        pthread_mutex_unlock(&big_lock);
+    }
+    return NULL;
+}
+
+static void *park_holder_loop(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&held_lock);
+    atomic_store(&held_lock_taken, 1);
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        qbench_usleep(1000);
+    }
+    return NULL;
+}
+
+static void *held_waiter_loop(void *arg) {
+    (void)arg;
+    while (!atomic_load(&held_lock_taken)) usleep(1000);
+    atomic_fetch_add(&started, 1);
+    for (;;) {
+        qbench_update();
+        pthread_mutex_lock(&held_lock);
+        pthread_mutex_unlock(&held_lock);
+    }
+    return NULL;
+}
+
+static void *restart_read_loop(void *arg) {
+    struct sigaction sa;
+    sigaction(SIGUSR2, NULL, &sa);
+    sa.sa_flags |= SA_RESTART;
+    sigaction(SIGUSR2, &sa, NULL);
+    return read_loop(arg);
+}
+
+static void *hostile_loop(void *arg) {
+    pthread_setname_np(pthread_self(), "\x1b[2Jevil");
+    return stuck_read_loop(arg);
+}
+
+static void *spinner_loop(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&started, 1);
+    qbench_update();
+    for (volatile unsigned long n = 0;; n++) {
+    }
+    return NULL;
+}
+
+static void *vforker_loop(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&started, 1);
+    qbench_update();
+    /* The vfork child only makes system calls until it is killed with this process. */
+    if (vfork() == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) pause();
+    }
+    return NULL;
+}
+
 static void unstick(void) {
     int n = atomic_load(&stuck_count);
     for (int i = 0; i < n && i < MAX_STUCK; i++) private_wake(&stuck[i]);
@@ -277,6 +369,10 @@ static const struct kind kinds[] = {
     {"churn", churn_loop, NULL, 0},         {"stuckaccept", stuck_accept_loop, NULL, 0},
     {"stuckread", stuck_read_loop, NULL, 0}, {"stucksleep", stuck_sleep_loop, NULL, 0},
     {"spin", spin_loop, NULL, 1},        {"outsider", read_loop, NULL, 1},
+    {"lockholder", lock_holder_loop, NULL, 0}, {"lockwaiter", lock_waiter_loop, NULL, 0},
+    {"parkholder", park_holder_loop, NULL, 0}, {"heldwaiter", held_waiter_loop, NULL, 0},
+    {"restartread", restart_read_loop, NULL, 0}, {"spinner", spinner_loop, NULL, 0},
+    {"vforker", vforker_loop, NULL, 0},       {"hostile", hostile_loop, NULL, 0},
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,358 @@
+//! qbench-trace's diagnosis on real targets: for every cause, a program that produces it
+//! (workloads/c/situations.c), and the cause code, the thread and the evidence asserted.
+//! Skipped, with the reason printed, when not root.
+
+use std::time::Duration;
+
+use qbench_tests::observer::{privileged, thread, trace};
+use qbench_tests::{Linkage, Target, build_c};
+use serde_json::Value;
+
+/// Runs the kinds, requests one update (DNQ after 300 ms unless it quiesces), and returns the
+/// target and the observer's JSON report.
+fn observe(kinds: &[&str], wait_blocked: bool) -> (Target, Value) {
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        kinds,
+        &[("QBENCH_TIMEOUT_MS", "3000")],
+    );
+    if wait_blocked {
+        target.wait_blocked();
+    } else {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value =
+        serde_json::from_str(stdout.lines().next().unwrap_or("")).unwrap_or_else(|e| {
+            panic!(
+                "no report ({e}): {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (target, report)
+}
+
+fn diagnosis<'a>(report: &'a Value, comm: &str) -> &'a Value {
+    let d = &thread(report, comm)["diagnosis"];
+    assert!(d.is_object(), "no diagnosis for {comm}: {report}");
+    assert!(!d["hint"].as_str().unwrap_or("").is_empty());
+    d
+}
+
+fn tid_of(target: &Target, comm: &str) -> u64 {
+    target
+        .threads()
+        .into_iter()
+        .find(|(_, n)| n == comm)
+        .map(|(t, _)| t as u64)
+        .expect("thread")
+}
+
+fn stack_has(d: &Value, function: &str) -> bool {
+    d["stack"].as_array().is_some_and(|s| {
+        s.iter().any(|f| {
+            f["function"]
+                .as_str()
+                .is_some_and(|n| n.trim_start_matches('_').starts_with(function))
+        })
+    })
+}
+
+#[test]
+fn cond_wait_unwrapped() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "plaincond:1"], true);
+    assert_eq!(report["outcome"], "dnq");
+    let d = diagnosis(&report, "plaincond");
+    assert_eq!(d["cause"], "cond_wait_unwrapped", "{d}");
+    assert_eq!(d["details"]["syscall"], "futex");
+    // The condition variable lives in the program's `stuck` array of private waits.
+    assert!(
+        d["details"]["futex_symbol"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("stuck")),
+        "{d}"
+    );
+    assert!(stack_has(d, "pthread_cond_wait"), "{d}");
+    assert!(stack_has(d, "plaincond_loop"), "{d}");
+    assert!(
+        d["hint"]
+            .as_str()
+            .unwrap()
+            .contains("qbench_pthread_cond_wait")
+    );
+}
+
+#[test]
+fn mutex_wait_names_the_owner() {
+    let Some(_serial) = privileged() else { return };
+    let (target, report) = observe(&["lockholder:1", "lockwaiter:1"], true);
+    let d = diagnosis(&report, "lockwaiter");
+    assert_eq!(d["cause"], "mutex_wait", "{d}");
+    assert_eq!(
+        d["details"]["owner_tid"],
+        tid_of(&target, "lockholder"),
+        "{d}"
+    );
+    assert_eq!(d["details"]["owner_parked"], false);
+    assert_eq!(d["details"]["futex_symbol"], "big_lock", "{d}");
+    // The owner is late for its own reason: a read nothing interrupts.
+    assert_eq!(diagnosis(&report, "lockholder")["cause"], "io_blocked");
+}
+
+#[test]
+fn lock_held_at_update_point_names_both_threads_and_the_lock() {
+    let Some(_serial) = privileged() else { return };
+    let (target, report) = observe(&["parkholder:1", "heldwaiter:1"], false);
+    let d = diagnosis(&report, "heldwaiter");
+    assert_eq!(d["cause"], "lock_held_at_update_point", "{d}");
+    let holder = tid_of(&target, "parkholder");
+    assert_eq!(d["details"]["owner_tid"], holder);
+    assert_eq!(d["details"]["owner_parked"], true);
+    assert_eq!(d["details"]["futex_symbol"], "held_lock");
+    let hint = d["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("held_lock")
+            && hint.contains(&holder.to_string())
+            && hint.contains("parkholder"),
+        "{hint}"
+    );
+    assert_eq!(thread(&report, "parkholder")["state"], "arrived");
+}
+
+#[test]
+fn io_restarted_when_the_handler_has_sa_restart() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["restartread:1", "condwait:1"], true);
+    let d = diagnosis(&report, "restartread");
+    assert_eq!(d["cause"], "io_restarted", "{d}");
+    assert!(
+        d["details"]["restarts"].as_u64().is_some_and(|n| n >= 1),
+        "{d}"
+    );
+    assert!(d["hint"].as_str().unwrap().contains("without SA_RESTART"));
+}
+
+#[test]
+fn io_blocked_names_the_socket() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "stuckaccept:1"], true);
+    let d = diagnosis(&report, "stuckaccept");
+    assert_eq!(d["cause"], "io_blocked", "{d}");
+    assert_eq!(d["details"]["syscall"], "accept");
+    let fd = d["details"]["fd"].as_str().unwrap_or("");
+    assert!(
+        fd.starts_with("TCP 127.0.0.1:") && fd.ends_with(" LISTEN"),
+        "{d}"
+    );
+    assert!(stack_has(d, "stuck_accept_loop"), "{d}");
+}
+
+#[test]
+fn io_blocked_names_the_pipe() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "stuckread:1"], true);
+    let d = diagnosis(&report, "stuckread");
+    assert_eq!(
+        (d["cause"].as_str(), d["details"]["fd"].as_str()),
+        (Some("io_blocked"), Some("pipe")),
+        "{d}"
+    );
+}
+
+#[test]
+fn sleeping_shows_the_requested_duration() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "stucksleep:1"], true);
+    let d = diagnosis(&report, "stucksleep");
+    assert_eq!(d["cause"], "sleeping", "{d}");
+    assert_eq!(d["details"]["syscall"], "clock_nanosleep");
+    // sleep(100), resumed with what is left after each interruption: whole seconds, at most 100.
+    let ns = d["details"]["sleep_requested_ns"]
+        .as_u64()
+        .expect("requested");
+    assert!(
+        ns.is_multiple_of(1_000_000_000) && (1..=100).contains(&(ns / 1_000_000_000)),
+        "{d}"
+    );
+}
+
+#[test]
+fn running_without_update_points() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "spinner:1"], false);
+    let d = diagnosis(&report, "spinner");
+    assert_eq!(d["cause"], "running", "{d}");
+    assert_eq!(thread(&report, "spinner")["state"], "running");
+}
+
+#[test]
+fn uninterruptible_names_the_wait_channel() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "vforker:1"], false);
+    let d = diagnosis(&report, "vforker");
+    assert_eq!(d["cause"], "uninterruptible", "{d}");
+    assert!(
+        d["details"]["wchan"]
+            .as_str()
+            .is_some_and(|w| !w.is_empty()),
+        "{d}"
+    );
+    assert_eq!(thread(&report, "vforker")["state"], "uninterruptible");
+}
+
+#[test]
+fn not_participating_when_the_runtime_does_not_know_the_thread() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["read:1", "outsider:1"], true);
+    assert_eq!(report["outcome"], "quiesced");
+    let d = diagnosis(&report, "outsider");
+    assert_eq!(d["cause"], "not_participating", "{d}");
+    assert!(
+        d["hint"]
+            .as_str()
+            .unwrap()
+            .contains("qbench_thread_register")
+    );
+}
+
+#[test]
+fn the_last_thread_to_arrive_is_explained_too() {
+    let Some(_serial) = privileged() else { return };
+    let (_target, report) = observe(&["sleep:2"], true);
+    assert_eq!(report["outcome"], "quiesced");
+    let explained: Vec<&Value> = report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["diagnosis"].is_object())
+        .collect();
+    assert_eq!(explained.len(), 1, "only the last arrival: {report}");
+    let last = report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|t| t["arrival_ns"].as_u64())
+        .unwrap();
+    assert_eq!(explained[0]["tid"], last["tid"]);
+}
+
+#[test]
+fn the_human_report_says_why() {
+    let Some(_serial) = privileged() else { return };
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["read:1", "stuckread:1"],
+        &[("QBENCH_TIMEOUT_MS", "3000")],
+    );
+    target.wait_blocked();
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let why = text
+        .lines()
+        .position(|l| l.starts_with("WHY "))
+        .expect("a WHY block");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[why].ends_with("(stuckread), missing: io_blocked"),
+        "{text}"
+    );
+    assert!(
+        lines[why + 1].starts_with("    evidence: read(fd="),
+        "{text}"
+    );
+    assert!(lines[why + 1].ends_with("; fd is pipe"), "{text}");
+    assert!(
+        lines[why + 2].starts_with("    fix:      add an update point"),
+        "{text}"
+    );
+    assert!(lines[why + 3].starts_with("    stack:"), "{text}");
+    assert!(text.contains("stuck_read_loop (situations.c:"), "{text}");
+}
+
+#[test]
+fn a_deleted_executable_still_gets_a_report_with_what_could_be_had() {
+    let Some(_serial) = privileged() else { return };
+    let dir = qbench_tests::TempDir::new();
+    let exe = dir.0.join("situations-deleted");
+    std::fs::copy(build_c("situations", Linkage::Dynamic), &exe).expect("copy");
+    let target = Target::start(
+        &exe,
+        &["read:1", "stuckread:1"],
+        &[("QBENCH_TIMEOUT_MS", "3000")],
+    );
+    target.wait_blocked();
+    std::fs::remove_file(&exe).expect("delete the executable");
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    let d = diagnosis(&report, "stuckread");
+    assert_eq!(d["cause"], "io_blocked", "{d}");
+    // The frames in the deleted executable are still there, as addresses at least.
+    assert!(d["stack"].as_array().is_some_and(|s| s.len() >= 2), "{d}");
+}
+
+#[test]
+fn a_hostile_thread_name_cannot_reach_the_terminal_raw() {
+    let Some(_serial) = privileged() else { return };
+    // The thread names itself "\x1b[2Jevil": an escape sequence that would clear the screen.
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["read:1", "hostile:1"],
+        &[("QBENCH_TIMEOUT_MS", "3000")],
+    );
+    target.wait_blocked();
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('\u{1b}'), "raw escape in {text:?}");
+    assert!(text.contains("\\x1b[2Jevil"), "{text}");
+    let json = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert!(
+        report["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["comm"] == "\u{1b}[2Jevil")
+    );
+    assert!(!String::from_utf8_lossy(&json.stdout).contains('\u{1b}'));
+}
