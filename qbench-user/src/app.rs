@@ -25,17 +25,28 @@ impl Kernel for Probes {
     }
 }
 
-/// Observes the process `args.pid` as the arguments say. An error is one line for the user.
+/// Observes the process `args.pid()` as the arguments say. An error is one line for the user.
 pub fn run(args: &Args) -> anyhow::Result<Summary> {
-    let target = preflight::target(args.pid)?;
+    if args.watch {
+        crate::watch::run(args)?;
+        // Stopped by a signal: every update was logged and counted, none is an exit status.
+        return Ok(Summary {
+            updates: 0,
+            dnq: 0,
+            target_exited: false,
+        });
+    }
+    let target = preflight::target(args.pid())?;
     preflight::privileges()?;
     preflight::kernel()?;
-    let pid = NonZeroU32::new(args.pid).ok_or_else(|| anyhow::anyhow!("pid 0 is not a process"))?;
+    let pid =
+        NonZeroU32::new(args.pid()).ok_or_else(|| anyhow::anyhow!("pid 0 is not a process"))?;
     let objects = TargetObjects::of(pid)?;
     let mode = AttachMode::detect(&objects, &args.points)?;
     let options = LoadOptions {
         events_bytes: args.ring_bytes,
         blocking: syscalls::tracked_numbers(),
+        ..LoadOptions::default()
     };
     let mut probes = Probes::load(pid, args.signal as u32, &options)?;
     probes.attach(&mode)?;
@@ -43,7 +54,7 @@ pub fn run(args: &Args) -> anyhow::Result<Summary> {
     if !args.json || args.verbose > 0 {
         eprintln!(
             "qbench-trace: attached to pid {} ({}): {}; {} blocking syscalls tracked; {}",
-            args.pid,
+            args.pid(),
             crate::output::escape(&target.comm),
             describe(&mode),
             syscalls::TRACKED.len(),

@@ -106,10 +106,25 @@ pub fn uprobe(
     Ok(())
 }
 
-/// Attaches every tracepoint program of [`TRACEPOINTS`].
-pub fn tracepoints(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+/// Whether `program` is one of the raw_syscalls programs, which tax every syscall on the machine.
+pub fn is_syscall_program(program: &str) -> bool {
+    program == programs::SYS_ENTER || program == programs::SYS_EXIT
+}
+
+/// The tracepoints to load and attach: all of [`TRACEPOINTS`], or all but the syscall ones.
+fn wanted_tracepoints(
+    syscalls: bool,
+) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    TRACEPOINTS
+        .into_iter()
+        .filter(move |(program, _, _)| syscalls || !is_syscall_program(program))
+}
+
+/// Attaches the tracepoint programs of [`TRACEPOINTS`] (without the syscall ones unless
+/// `syscalls`).
+pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<(), LoaderError> {
     ensure_tracefs()?;
-    for (program, category, event) in TRACEPOINTS {
+    for (program, category, event) in wanted_tracepoints(syscalls) {
         let tracepoint: &mut TracePoint = ebpf
             .program_mut(program)
             .ok_or(LoaderError::NoProgram { name: program })?
@@ -126,8 +141,9 @@ pub fn tracepoints(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
     Ok(())
 }
 
-/// Loads (verifies) every program, so that a verifier rejection shows at load, not at attach.
-pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+/// Loads (verifies) every program (the syscall ones only if `syscalls`), so that a verifier
+/// rejection shows at load, not at attach.
+pub fn load_programs(ebpf: &mut Ebpf, syscalls: bool) -> Result<(), LoaderError> {
     for program in UPROBES {
         let uprobe: &mut UProbe = ebpf
             .program_mut(program)
@@ -136,7 +152,7 @@ pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
             .map_err(LoaderError::program(program))?;
         uprobe.load().map_err(LoaderError::program(program))?;
     }
-    for (program, _, _) in TRACEPOINTS {
+    for (program, _, _) in wanted_tracepoints(syscalls) {
         let tracepoint: &mut TracePoint = ebpf
             .program_mut(program)
             .ok_or(LoaderError::NoProgram { name: program })?

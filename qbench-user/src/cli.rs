@@ -18,9 +18,13 @@ EXAMPLES:
     qbench-trace --pid 1234 --point libsrv.so:srv_idle --signal SIGUSR1
     qbench-trace --pid 1234 --request --trace-out update.json --svg update.svg
                                                 # the timeline for Perfetto UI and as a picture
+    qbench-trace --watch --all --metrics 127.0.0.1:9464
+                                                # production: every process with the runtime,
+                                                # Prometheus metrics, DNQs and readiness on stderr
+    qbench-trace --watch --pid 1234 --pid 5678 --readiness-interval 30s
 
 EXIT STATUS:
-    0  every observed update quiesced
+    0  every observed update quiesced (--watch: stopped by SIGINT or SIGTERM)
     3  at least one update did not quiesce (DNQ)
     1  could not attach or load (no such process, missing privileges, kernel features, symbols)
     2  usage error
@@ -33,9 +37,24 @@ Needs root, or the capabilities CAP_BPF and CAP_PERFMON.";
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "qbench-trace", version, after_help = AFTER_HELP)]
 pub struct Args {
-    /// The process to observe.
-    #[arg(short, long, value_parser = parse_pid)]
-    pub pid: u32,
+    /// The process to observe (repeat with --watch for several).
+    #[arg(short, long = "pid", value_name = "PID", value_parser = parse_pid,
+          required_unless_present = "all")]
+    pub pids: Vec<u32>,
+    /// Production mode: observe until stopped, at no per-syscall cost (no syscall
+    /// tracepoints); log each DNQ, report readiness periodically, serve --metrics.
+    #[arg(long, conflicts_with_all = ["request", "count", "trace_out", "svg"])]
+    pub watch: bool,
+    /// With --watch: every process that maps the runtime, found at start and rescanned every
+    /// second (exited processes are dropped, new ones picked up).
+    #[arg(long, requires = "watch", conflicts_with_all = ["pids", "points"])]
+    pub all: bool,
+    /// With --watch: serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// With --watch: how often to report what an update requested now would wait for.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub readiness_interval: Duration,
     /// Request the update(s) by sending the update signal once attached (implies --count 1
     /// unless --count is given; with --count N, a new request follows each report).
     #[arg(long)]
@@ -73,6 +92,23 @@ pub struct Args {
 }
 
 impl Args {
+    /// The process of the single-process modes (the first `--pid`).
+    pub fn pid(&self) -> u32 {
+        self.pids.first().copied().unwrap_or(0)
+    }
+
+    /// The checks clap's attributes cannot express: several processes need `--watch`.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        if self.pids.len() > 1 && !self.watch {
+            let mut cmd = <Self as clap::CommandFactory>::command();
+            return Err(cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "several --pid need --watch (the other modes observe one process)",
+            ));
+        }
+        Ok(())
+    }
+
     /// How many updates to observe before stopping (None: until Ctrl-C).
     pub fn updates_wanted(&self) -> Option<u64> {
         match (self.count, self.request) {
@@ -150,7 +186,7 @@ mod tests {
     fn defaults() {
         let a = parse(&["--pid", "42"]).expect("valid");
         assert_eq!(
-            (a.pid, a.signal, a.timeout, a.json, a.request),
+            (a.pid(), a.signal, a.timeout, a.json, a.request),
             (42, 12, Duration::from_secs(1), false, false)
         );
         assert_eq!(a.updates_wanted(), None);
@@ -225,6 +261,43 @@ mod tests {
             let err = parse(args).expect_err("invalid");
             assert_eq!(err.exit_code(), 2, "{args:?}");
             assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn watch_mode() {
+        let a = parse(&[
+            "--watch",
+            "-p",
+            "1",
+            "-p",
+            "2",
+            "--metrics",
+            "127.0.0.1:9464",
+        ])
+        .expect("valid");
+        assert_eq!(a.pids, vec![1, 2]);
+        assert!(a.check().is_ok());
+        assert_eq!(a.metrics, Some("127.0.0.1:9464".parse().expect("addr")));
+        assert_eq!(a.readiness_interval, Duration::from_secs(10));
+        let a = parse(&["--watch", "--all", "--readiness-interval", "200ms"]).expect("valid");
+        assert!(a.all && a.pids.is_empty());
+        assert_eq!(a.readiness_interval, Duration::from_millis(200));
+        let err = parse(&["-p", "1", "-p", "2"]).expect("parses").check();
+        let err = err.expect_err("needs --watch");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("several --pid need --watch"),
+            "{err}"
+        );
+        for args in [
+            &["--all"][..],
+            &["--watch", "--all", "-p", "1"],
+            &["--watch", "-p", "1", "--request"],
+            &["-p", "1", "--metrics", "127.0.0.1:1"],
+            &["--watch", "-p", "1", "--metrics", "localhost"],
+        ] {
+            assert_eq!(parse(args).expect_err("invalid").exit_code(), 2, "{args:?}");
         }
     }
 

@@ -14,6 +14,8 @@ pub mod output;
 pub mod pictures;
 pub mod preflight;
 pub mod procfs;
+pub mod readiness;
 pub mod stack;
 pub mod syscalls;
 pub mod tracker;
+pub mod watch;

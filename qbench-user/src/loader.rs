@@ -155,13 +155,27 @@ fn os_error_in_chain(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> 
 }
 
 /// What [`Probes::load`] can be told besides the target and the signal.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Size of the event ring buffer in bytes (a power of two multiple of the page size);
     /// `None` keeps `qbench_common::EVENTS_BYTES`.
     pub events_bytes: Option<u32>,
     /// The syscall numbers whose entry and exit are tracked (the blocking calls).
     pub blocking: Vec<u32>,
+    /// Load and attach the raw_syscalls tracepoints (true by default). They tax every syscall
+    /// of every process on the machine (DESIGN §5), so the production mode (`--watch`) leaves
+    /// them out and reads blocked calls from /proc when it needs them.
+    pub track_syscalls: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            events_bytes: None,
+            blocking: Vec::new(),
+            track_syscalls: true,
+        }
+    }
 }
 
 /// Which update points to probe.
@@ -196,6 +210,7 @@ pub struct Probes {
     ebpf: Ebpf,
     tgid: NonZeroU32,
     blocking: Vec<u32>,
+    track_syscalls: bool,
 }
 
 impl Probes {
@@ -229,11 +244,12 @@ impl Probes {
             loader.map_max_entries(maps::EVENTS, bytes);
         }
         let mut ebpf = loader.load(object).map_err(LoaderError::classify_load)?;
-        attach::load_programs(&mut ebpf)?;
+        attach::load_programs(&mut ebpf, options.track_syscalls)?;
         let mut probes = Self {
             ebpf,
             tgid,
             blocking: options.blocking.clone(),
+            track_syscalls: options.track_syscalls,
         };
         probes.fill_blocking()?;
         Ok(probes)
@@ -254,7 +270,7 @@ impl Probes {
     }
 
     /// Attaches the update-point uprobes of `mode` (scoped to the target), then the tracepoints
-    /// (signal, syscalls, threads), then seeds the thread map from /proc ([`Self::seed_threads`]).
+    /// (signal, syscalls unless [`LoadOptions::track_syscalls`] is false, threads), then seeds the thread map from /proc ([`Self::seed_threads`]).
     pub fn attach(&mut self, mode: &AttachMode) -> Result<(), LoaderError> {
         attach::ensure_uprobes()?;
         match mode {
@@ -277,9 +293,12 @@ impl Probes {
                 }
             }
         }
-        attach::tracepoints(&mut self.ebpf)?;
-        let seeded = self.seed_threads()?;
-        log::debug!("seeded {seeded} blocked threads from /proc");
+        attach::tracepoints(&mut self.ebpf, self.track_syscalls)?;
+        // Without the syscall exit tracepoint nothing would ever clear a seeded entry.
+        if self.track_syscalls {
+            let seeded = self.seed_threads()?;
+            log::debug!("seeded {seeded} blocked threads from /proc");
+        }
         Ok(())
     }
 

@@ -9,6 +9,9 @@ use qbench_user::{app, cli::Args};
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.
     let args = Args::parse();
+    if let Err(err) = args.check() {
+        err.exit();
+    }
     match app::run(&args) {
         Ok(summary) if summary.dnq > 0 => ExitCode::from(3),
         Ok(_) => ExitCode::SUCCESS,

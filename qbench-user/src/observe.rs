@@ -54,7 +54,7 @@ struct Loop<'a, K: Kernel> {
     reported: Vec<Update>,
 }
 
-/// Observes `args.pid` until done. `events` is the programs' ring buffer.
+/// Observes `args.pid()` until done. `events` is the programs' ring buffer.
 pub async fn run<K: Kernel>(
     args: &Args,
     kernel: K,
@@ -73,8 +73,8 @@ pub async fn run<K: Kernel>(
         undecodable: 0,
         reported: Vec::new(),
     };
-    let threads =
-        procfs::threads(args.pid).ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid))?;
+    let threads = procfs::threads(args.pid())
+        .ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid()))?;
     for t in &threads {
         l.tracker.seed(t.tid, &t.comm, t.syscall);
     }
@@ -82,7 +82,7 @@ pub async fn run<K: Kernel>(
         eprintln!(
             "qbench-trace: seeded {} threads of pid {} from /proc",
             threads.len(),
-            args.pid
+            args.pid()
         );
     }
     // SAFETY: the ring buffer owns its map descriptor, which stays open and the same for as long
@@ -125,12 +125,12 @@ pub async fn run<K: Kernel>(
                     }
                 }
                 // Gone, or a zombie its parent has not reaped yet: either way it has exited.
-                if matches!(procfs::state(args.pid, args.pid), None | Some('Z' | 'X')) {
+                if matches!(procfs::state(args.pid(), args.pid()), None | Some('Z' | 'X')) {
                     // Report what was seen of an update in progress, then stop.
                     if let Some(update) = l.tracker.on_tick(u64::MAX) {
                         l.report(&update)?;
                     }
-                    eprintln!("qbench-trace: process {} exited", args.pid);
+                    eprintln!("qbench-trace: process {} exited", args.pid());
                     l.summary.target_exited = true;
                     return Ok(l.summary);
                 }
@@ -159,7 +159,7 @@ impl<K: Kernel> Loop<'_, K> {
             drop(record);
             // sched_process_fork fires for fork() too: a child process is not a new thread.
             if let Event::ThreadNew { tid, .. } = event
-                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.args.pid)).exists()
+                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.args.pid())).exists()
             {
                 continue;
             }
@@ -180,7 +180,7 @@ impl<K: Kernel> Loop<'_, K> {
     /// kernel's record of who is blocked in what since before the request.
     fn on_window_opened(&mut self) -> anyhow::Result<()> {
         for tid in self.tracker.tids() {
-            if let Some(comm) = procfs::comm(self.args.pid, tid) {
+            if let Some(comm) = procfs::comm(self.args.pid(), tid) {
                 self.tracker.set_comm(tid, &comm);
             }
         }
@@ -200,7 +200,7 @@ impl<K: Kernel> Loop<'_, K> {
                 update.number
             );
         }
-        let pid = self.args.pid;
+        let pid = self.args.pid();
         let state_of = move |tid: u32| procfs::state(pid, tid);
         let diagnoses = crate::evidence::diagnose(pid, update, self.summary.updates);
         let ctx = Context {
@@ -234,11 +234,11 @@ impl<K: Kernel> Loop<'_, K> {
 
 fn send_request(args: &Args) -> anyhow::Result<()> {
     // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(args.pid as i32, args.signal) } != 0 {
+    if unsafe { libc::kill(args.pid() as i32, args.signal) } != 0 {
         anyhow::bail!(
             "cannot send signal {} to pid {}: {}",
             args.signal,
-            args.pid,
+            args.pid(),
             std::io::Error::last_os_error()
         );
     }

@@ -247,6 +247,34 @@ fn file_id(meta: &fs::Metadata) -> (u64, u64) {
     ((major << 32) | minor, meta.ino())
 }
 
+/// The files process `pid` maps, once each, by (device, inode), with the path to read each
+/// through (as [`TargetObjects::of`] opens them); None when the process is gone or unreadable.
+/// Lets a scan of every process look into each file once, whoever maps it.
+pub fn mapped_files(pid: u32) -> Option<Vec<((u64, u64), PathBuf)>> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let maps = fs::read_to_string(proc.join("maps")).ok()?;
+    let mut seen = HashSet::new();
+    let mut files = Vec::new();
+    for entry in maps.lines().filter_map(MapsLine::parse) {
+        if !seen.insert((entry.dev, entry.inode)) {
+            continue;
+        }
+        let path = match entry.path.strip_suffix(" (deleted)") {
+            Some(_) => proc.join("map_files").join(entry.range),
+            None => proc.join("root").join(entry.path.trim_start_matches('/')),
+        };
+        files.push(((entry.dev, entry.inode), path));
+    }
+    Some(files)
+}
+
+/// Whether the ELF file at `path` defines `symbol` (false when it cannot be read).
+pub fn defines(path: &std::path::Path, symbol: &str) -> bool {
+    Mapped::new(String::new(), path.to_path_buf())
+        .find(symbol)
+        .is_some()
+}
+
 /// A file-backed line of `/proc/PID/maps`:
 /// `start-end perms offset major:minor inode path`.
 #[derive(Debug, PartialEq, Eq)]

@@ -22,6 +22,7 @@ fn observe(target: &Target, points: &[&str], events_bytes: Option<u32>) -> (Prob
     let options = LoadOptions {
         events_bytes,
         blocking: blocking_syscalls(),
+        ..LoadOptions::default()
     };
     let mut probes =
         Probes::load(pid, SIGUSR2, &options).unwrap_or_else(|e| panic!("{}", chain(&e)));

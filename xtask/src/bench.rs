@@ -23,6 +23,13 @@ pub enum Which {
         #[arg(long, default_value_t = 31)]
         requests: usize,
     },
+    /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
+    /// observer and the diagnosis mode (needs root).
+    Watch {
+        /// Rounds of the three modes (figures are medians of rounds).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The observer's quiescence time against the runtime's, for the same updates (needs root).
     Accuracy {
         /// Updates per situation.
@@ -35,6 +42,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match args.which {
         Which::Runtime { quick, requests } => runtime(quick, requests),
         Which::Accuracy { updates } => crate::bench_accuracy::run(updates),
+        Which::Watch { rounds } => crate::bench_watch::run(rounds),
     }
 }
 

@@ -6,6 +6,7 @@
 mod bench;
 mod bench_accuracy;
 mod bench_runtime;
+mod bench_watch;
 mod demo;
 mod install;
 mod run;

@@ -1,0 +1,121 @@
+//! `qbench-trace --watch`: the production mode. Each watched process gets its own load of the
+//! programs, without the syscall tracepoints (they would tax every syscall on the machine,
+//! DESIGN §5), and its own task; all of them feed one metrics registry, served by `--metrics`.
+//! With `--all`, /proc is rescanned every second for processes that map the runtime. Runs until
+//! SIGINT or SIGTERM; dropping the tasks detaches everything.
+
+mod discover;
+mod http;
+pub mod metrics;
+mod process;
+mod ready_io;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+
+use self::discover::Discovery;
+use self::metrics::Metrics;
+use self::process::{Settings, Watched};
+use crate::cli::Args;
+use crate::preflight;
+
+/// How often `--all` looks for new processes.
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// Watches as `args` say until SIGINT or SIGTERM (or, without `--all`, until every watched
+/// process has exited).
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    preflight::privileges()?;
+    preflight::kernel()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, supervise(args))
+}
+
+async fn supervise(args: &Args) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let settings = Arc::new(Settings {
+        signal: args.signal,
+        timeout: args.timeout,
+        readiness_interval: args.readiness_interval,
+        json: args.json,
+        verbose: args.verbose,
+        ring_bytes: args.ring_bytes,
+        points: args.points.clone(),
+    });
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let server = match args.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+            let addr = listener.local_addr()?;
+            eprintln!("qbench-trace: serving metrics at http://{addr}/metrics");
+            Some(tokio::task::spawn_local(http::serve(
+                listener,
+                Arc::clone(&metrics),
+            )))
+        }
+        None => None,
+    };
+    let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
+    // An explicit --pid that cannot be watched is an error; a process --all finds is skipped.
+    for &pid in &args.pids {
+        let (watched, events) = Watched::attach(pid, Arc::clone(&settings), Arc::clone(&metrics))
+            .with_context(|| format!("cannot watch pid {pid}"))?;
+        tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
+    }
+    let mut discovery = Discovery::default();
+    // Processes --all could not attach to, not retried while they live.
+    let mut refused: HashSet<u32> = HashSet::new();
+    let mut rescan = tokio::time::interval(RESCAN);
+    if args.all {
+        eprintln!("qbench-trace: watching every process that maps the runtime (Ctrl-C to stop)");
+    }
+    loop {
+        tokio::select! {
+            _ = rescan.tick() => {
+                tasks.retain(|_, task| !task.is_finished());
+                if args.all {
+                    refused.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+                    let known: HashSet<u32> = tasks.keys().chain(&refused).copied().collect();
+                    for pid in discovery.scan(&known) {
+                        match Watched::attach(pid, Arc::clone(&settings), Arc::clone(&metrics)) {
+                            Ok((watched, events)) => {
+                                tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
+                            }
+                            Err(err) => {
+                                eprintln!("qbench-trace: cannot watch pid {pid}: {err:#}");
+                                refused.insert(pid);
+                            }
+                        }
+                    }
+                } else if tasks.is_empty() {
+                    eprintln!("qbench-trace: every watched process has exited");
+                    break;
+                }
+            }
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    // Dropping each task's future drops its programs: every link detached, every map freed.
+    let watched = tasks.len();
+    for (_, task) in tasks.drain() {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some(server) = server {
+        server.abort();
+    }
+    eprintln!("qbench-trace: detached from {watched} process(es)");
+    Ok(())
+}
