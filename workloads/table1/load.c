@@ -1,6 +1,6 @@
 /*
  * table1-load: the load generators of the Table I workloads, one mode per workload. Loopback
- * only; each runs for SECONDS and stops by itself, then prints one line:
+ * only; each runs for SECONDS (or until SIGTERM) and stops by itself, then prints one line:
  *   "load MODE seconds S ops N bytes B ops_per_s X mb_per_s Y"
  *
  *   table1-load MODE PORT SECONDS
@@ -32,7 +32,13 @@ static int port;
 static double deadline;
 static atomic_ulong ops, bytes;
 
-static int running(void) { return now_s() < deadline; }
+static volatile sig_atomic_t stopped;
+static void stop(int sig) {
+    (void)sig;
+    stopped = 1;
+}
+
+static int running(void) { return !stopped && now_s() < deadline; }
 
 /* A connection whose reads give up after 200 ms, so every client sees the deadline. */
 static int dial(void) {
@@ -227,6 +233,8 @@ int main(int argc, char **argv) {
     }
     struct sigaction sa = {.sa_handler = SIG_IGN};
     sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = stop; /* the benchmark may end a load early: stop and report */
+    sigaction(SIGTERM, &sa, NULL);
     double start = now_s();
     deadline = start + seconds;
     pthread_t t[16], src;

@@ -16,7 +16,7 @@
  *
  * The study's counts for this program:
  *   update points                      2  (dispatcher loop, worker loop)
- *   changed lines                      7  (1 wl_thread, 2 wl_on_update, the 4-line callback)
+ *   changed lines                      8  (1 wl_thread, 2 wl_on_update, the 5-line callback)
  *   changes beyond the runtime calls   1  (the 'u' notification: break out of the event loop)
  * update-only: no thread ever leaves its event loop, so none reaches an update point (DNQ).
  */

@@ -16,7 +16,7 @@
  *
  * The study's counts for this program:
  *   update points                      5  (main, clock, listener, input and output loops)
- *   changed lines                      5  (2 wl_thread, 2 wl_sleep_s, 1 wl_sleep_ms)
+ *   changed lines                      7  (4 wl_thread, 2 wl_sleep_s, 1 wl_sleep_ms)
  *   changes beyond the runtime calls   0
  * update-only: the long sleeps are sleep(3), which a signal ends; the output threads' 20 ms
  * pause resumes after a signal, so an update waits for it (up to 20 ms while players play).

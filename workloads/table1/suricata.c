@@ -17,7 +17,7 @@
  *   suricata-like [--variant all|update-only]   prints "ready PORT"; exits when stdin closes
  *
  * The study's counts for this program:
- *   update points                      8  (one per thread loop)
+ *   update points                      9  (one per thread function's loop)
  *   changed lines                     13  (8 wl_thread, 2 wl_sleep_ms, 2 wl_cond_wait,
  *                                          1 wl_on_update)
  *   changes beyond the runtime calls   0  (the callback is cap_breakloop, as pcap_breakloop

@@ -23,6 +23,23 @@ pub enum Which {
         #[arg(long, default_value_t = 31)]
         requests: usize,
     },
+    /// The study's Table I: six workloads × {load, idle} × {all, update-only}, the runtime's
+    /// and (as root) the observer's median quiescence time.
+    Table1 {
+        /// 3 requests per cell and short timeouts, to keep the benchmark working (no figures).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Throughput of memcached-like under load without qbench-trace, with it attached and idle,
+    /// and with it measuring an update every second (needs root).
+    Overhead {
+        /// Seconds per load run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds of the three modes.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
     /// observer and the diagnosis mode (needs root).
     Watch {
@@ -43,6 +60,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::Runtime { quick, requests } => runtime(quick, requests),
         Which::Accuracy { updates } => crate::bench_accuracy::run(updates),
         Which::Watch { rounds } => crate::bench_watch::run(rounds),
+        Which::Table1 { quick } => crate::bench_table1_report::run(quick),
+        Which::Overhead { seconds, rounds } => crate::bench_overhead::run(seconds, rounds),
     }
 }
 

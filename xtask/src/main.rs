@@ -5,7 +5,11 @@
 
 mod bench;
 mod bench_accuracy;
+mod bench_overhead;
 mod bench_runtime;
+mod bench_table1;
+mod bench_table1_report;
+mod bench_table1_svg;
 mod bench_watch;
 mod demo;
 mod install;

@@ -42,6 +42,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             requests: 3,
         },
     })?;
+    stage("table1 smoke");
+    crate::bench::run(&crate::bench::Args {
+        which: crate::bench::Which::Table1 { quick: true },
+    })?;
     stage("tests");
     workspace_tests()
 }
