@@ -18,6 +18,9 @@ use crate::pictures;
 use crate::procfs;
 use crate::tracker::{Outcome, Tracker, Update};
 
+/// Records applied per wake-up: a target flooding the ring buffer with system calls must not
+/// keep the loop from its timeout checks.
+pub const DRAIN_LIMIT: usize = 4096;
 /// How often the loop wakes to check timeouts and whether the target still lives.
 const TICK: Duration = Duration::from_millis(5);
 /// Pause between a report and the next `--request`: the runtime finishes releasing its threads
@@ -100,8 +103,12 @@ pub async fn run<K: Kernel>(
         tokio::select! {
             ready = events.readable_mut() => {
                 let mut guard = ready?;
-                let finished = l.drain(guard.get_inner_mut())?;
-                guard.clear_ready();
+                let (finished, more) = l.drain(guard.get_inner_mut())?;
+                // Records left over (a flood): keep the readiness so the loop comes straight
+                // back, after the other branches (the timeout above all) had their turn.
+                if !more {
+                    guard.clear_ready();
+                }
                 for update in finished {
                     l.report(&update)?;
                     if wanted.is_some_and(|w| l.summary.updates >= w) {
@@ -142,10 +149,14 @@ pub async fn run<K: Kernel>(
 }
 
 impl<K: Kernel> Loop<'_, K> {
-    /// Applies every record in the ring buffer; returns the updates they completed.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<Vec<Update>> {
+    /// Applies up to [`DRAIN_LIMIT`] records of the ring buffer; returns the updates they
+    /// completed, and whether records may be left.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<(Vec<Update>, bool)> {
         let mut finished = Vec::new();
-        while let Some(record) = ring.next() {
+        for _ in 0..DRAIN_LIMIT {
+            let Some(record) = ring.next() else {
+                return Ok((finished, false));
+            };
             let event = match Event::try_from(&*record) {
                 Ok(event) => event,
                 Err(err) => {
@@ -173,7 +184,7 @@ impl<K: Kernel> Loop<'_, K> {
             }
             finished.extend(done);
         }
-        Ok(finished)
+        Ok((finished, true))
     }
 
     /// At a request: current thread names (the helper is recognised by its name) and the

@@ -39,6 +39,9 @@ struct Thread {
 /// the handler's SA_RESTART: see [`crate::syscalls::RT_SIGRETURN`].
 pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
 
+/// The calls kept per thread and window (the first ones and the latest).
+pub const MAX_CALLS: usize = 512;
+
 /// One tracked call during a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Call {
@@ -312,6 +315,11 @@ impl Tracker {
                         since_ns: Some(ts_ns),
                     });
                     if self.window.is_some() {
+                        // A thread looping over system calls must not grow this without bound:
+                        // past the cap, the newest call replaces the last kept one.
+                        if thread.calls.len() >= MAX_CALLS {
+                            thread.calls.pop();
+                        }
                         thread.calls.push(Call {
                             nr,
                             args,

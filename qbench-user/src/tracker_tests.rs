@@ -505,3 +505,42 @@ fn the_runtime_abandoning_the_update_is_a_dnq() {
         None
     );
 }
+
+#[test]
+fn a_flood_of_calls_is_capped_keeping_the_first_and_the_latest() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    for i in 0..2000u64 {
+        t.on_event(Event::SysEnter {
+            tid: 101,
+            ts_ns: 2000 + 2 * i,
+            nr: 0,
+            args: [3, 0, 1, 0, 0, 0],
+        });
+        t.on_event(Event::SysExit {
+            tid: 101,
+            ts_ns: 2001 + 2 * i,
+            nr: 0,
+            ret: 1,
+        });
+    }
+    t.on_event(Event::SysEnter {
+        tid: 101,
+        ts_ns: 9000,
+        nr: 43,
+        args: [4, 0, 0, 0, 0, 0],
+    });
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    let calls = &update
+        .threads
+        .iter()
+        .find(|t| t.tid == 101)
+        .expect("101")
+        .calls;
+    assert_eq!(calls.len(), MAX_CALLS);
+    assert_eq!(calls[0].start_ns, Some(2000));
+    assert_eq!(
+        (calls[MAX_CALLS - 1].nr, calls[MAX_CALLS - 1].start_ns),
+        (43, Some(9000))
+    );
+}

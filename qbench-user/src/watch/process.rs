@@ -132,8 +132,11 @@ impl Watched {
             tokio::select! {
                 guard = events.readable_mut() => {
                     let mut guard = guard?;
-                    let finished = self.drain(guard.get_inner_mut());
-                    guard.clear_ready();
+                    let (finished, more) = self.drain(guard.get_inner_mut());
+                    // Records left over (a flood): keep the readiness, let the ticks run first.
+                    if !more {
+                        guard.clear_ready();
+                    }
                     for update in finished {
                         self.report(update)?;
                     }
@@ -158,9 +161,12 @@ impl Watched {
         }
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Update> {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> (Vec<Update>, bool) {
         let mut finished = Vec::new();
-        while let Some(record) = ring.next() {
+        for _ in 0..crate::observe::DRAIN_LIMIT {
+            let Some(record) = ring.next() else {
+                return (finished, false);
+            };
             let Ok(event) = Event::try_from(&*record) else {
                 self.undecodable += 1;
                 continue;
@@ -178,7 +184,7 @@ impl Watched {
                 self.refresh_from_proc();
             }
         }
-        finished
+        (finished, true)
     }
 
     /// At a request: who is blocked in what, from /proc, since no syscall event tells.
