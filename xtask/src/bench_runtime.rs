@@ -39,15 +39,21 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Builds the release runtime and the situations program linked with it.
 pub fn build_target() -> anyhow::Result<PathBuf> {
     workspace::cargo(&["build", "--release", "-p", "qbench-runtime"])?;
+    build_c_release("situations", "situations-bench")
+}
+
+/// Compiles `workloads/c/<source>.c` into `<target>/release/qbench-c/<exe>`, linked with the
+/// release runtime (which must be built).
+pub fn build_c_release(source: &str, exe: &str) -> anyhow::Result<PathBuf> {
     let root = workspace::root();
     let lib_dir = workspace::profile_dir(Profile::Release);
     let out = lib_dir.join("qbench-c");
     std::fs::create_dir_all(&out)?;
-    let exe = out.join("situations-bench");
+    let exe = out.join(exe);
     let status = Command::new("cc")
         .args(["-O2", "-pthread", "-I"])
         .arg(root.join("qbench-runtime/include"))
-        .arg(root.join("workloads/c/situations.c"))
+        .arg(root.join(format!("workloads/c/{source}.c")))
         .arg("-o")
         .arg(&exe)
         .arg("-L")

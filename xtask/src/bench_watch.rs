@@ -73,25 +73,7 @@ pub fn run(rounds: usize) -> anyhow::Result<()> {
 }
 
 fn build_program() -> anyhow::Result<PathBuf> {
-    let root = workspace::root();
-    let lib_dir = workspace::profile_dir(Profile::Release);
-    let out = lib_dir.join("qbench-c");
-    std::fs::create_dir_all(&out)?;
-    let exe = out.join("watch_cost");
-    let status = Command::new("cc")
-        .args(["-O2", "-pthread", "-I"])
-        .arg(root.join("qbench-runtime/include"))
-        .arg(root.join("workloads/c/watch_cost.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(&lib_dir)
-        .arg("-lqbench")
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .status()
-        .context("cannot run cc")?;
-    ensure!(status.success(), "cc failed to build {}", exe.display());
-    Ok(exe)
+    crate::bench_runtime::build_c_release("watch_cost", "watch_cost")
 }
 
 fn measure(exe: &Path, trace: &Path, mode: &str) -> anyhow::Result<Round> {
