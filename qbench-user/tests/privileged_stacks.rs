@@ -97,10 +97,19 @@ struct Target {
 
 impl Target {
     fn run(command: &mut Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start target");
+        command.stdout(Stdio::piped());
+        // A copy just written may still be open for writing in a child another test thread is
+        // forking (until it execs): exec fails with ETXTBSY for that moment, so try again.
+        let mut attempts = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => break result.expect("start target"),
+            }
+        };
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
         BufReader::new(stdout)

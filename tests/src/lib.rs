@@ -173,9 +173,20 @@ impl Target {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        // A program file just written (copied or built) may still be open for writing in a child
+        // another test thread is forking: exec then fails with ETXTBSY for a moment.
+        let mut attempts = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => {
+                    break result.unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+                }
+            }
+        };
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut target = Target {
