@@ -14,6 +14,7 @@ pub mod output;
 pub mod pictures;
 pub mod preflight;
 pub mod procfs;
+pub mod reader;
 pub mod readiness;
 pub mod stack;
 pub mod syscalls;

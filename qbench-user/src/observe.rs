@@ -12,15 +12,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::Args;
-use crate::decode::Event;
 use crate::output::{self, Context};
 use crate::pictures;
 use crate::procfs;
+use crate::reader;
 use crate::tracker::{Outcome, Tracker, Update};
 
-/// Records applied per wake-up: a target flooding the ring buffer with system calls must not
-/// keep the loop from its timeout checks.
-pub const DRAIN_LIMIT: usize = 4096;
 /// How often the loop wakes to check timeouts and whether the target still lives.
 const TICK: Duration = Duration::from_millis(5);
 /// Pause between a report and the next `--request`: the runtime finishes releasing its threads
@@ -110,26 +107,16 @@ pub async fn run<K: Kernel>(
                     guard.clear_ready();
                 }
                 for update in finished {
-                    l.report(&update)?;
-                    if wanted.is_some_and(|w| l.summary.updates >= w) {
+                    if l.finish(&update, wanted).await? {
                         return Ok(l.summary);
-                    }
-                    if args.request {
-                        tokio::time::sleep(REQUEST_GAP).await;
-                        send_request(args)?;
                     }
                 }
             }
             _ = tick.tick() => {
-                if let Some(update) = l.tracker.on_tick(crate::clock::monotonic_ns()) {
-                    l.report(&update)?;
-                    if wanted.is_some_and(|w| l.summary.updates >= w) {
-                        return Ok(l.summary);
-                    }
-                    if args.request {
-                        tokio::time::sleep(REQUEST_GAP).await;
-                        send_request(args)?;
-                    }
+                if let Some(update) = l.tracker.on_tick(crate::clock::monotonic_ns())
+                    && l.finish(&update, wanted).await?
+                {
+                    return Ok(l.summary);
                 }
                 // Gone, or a zombie its parent has not reaped yet: either way it has exited.
                 if matches!(procfs::state(args.pid(), args.pid()), None | Some('Z' | 'X')) {
@@ -149,55 +136,30 @@ pub async fn run<K: Kernel>(
 }
 
 impl<K: Kernel> Loop<'_, K> {
-    /// Applies up to [`DRAIN_LIMIT`] records of the ring buffer; returns the updates they
-    /// completed, and whether records may be left.
+    /// Applies a batch of the ring buffer's records; returns the updates they completed, and
+    /// whether records may be left.
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<(Vec<Update>, bool)> {
-        let mut finished = Vec::new();
-        for _ in 0..DRAIN_LIMIT {
-            let Some(record) = ring.next() else {
-                return Ok((finished, false));
-            };
-            let event = match Event::try_from(&*record) {
-                Ok(event) => event,
-                Err(err) => {
-                    self.undecodable += 1;
-                    if self.args.verbose > 0 {
-                        eprintln!("qbench-trace: undecodable event: {err}");
-                    }
-                    continue;
-                }
-            };
-            drop(record);
-            // sched_process_fork fires for fork() too: a child process is not a new thread.
-            if let Event::ThreadNew { tid, .. } = event
-                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.args.pid())).exists()
-            {
-                continue;
-            }
-            if self.args.verbose > 1 {
-                eprintln!("qbench-trace: {event:?}");
-            }
-            let opens = matches!(event, Event::Request { .. }) && !self.tracker.window_open();
-            let done = self.tracker.on_event(event);
-            if opens && self.tracker.window_open() {
-                self.on_window_opened()?;
-            }
-            finished.extend(done);
-        }
-        Ok((finished, true))
+        let pid = self.args.pid();
+        let kernel = &self.kernel;
+        let batch = reader::drain(ring, &mut self.tracker, pid, self.args.verbose, |tracker| {
+            on_window_opened(tracker, kernel, pid)
+        })?;
+        self.undecodable += batch.undecodable;
+        Ok((batch.finished, batch.more))
     }
 
-    /// At a request: current thread names (the helper is recognised by its name) and the
-    /// kernel's record of who is blocked in what since before the request.
-    fn on_window_opened(&mut self) -> anyhow::Result<()> {
-        for tid in self.tracker.tids() {
-            if let Some(comm) = procfs::comm(self.args.pid(), tid) {
-                self.tracker.set_comm(tid, &comm);
-            }
+    /// Reports `update`; says whether the wanted count is reached, and otherwise, when
+    /// qbench-trace makes the requests, requests the next update.
+    async fn finish(&mut self, update: &Update, wanted: Option<u64>) -> anyhow::Result<bool> {
+        self.report(update)?;
+        if wanted.is_some_and(|w| self.summary.updates >= w) {
+            return Ok(true);
         }
-        let snapshot = self.kernel.snapshot_threads()?;
-        self.tracker.apply_snapshot(&snapshot);
-        Ok(())
+        if self.args.request {
+            tokio::time::sleep(REQUEST_GAP).await;
+            send_request(self.args)?;
+        }
+        Ok(false)
     }
 
     fn report(&mut self, update: &Update) -> anyhow::Result<()> {
@@ -253,5 +215,17 @@ fn send_request(args: &Args) -> anyhow::Result<()> {
             std::io::Error::last_os_error()
         );
     }
+    Ok(())
+}
+
+/// At a request: current thread names (the helper is recognised by its name) and the kernel's
+/// record of who is blocked in what since before the request.
+fn on_window_opened<K: Kernel>(tracker: &mut Tracker, kernel: &K, pid: u32) -> anyhow::Result<()> {
+    for tid in tracker.tids() {
+        if let Some(comm) = procfs::comm(pid, tid) {
+            tracker.set_comm(tid, &comm);
+        }
+    }
+    tracker.apply_snapshot(&kernel.snapshot_threads()?);
     Ok(())
 }

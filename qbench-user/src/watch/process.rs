@@ -15,12 +15,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
 
 use super::metrics::{Metrics, ProcessLabels};
-use crate::decode::Event;
 use crate::loader::symbols::TargetObjects;
 use crate::loader::{AttachMode, LoadOptions, Probes};
 use crate::output::{self, Context};
 use crate::tracker::{Outcome, Tracker, Update};
-use crate::{evidence, preflight, procfs, readiness, syscalls};
+use crate::{evidence, preflight, procfs, reader, readiness, syscalls};
 
 /// How often an open window is checked against its timeout.
 const FAST_TICK: Duration = Duration::from_millis(5);
@@ -162,53 +161,15 @@ impl Watched {
     }
 
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> (Vec<Update>, bool) {
-        let mut finished = Vec::new();
-        for _ in 0..crate::observe::DRAIN_LIMIT {
-            let Some(record) = ring.next() else {
-                return (finished, false);
-            };
-            let Ok(event) = Event::try_from(&*record) else {
-                self.undecodable += 1;
-                continue;
-            };
-            drop(record);
-            // sched_process_fork fires for fork() too: a child process is not a new thread.
-            if let Event::ThreadNew { tid, .. } = event
-                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid())).exists()
-            {
-                continue;
-            }
-            let opens = matches!(event, Event::Request { .. }) && !self.tracker.window_open();
-            finished.extend(self.tracker.on_event(event));
-            if opens && self.tracker.window_open() {
-                self.refresh_from_proc();
-            }
-        }
-        (finished, true)
-    }
-
-    /// At a request: who is blocked in what, from /proc, since no syscall event tells.
-    fn refresh_from_proc(&mut self) {
-        let threads = procfs::threads(self.pid()).unwrap_or_default();
-        let known = self.tracker.tids();
-        let mut snapshot = Vec::with_capacity(threads.len());
-        for t in threads {
-            if known.binary_search(&t.tid).is_err() {
-                self.tracker.seed(t.tid, &t.comm, None);
-            } else {
-                self.tracker.set_comm(t.tid, &t.comm);
-            }
-            let (nr, args) = t.syscall.unwrap_or((NO_SYSCALL, [0; 6]));
-            let since_ns = 0; // blocked since an unknown time before the request
-            let state = ThreadState {
-                nr,
-                since_ns,
-                args,
-                arrived_seq: 0,
-            };
-            snapshot.push((t.tid, state));
-        }
-        self.tracker.apply_snapshot(&snapshot);
+        let pid = self.pid();
+        let drained = reader::drain(ring, &mut self.tracker, pid, 0, |tracker| {
+            refresh_from_proc(tracker, pid);
+            Ok(())
+        });
+        // The window-open step here cannot fail; a batch is never an error.
+        let batch = drained.unwrap_or_default();
+        self.undecodable += batch.undecodable;
+        (batch.finished, batch.more)
     }
 
     fn report(&mut self, mut update: Update) -> anyhow::Result<()> {
@@ -291,4 +252,28 @@ impl Watched {
             readiness::line(pid, &self.labels.comm, &summary)
         );
     }
+}
+
+/// At a request: who is blocked in what, from /proc, since no syscall event tells.
+fn refresh_from_proc(tracker: &mut Tracker, pid: u32) {
+    let threads = procfs::threads(pid).unwrap_or_default();
+    let known = tracker.tids();
+    let mut snapshot = Vec::with_capacity(threads.len());
+    for t in threads {
+        if known.binary_search(&t.tid).is_err() {
+            tracker.seed(t.tid, &t.comm, None);
+        } else {
+            tracker.set_comm(t.tid, &t.comm);
+        }
+        let (nr, args) = t.syscall.unwrap_or((NO_SYSCALL, [0; 6]));
+        // Blocked since an unknown time before the request.
+        let state = ThreadState {
+            nr,
+            since_ns: 0,
+            args,
+            arrived_seq: 0,
+        };
+        snapshot.push((t.tid, state));
+    }
+    tracker.apply_snapshot(&snapshot);
 }

@@ -1,0 +1,71 @@
+//! Draining the ring buffer into the tracker, shared by the one-process loop (`observe`) and the
+//! watch mode: decode, drop what is not a thread of the target, apply, and let the caller fill
+//! in the threads' state the moment a window opens (before any later event is applied).
+
+use std::path::Path;
+
+use aya::maps::{MapData, RingBuf};
+
+use crate::decode::Event;
+use crate::tracker::{Tracker, Update};
+
+/// Records applied per wake-up: a target flooding the ring buffer with system calls must not
+/// keep the loop from its timeout checks.
+pub const DRAIN_LIMIT: usize = 4096;
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The updates the batch completed.
+    pub finished: Vec<Update>,
+    /// The batch stopped at [`DRAIN_LIMIT`]: records may be left.
+    pub more: bool,
+    /// Records that could not be decoded (counted with the losses).
+    pub undecodable: u64,
+}
+
+/// Applies up to [`DRAIN_LIMIT`] records to `tracker`. `on_open` runs right after a request
+/// opens a window, to apply the threads' current state. With `verbose` > 0 undecodable records
+/// are said on stderr, with > 1 every event.
+pub fn drain(
+    ring: &mut RingBuf<MapData>,
+    tracker: &mut Tracker,
+    pid: u32,
+    verbose: u8,
+    mut on_open: impl FnMut(&mut Tracker) -> anyhow::Result<()>,
+) -> anyhow::Result<Batch> {
+    let mut batch = Batch::default();
+    for _ in 0..DRAIN_LIMIT {
+        let Some(record) = ring.next() else {
+            return Ok(batch);
+        };
+        let event = match Event::try_from(&*record) {
+            Ok(event) => event,
+            Err(err) => {
+                batch.undecodable += 1;
+                if verbose > 0 {
+                    eprintln!("qbench-trace: undecodable event: {err}");
+                }
+                continue;
+            }
+        };
+        drop(record);
+        // sched_process_fork fires for fork() too: a child process is not a new thread.
+        if let Event::ThreadNew { tid, .. } = event
+            && !Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
+        {
+            continue;
+        }
+        if verbose > 1 {
+            eprintln!("qbench-trace: {event:?}");
+        }
+        let opens = matches!(event, Event::Request { .. }) && !tracker.window_open();
+        let done = tracker.on_event(event);
+        if opens && tracker.window_open() {
+            on_open(tracker)?;
+        }
+        batch.finished.extend(done);
+    }
+    batch.more = true;
+    Ok(batch)
+}
