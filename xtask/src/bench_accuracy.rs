@@ -44,6 +44,11 @@ pub fn measure(exe: &Path, kind: &'static str, updates: usize) -> anyhow::Result
         .with_context(|| format!("cannot start {}", exe.display()))?;
     let pid = target.id();
     std::thread::sleep(std::time::Duration::from_millis(300));
+    if let Err(e) = crate::target::ensure_release_runtime(pid) {
+        let _ = target.kill();
+        let _ = target.wait();
+        return Err(e);
+    }
     let out = Command::new(&trace)
         .args([
             "--pid",

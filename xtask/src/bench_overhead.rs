@@ -52,6 +52,7 @@ pub fn run(seconds: u64, rounds: usize) -> anyhow::Result<()> {
         .context("no ready line")?
         .trim()
         .to_string();
+    target::ensure_release_runtime(server.0.id())?;
     let pid = server.0.id() as i32;
     let mut rates: [Vec<f64>; 4] = Default::default();
     let mut updates = 0;

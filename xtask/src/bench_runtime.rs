@@ -124,6 +124,7 @@ fn drive(
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().context("no stdout")?).read_line(&mut line)?;
     ensure!(line.starts_with("ready "), "target did not start: {line:?}");
+    target::ensure_release_runtime(child.id())?;
     let pid = child.id() as i32;
     for n in 1..=requests {
         wait_all_blocked(pid)?;

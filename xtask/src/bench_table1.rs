@@ -254,6 +254,7 @@ fn run_cell(p: &Programs, c: &Cell, s: &Setup, observer: Option<&Path>) -> anyho
         .map(str::trim)
         .context("no ready line")?
         .to_string();
+    target::ensure_release_runtime(workload.0.id())?;
     let pid = workload.0.id() as i32;
     let timeout = Duration::from_millis(s.timeout_ms);
     let mut load = None;

@@ -88,6 +88,7 @@ fn measure(exe: &Path, trace: &Path, mode: &str) -> anyhow::Result<Round> {
         lines.next().transpose()?.as_deref() == Some("ready"),
         "watch_cost did not start"
     );
+    crate::target::ensure_release_runtime(target.id())?;
     let mut observer = match mode {
         "none" => None,
         "bpftrace" => Some(start_bpftrace(target.id())?),

@@ -48,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    workspace::drop_cargo_library_path();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup(args) => setup::run(&args),

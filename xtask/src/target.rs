@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure};
+use anyhow::{Context as _, bail, ensure};
+
+use crate::workspace::{self, Profile};
 
 /// Requests an update of process `pid` with SIGUSR2, the runtime's default request signal.
 pub fn request_update(pid: i32) -> anyhow::Result<()> {
@@ -31,4 +33,25 @@ pub fn wait_report_lines(path: &Path, n: usize, timeout: Duration) -> anyhow::Re
         }
         std::thread::sleep(Duration::from_micros(100));
     }
+}
+
+/// Fails unless process `pid` has loaded the release libqbench.so that the benchmarks' programs
+/// are linked against. A figure taken with another copy of the runtime (a debug build found
+/// through LD_LIBRARY_PATH, say) would be wrong without saying so.
+pub fn ensure_release_runtime(pid: u32) -> anyhow::Result<()> {
+    let expected = workspace::profile_dir(Profile::Release).join("libqbench.so");
+    let expected = std::fs::canonicalize(&expected).unwrap_or(expected);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("cannot read the mappings of process {pid}"))?;
+    let loaded = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libqbench.so"))
+        .with_context(|| format!("process {pid} has not loaded libqbench.so"))?;
+    ensure!(
+        Path::new(loaded) == expected,
+        "process {pid} loaded {loaded}, not {}: unset LD_LIBRARY_PATH and run again",
+        expected.display()
+    );
+    Ok(())
 }

@@ -19,12 +19,16 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The build output directory, honouring CARGO_TARGET_DIR.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// target/debug or target/release, honouring CARGO_TARGET_DIR.
 pub fn profile_dir(profile: Profile) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    target.join(match profile {
+    target_dir().join(match profile {
         Profile::Debug => "debug",
         Profile::Release => "release",
     })
@@ -49,4 +53,31 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
         args.join(" ")
     );
     Ok(())
+}
+
+/// `cargo xtask` is a `cargo run`, and cargo puts the workspace's own output directories
+/// (target/debug, target/debug/deps) at the head of LD_LIBRARY_PATH, which the dynamic loader
+/// searches before a program's RUNPATH. A C program built against the release libqbench.so would
+/// then load the debug one: benchmarks would time an unoptimised runtime, and probes placed on the
+/// release library would never fire. This removes the entries under the target directory and
+/// keeps whatever the user had set.
+///
+/// Called first in `main`, while xtask has a single thread (changing the environment is not
+/// thread-safe).
+pub fn drop_cargo_library_path() {
+    let Some(value) = std::env::var_os("LD_LIBRARY_PATH") else {
+        return;
+    };
+    let target = target_dir();
+    let kept: Vec<PathBuf> = std::env::split_paths(&value)
+        .filter(|dir| !dir.starts_with(&target))
+        .collect();
+    if kept.is_empty() {
+        // SAFETY: called before xtask starts any thread, so nothing reads the environment
+        // concurrently.
+        unsafe { std::env::remove_var("LD_LIBRARY_PATH") };
+    } else if let Ok(joined) = std::env::join_paths(kept) {
+        // SAFETY: as above, xtask is still single-threaded.
+        unsafe { std::env::set_var("LD_LIBRARY_PATH", joined) };
+    }
 }
