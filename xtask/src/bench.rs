@@ -31,14 +31,18 @@ pub enum Which {
         quick: bool,
     },
     /// Throughput of memcached-like under load without qbench-trace, with it attached and idle,
-    /// and with it measuring an update every second (needs root).
+    /// with it measuring an update every second, and with `--watch` attached (needs root).
     Overhead {
         /// Seconds per load run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Rounds of the three modes.
-        #[arg(long, default_value_t = 3)]
+        /// Rounds (each runs every mode once, in a rotating order).
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Only the runs without qbench-trace and with `--watch`, so that many short rounds
+        /// can pin down a cost below the run-to-run noise.
+        #[arg(long)]
+        watch_only: bool,
     },
     /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
     /// observer and the diagnosis mode (needs root).
@@ -61,7 +65,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::Accuracy { updates } => crate::bench_accuracy::run(updates),
         Which::Watch { rounds } => crate::bench_watch::run(rounds),
         Which::Table1 { quick } => crate::bench_table1_report::run(quick),
-        Which::Overhead { seconds, rounds } => crate::bench_overhead::run(seconds, rounds),
+        Which::Overhead {
+            seconds,
+            rounds,
+            watch_only,
+        } => crate::bench_overhead::run(seconds, rounds, watch_only),
     }
 }
 

@@ -1,8 +1,10 @@
 //! `cargo xtask bench overhead` (root): what qbench-trace costs a busy program. The throughput
 //! of memcached-like (`all` variant) under its load generator, four ways in one run: without
 //! the observer, with qbench-trace (diagnosis mode) attached and idle, with it measuring an
-//! update requested every second, and with the production mode (`--watch`) attached and idle. Modes alternate within each round, in a rotating order, so a drift of
-//! the machine does not favour one of them.
+//! update requested every second, and with the production mode (`--watch`) attached and idle
+//! (`--watch-only`: the first and the last). Modes alternate within each round, in a rotating
+//! order, so a drift of the machine does not favour one of them; each mode is compared with the
+//! run without qbench-trace of the same round.
 
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::Path;
@@ -31,9 +33,13 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(seconds: u64, rounds: usize) -> anyhow::Result<()> {
+pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     ensure!(unsafe { libc::geteuid() } == 0, "the observer needs root");
+    ensure!(
+        rounds >= 2,
+        "--rounds must be at least 2 (the interval needs two pairs)"
+    );
     let programs = bench_table1::build()?;
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let trace = workspace::profile_dir(Profile::Release).join("qbench-trace");
@@ -54,11 +60,12 @@ pub fn run(seconds: u64, rounds: usize) -> anyhow::Result<()> {
         .to_string();
     target::ensure_release_runtime(server.0.id())?;
     let pid = server.0.id() as i32;
+    let active: &[usize] = if watch_only { &[0, 3] } else { &[0, 1, 2, 3] };
     let mut rates: [Vec<f64>; 4] = Default::default();
     let mut updates = 0;
     for round in 0..rounds {
-        for k in 0..MODES.len() {
-            let mode = (round + k) % MODES.len();
+        for k in 0..active.len() {
+            let mode = active[(round + k) % active.len()];
             let observer = match mode {
                 0 => None,
                 3 => Some(attach(&trace, pid, true)?),
@@ -103,13 +110,24 @@ pub fn run(seconds: u64, rounds: usize) -> anyhow::Result<()> {
     };
     let base = median(&rates[0]);
     let mut table = String::from(
-        "| memcached-like under `table1-load memcached` | median ops/s | runs (ops/s) | vs without |\n\
-         |---|---:|---|---:|\n",
+        "| memcached-like under `table1-load memcached` | median ops/s | runs (ops/s) | \
+         median vs without | paired difference, mean (95 % CI) |\n\
+         |---|---:|---|---:|---|\n",
     );
-    for (mode, r) in MODES.iter().zip(&rates) {
+    let mut json_diffs = serde_json::Map::new();
+    for &mode in active {
+        let r = &rates[mode];
         let runs: Vec<String> = r.iter().map(|x| format!("{x:.0}")).collect();
+        let paired = if mode == 0 {
+            "—".to_string()
+        } else {
+            let d = PairedDifference::of(&rates[0], r);
+            json_diffs.insert(MODES[mode].to_string(), d.json());
+            d.to_string()
+        };
         table.push_str(&format!(
-            "| {mode} | {:.0} | {} | {:+.2} % |\n",
+            "| {} | {:.0} | {} | {:+.2} % | {paired} |\n",
+            MODES[mode],
             median(r),
             runs.join(", "),
             (median(r) / base - 1.0) * 100.0
@@ -123,14 +141,75 @@ pub fn run(seconds: u64, rounds: usize) -> anyhow::Result<()> {
         "machine": crate::bench::machine(),
         "workload": "memcached-like (all) under table1-load memcached",
         "seconds_per_run": seconds,
+        "rounds": rounds,
         "updates_requested": updates,
-        "ops_per_s": MODES.iter().zip(&rates).map(|(m, r)| (m.to_string(), serde_json::json!(r)))
+        "ops_per_s": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(rates[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
+        "paired_difference_vs_without": json_diffs,
     });
-    let path = dir.join("observer-overhead.json");
+    let name = if watch_only {
+        "observer-overhead-watch.json"
+    } else {
+        "observer-overhead.json"
+    };
+    let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
+}
+
+/// The relative throughput difference between a mode and the run without qbench-trace in the
+/// same round, over all rounds: its mean and a 95 % confidence interval (Student's t). Pairing
+/// runs that were close in time removes the machine's slow drift from the comparison; the
+/// interval says whether the rounds can tell a cost of 1 % from none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PairedDifference {
+    pairs: usize,
+    mean: f64,
+    low: f64,
+    high: f64,
+}
+
+impl PairedDifference {
+    /// `base[i]` and `with[i]` were measured in round `i`; needs at least two rounds.
+    fn of(base: &[f64], with: &[f64]) -> Self {
+        use statrs::distribution::{ContinuousCDF as _, StudentsT};
+        let d: Vec<f64> = base.iter().zip(with).map(|(b, w)| w / b - 1.0).collect();
+        let n = d.len() as f64;
+        let mean = d.iter().sum::<f64>() / n;
+        let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let t = StudentsT::new(0.0, 1.0, n - 1.0)
+            .map(|t| t.inverse_cdf(0.975))
+            .unwrap_or(f64::NAN);
+        let half = t * (var / n).sqrt();
+        Self {
+            pairs: d.len(),
+            mean,
+            low: mean - half,
+            high: mean + half,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pairs": self.pairs,
+            "mean": self.mean,
+            "ci95": [self.low, self.high],
+        })
+    }
+}
+
+impl std::fmt::Display for PairedDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:+.2} % ({:+.2} % to {:+.2} %, {} pairs)",
+            self.mean * 100.0,
+            self.low * 100.0,
+            self.high * 100.0,
+            self.pairs
+        )
+    }
 }
 
 /// Starts qbench-trace on `pid` and returns once it has attached: its "seeded" note (-v) in the
@@ -196,4 +275,20 @@ fn load_rate(load: &mut Child) -> anyhow::Result<f64> {
         .and_then(|_| words.next())
         .and_then(|x| x.parse().ok())
         .with_context(|| format!("no rate in {out:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PairedDifference;
+
+    #[test]
+    fn paired_difference_mean_and_interval() {
+        // Differences of -1 %, +1 %, -2 %, +2 %: mean 0, sd 1.826 %, t(3) = 3.182.
+        let d = PairedDifference::of(&[100.0; 4], &[99.0, 101.0, 98.0, 102.0]);
+        assert_eq!(d.pairs, 4);
+        assert!(d.mean.abs() < 1e-12);
+        let half = 3.182_446 * 0.018_257_4 / 2.0;
+        assert!((d.high - half).abs() < 1e-5, "{d:?}");
+        assert!((d.low + half).abs() < 1e-5, "{d:?}");
+    }
 }
