@@ -1,8 +1,8 @@
 //! `cargo xtask bench overhead` (root): what qbench-trace costs a busy program. The throughput
 //! of memcached-like (`all` variant) under its load generator, four ways in one run: without
 //! the observer, with qbench-trace (diagnosis mode) attached and idle, with it measuring an
-//! update requested every second, and with the production mode (`--watch`) attached and idle
-//! (`--watch-only`: the first and the last). Modes alternate within each round, in a rotating
+//! update requested every second, and with the production mode (`--watch`) attached, idle and
+//! with an update every second (`--watch-only`: without, and `--watch` idle). Modes alternate within each round, in a rotating
 //! order, so a drift of the machine does not favour one of them; each mode is compared with the
 //! run without qbench-trace of the same round.
 
@@ -17,12 +17,18 @@ use crate::bench_table1;
 use crate::target;
 use crate::workspace::{self, Profile};
 
-const MODES: [&str; 4] = [
+const MODES: [&str; 5] = [
     "without qbench-trace",
     "attached, idle",
     "measuring 1 update/s",
     "--watch attached, idle",
+    "--watch, 1 update/s",
 ];
+
+/// The modes in which qbench-trace runs in `--watch`, and those in which an update is requested
+/// every second.
+const WATCH: [usize; 2] = [3, 4];
+const UPDATING: [usize; 2] = [2, 4];
 
 /// Kills a child when dropped.
 struct Guard(Child);
@@ -60,17 +66,28 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         .to_string();
     target::ensure_release_runtime(server.0.id())?;
     let pid = server.0.id() as i32;
-    let active: &[usize] = if watch_only { &[0, 3] } else { &[0, 1, 2, 3] };
-    let mut rates: [Vec<f64>; 4] = Default::default();
+    let active: &[usize] = if watch_only {
+        &[0, 3]
+    } else {
+        &[0, 1, 2, 3, 4]
+    };
+    let mut rates: [Vec<f64>; 5] = Default::default();
+    // qbench-trace's own CPU (ms per second of load) and resident memory (KiB), per mode.
+    let mut observer_cpu: [Vec<f64>; 5] = Default::default();
+    let mut observer_rss: [Vec<f64>; 5] = Default::default();
     let mut updates = 0;
     for round in 0..rounds {
         for k in 0..active.len() {
             let mode = active[(round + k) % active.len()];
             let observer = match mode {
                 0 => None,
-                3 => Some(attach(&trace, pid, true)?),
-                _ => Some(attach(&trace, pid, false)?),
+                m => Some(attach(&trace, pid, WATCH.contains(&m))?),
             };
+            let cpu_before = observer
+                .as_ref()
+                .map(|o| crate::bench_watch::cpu_ms(o.0.id()))
+                .transpose()?;
+            let started = Instant::now();
             let mut load = Guard(
                 Command::new(programs.load())
                     .args(["memcached", &port, &seconds.to_string()])
@@ -78,7 +95,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
                     .spawn()
                     .context("cannot start the load")?,
             );
-            if mode == 2 {
+            if UPDATING.contains(&mode) {
                 // An update every second while the load runs (the first after 0.5 s).
                 let mut next = Instant::now() + Duration::from_millis(500);
                 while load.0.try_wait()?.is_none() {
@@ -91,6 +108,13 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
                 }
             }
             let rate = load_rate(&mut load.0)?;
+            if let (Some(obs), Some(before)) = (&observer, cpu_before) {
+                let spent = crate::bench_watch::cpu_ms(obs.0.id())? - before;
+                observer_cpu[mode].push(spent / started.elapsed().as_secs_f64());
+                if let Some(kib) = crate::bench_watch::rss_kib(obs.0.id()) {
+                    observer_rss[mode].push(kib as f64);
+                }
+            }
             if let Some(obs) = observer {
                 detach(obs)?;
             }
@@ -111,8 +135,9 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
     let base = median(&rates[0]);
     let mut table = String::from(
         "| memcached-like under `table1-load memcached` | median ops/s | runs (ops/s) | \
-         median vs without | paired difference, mean (95 % CI) |\n\
-         |---|---:|---|---:|---|\n",
+         median vs without | paired difference, mean (95 % CI) | qbench-trace CPU (ms/s) | \
+         its RSS (MiB) |\n\
+         |---|---:|---|---:|---|---:|---:|\n",
     );
     let mut json_diffs = serde_json::Map::new();
     for &mode in active {
@@ -125,12 +150,21 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
             json_diffs.insert(MODES[mode].to_string(), d.json());
             d.to_string()
         };
+        let own = |v: &[f64], scale: f64| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:.1}", median(v) / scale)
+            }
+        };
         table.push_str(&format!(
-            "| {} | {:.0} | {} | {:+.2} % | {paired} |\n",
+            "| {} | {:.0} | {} | {:+.2} % | {paired} | {} | {} |\n",
             MODES[mode],
             median(r),
             runs.join(", "),
-            (median(r) / base - 1.0) * 100.0
+            (median(r) / base - 1.0) * 100.0,
+            own(&observer_cpu[mode], 1.0),
+            own(&observer_rss[mode], 1024.0),
         ));
     }
     println!("{table}");
@@ -146,6 +180,10 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         "ops_per_s": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(rates[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
         "paired_difference_vs_without": json_diffs,
+        "observer_cpu_ms_per_s": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(observer_cpu[m])))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
+        "observer_rss_kib": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(observer_rss[m])))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     });
     let name = if watch_only {
         "observer-overhead-watch.json"

@@ -211,7 +211,7 @@ fn start_observer(mut cmd: Command) -> anyhow::Result<Child> {
 }
 
 /// utime + stime of `pid` in milliseconds (/proc/PID/stat fields 14 and 15, in clock ticks).
-fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
+pub fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("stat")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -229,7 +229,7 @@ fn cpu_over(pid: u32, span: Duration) -> anyhow::Result<(f64, f64)> {
     Ok((spent / span.as_secs_f64(), spent))
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
