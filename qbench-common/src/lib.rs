@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod signals;
+pub mod tracepoints;
 
 /// Symbols of the probe contract (DESIGN §3) that the programs attach to.
 pub mod symbols {

@@ -12,17 +12,17 @@
 //! to the process, `kill(2)`), so the "tgid first" filter here is on `pid`.
 
 use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
-use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL};
+use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL, tracepoints};
 
 use crate::{
     maps::{emit, header, now_ns, open_window, target_tgid, update_signal},
     tp::field,
 };
 
-const SIG: usize = 8;
-const CODE: usize = 16;
-const PID: usize = 36;
-const RESULT: usize = 44;
+const SIG: usize = tracepoints::SIGNAL_SIG.offset;
+const CODE: usize = tracepoints::SIGNAL_CODE.offset;
+const PID: usize = tracepoints::SIGNAL_PID.offset;
+const RESULT: usize = tracepoints::SIGNAL_RESULT.offset;
 
 /// `enum trace_signal_result`: the signal was queued (`TRACE_SIGNAL_DELIVERED`), or queued
 /// without its siginfo (`TRACE_SIGNAL_LOSE_INFO`). Ignored, already pending or overflowed

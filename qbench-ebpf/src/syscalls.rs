@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use qbench_common::{
     EVENT_SYS_ENTER, EVENT_SYS_EXIT, MAX_SYSCALLS, MISS_THREADS_FULL, NO_SYSCALL, SysEnterEvent,
-    SysExitEvent, ThreadState,
+    SysExitEvent, ThreadState, tracepoints,
 };
 
 use crate::{
@@ -26,9 +26,11 @@ use crate::{
     tp::field,
 };
 
-const ID: usize = 8;
-const ARGS: usize = 16;
-const RET: usize = 16;
+const ID: usize = tracepoints::SYS_ENTER_ID.offset;
+const ARGS: usize = tracepoints::SYS_ENTER_ARGS.offset;
+const RET: usize = tracepoints::SYS_EXIT_RET.offset;
+// The exit tracepoint's `id` is read with the entry's offset.
+const _: () = assert!(tracepoints::SYS_EXIT_ID.offset == ID);
 
 /// The tracked syscall number of the record, or `None` for an untracked one.
 #[inline(always)]

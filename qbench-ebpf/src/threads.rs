@@ -2,7 +2,7 @@
 //! during an update. Both are rare, so both always emit.
 
 use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
-use qbench_common::{EVENT_THREAD_EXIT, EVENT_THREAD_NEW, ThreadEvent};
+use qbench_common::{EVENT_THREAD_EXIT, EVENT_THREAD_NEW, ThreadEvent, tracepoints};
 
 use crate::{
     maps::{QBENCH_THREADS, emit, header, now_ns, target_tgid},
@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// `sched:sched_process_fork` (Linux 6.18; older kernels had `char parent_comm[16]` at 8 and the
-/// pids at 24 and 44, so check the format file when porting):
+/// pids at 24 and 44, which the loader's check of the format file refuses):
 /// ```text
 /// field:__data_loc char[] parent_comm; offset:8;  size:4;
 /// field:pid_t parent_pid;              offset:12; size:4;
@@ -20,8 +20,8 @@ use crate::{
 /// Runs in the parent's context. It fires for `fork(2)` of a child process as well as for a new
 /// thread; a child process's exit is never seen here (it is not the target's tgid), so userspace
 /// tells them apart by `/proc/TGID/task/TID`.
-const FORK_PARENT_PID: usize = 12;
-const FORK_CHILD_PID: usize = 20;
+const FORK_PARENT_PID: usize = tracepoints::FORK_PARENT_PID.offset;
+const FORK_CHILD_PID: usize = tracepoints::FORK_CHILD_PID.offset;
 
 /// `qbench_common::programs::FORK`.
 #[tracepoint]

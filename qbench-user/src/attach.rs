@@ -8,12 +8,14 @@ use aya::{
     Ebpf,
     programs::{
         TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeScope},
+        trace_point::TracePointLinkId,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
 };
-use qbench_common::programs;
+use qbench_common::{programs, tracepoints};
 
 use super::{LoaderError, symbols::Location};
+use crate::tracepoint_layout;
 
 /// The tracepoints attached in every mode: `(program, category, event)`.
 pub const TRACEPOINTS: [(&str, &str, &str); 5] = [
@@ -72,19 +74,26 @@ pub fn ensure_uprobes() -> Result<(), LoaderError> {
     }
 }
 
+/// A link attached by [`uprobe`] or [`tracepoints`], for [`detach_concurrently`].
+#[derive(Debug)]
+pub enum Attached {
+    Uprobe(&'static str, UProbeLinkId),
+    TracePoint(&'static str, TracePointLinkId),
+}
+
 /// Attaches uprobe `program` at `location`, firing for process `pid` only.
 pub fn uprobe(
     ebpf: &mut Ebpf,
     program: &'static str,
     location: &Location,
     pid: NonZeroU32,
-) -> Result<(), LoaderError> {
+) -> Result<Attached, LoaderError> {
     let uprobe: &mut UProbe = ebpf
         .program_mut(program)
         .ok_or(LoaderError::NoProgram { name: program })?
         .try_into()
         .map_err(LoaderError::program(program))?;
-    uprobe
+    let link = uprobe
         .attach(
             UProbeAttachLocation::AbsoluteOffset(location.offset),
             &location.path,
@@ -103,7 +112,7 @@ pub fn uprobe(
         location.object,
         location.offset
     );
-    Ok(())
+    Ok(Attached::Uprobe(program, link))
 }
 
 /// Whether `program` is one of the raw_syscalls programs, which tax every syscall on the machine.
@@ -121,22 +130,82 @@ fn wanted_tracepoints(
 }
 
 /// Attaches the tracepoint programs of [`TRACEPOINTS`] (without the syscall ones unless
-/// `syscalls`).
-pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<(), LoaderError> {
+/// `syscalls`), each once its record layout is checked.
+pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, LoaderError> {
     ensure_tracefs()?;
+    let mut links = Vec::new();
     for (program, category, event) in wanted_tracepoints(syscalls) {
+        check_layout(category, event)?;
         let tracepoint: &mut TracePoint = ebpf
             .program_mut(program)
             .ok_or(LoaderError::NoProgram { name: program })?
             .try_into()
             .map_err(LoaderError::program(program))?;
-        tracepoint
-            .attach(category, event)
-            .map_err(|source| LoaderError::AttachTracepoint {
-                program,
-                tracepoint: format!("{category}:{event}"),
-                source: Box::new(source),
-            })?;
+        let link =
+            tracepoint
+                .attach(category, event)
+                .map_err(|source| LoaderError::AttachTracepoint {
+                    program,
+                    tracepoint: format!("{category}:{event}"),
+                    source: Box::new(source),
+                })?;
+        links.push(Attached::TracePoint(program, link));
+    }
+    Ok(links)
+}
+
+/// Detaches `links`, each from a thread of its own. Closing a perf-event link waits for RCU
+/// grace periods (`synchronize_rcu_tasks_trace`, twice for a tracepoint), and on a machine whose
+/// cores are busy each wait takes from tens of milliseconds to seconds: one link after another,
+/// an observer's eight links took up to half a minute to close under load. Closed at once, the
+/// waits overlap. What cannot be taken out here is closed later, with its program.
+pub fn detach_concurrently(ebpf: &mut Ebpf, links: Vec<Attached>) {
+    let mut owned: Vec<Box<dyn Send>> = Vec::with_capacity(links.len());
+    for link in links {
+        let taken: Option<Box<dyn Send>> = match link {
+            Attached::Uprobe(program, id) => ebpf
+                .program_mut(program)
+                .and_then(|p| <&mut UProbe>::try_from(p).ok())
+                .and_then(|p| p.take_link(id).ok())
+                .map(|l| Box::new(l) as Box<dyn Send>),
+            Attached::TracePoint(program, id) => ebpf
+                .program_mut(program)
+                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+                .and_then(|p| p.take_link(id).ok())
+                .map(|l| Box::new(l) as Box<dyn Send>),
+        };
+        owned.extend(taken);
+    }
+    std::thread::scope(|scope| {
+        for link in owned {
+            // Without a thread, the link is closed here, in turn.
+            let _ = std::thread::Builder::new()
+                .name("qbench-detach".into())
+                .spawn_scoped(scope, move || drop(link));
+        }
+    });
+}
+
+/// Checks the fields the programs read from `category/event` against its `format` file.
+pub fn check_layout(category: &str, event: &str) -> Result<(), LoaderError> {
+    let name = format!("{category}/{event}");
+    let fields = || {
+        tracepoints::ALL
+            .into_iter()
+            .filter(|field| field.event == name)
+    };
+    if fields().next().is_none() {
+        return Ok(());
+    }
+    let dir = TRACEFS_EVENTS
+        .iter()
+        .find(|dir| Path::new(dir).is_dir())
+        .unwrap_or(&TRACEFS_EVENTS[0]);
+    let path = format!("{dir}/{name}/format");
+    let format = std::fs::read_to_string(&path)
+        .map_err(|source| LoaderError::TracepointFormat { path, source })?;
+    for field in fields() {
+        tracepoint_layout::check(&field, &format)?;
     }
     Ok(())
 }

@@ -18,5 +18,6 @@ pub mod reader;
 pub mod readiness;
 pub mod stack;
 pub mod syscalls;
+pub mod tracepoint_layout;
 pub mod tracker;
 pub mod watch;

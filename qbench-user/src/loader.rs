@@ -18,7 +18,7 @@
 //! pinned: dropping [`Probes`] detaches every link and unloads every program and map.
 
 #[path = "attach.rs"]
-mod attach;
+pub mod attach;
 #[path = "symbols.rs"]
 pub mod symbols;
 
@@ -89,6 +89,14 @@ pub enum LoaderError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("cannot read {path} (the layout of a tracepoint's record)")]
+    TracepointFormat {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    TracepointLayout(#[from] crate::tracepoint_layout::LayoutError),
     #[error("cannot attach {program} to tracepoint {tracepoint}")]
     AttachTracepoint {
         program: &'static str,
@@ -208,6 +216,8 @@ impl AttachMode {
 #[derive(Debug)]
 pub struct Probes {
     ebpf: Ebpf,
+    /// What [`Self::attach`] attached, detached all at once on drop.
+    links: Vec<attach::Attached>,
     tgid: NonZeroU32,
     blocking: Vec<u32>,
     track_syscalls: bool,
@@ -247,6 +257,7 @@ impl Probes {
         attach::load_programs(&mut ebpf, options.track_syscalls)?;
         let mut probes = Self {
             ebpf,
+            links: Vec::new(),
             tgid,
             blocking: options.blocking.clone(),
             track_syscalls: options.track_syscalls,
@@ -281,19 +292,25 @@ impl Probes {
                     (programs::DEPART, &anchors.depart),
                 ];
                 for (program, location) in uprobes {
-                    attach::uprobe(&mut self.ebpf, program, location, self.tgid)?;
+                    let link = attach::uprobe(&mut self.ebpf, program, location, self.tgid)?;
+                    self.links.push(link);
                 }
                 if let Some(release) = &anchors.release {
-                    attach::uprobe(&mut self.ebpf, programs::RELEASE, release, self.tgid)?;
+                    let link =
+                        attach::uprobe(&mut self.ebpf, programs::RELEASE, release, self.tgid)?;
+                    self.links.push(link);
                 }
             }
             AttachMode::Points(points) => {
                 for location in points {
-                    attach::uprobe(&mut self.ebpf, programs::POINT, location, self.tgid)?;
+                    let link =
+                        attach::uprobe(&mut self.ebpf, programs::POINT, location, self.tgid)?;
+                    self.links.push(link);
                 }
             }
         }
-        attach::tracepoints(&mut self.ebpf, self.track_syscalls)?;
+        let links = attach::tracepoints(&mut self.ebpf, self.track_syscalls)?;
+        self.links.extend(links);
         // Without the syscall exit tracepoint nothing would ever clear a seeded entry.
         if self.track_syscalls {
             let seeded = self.seed_threads()?;
@@ -431,6 +448,14 @@ impl Probes {
     /// Arrivals that could not be recorded because the per-thread map was full (all CPUs).
     pub fn arrivals_missed(&self) -> Result<u64, LoaderError> {
         Ok(self.misses()?[MISS_ARRIVALS_FULL as usize])
+    }
+}
+
+impl Drop for Probes {
+    /// Detaches every link at once ([`attach::detach_concurrently`]); the programs and maps
+    /// go with the `Ebpf` right after.
+    fn drop(&mut self) {
+        attach::detach_concurrently(&mut self.ebpf, std::mem::take(&mut self.links));
     }
 }
 

@@ -334,3 +334,24 @@ fn record_bytes(event: &Event) -> usize {
     };
     (8 + size).next_multiple_of(8)
 }
+
+#[test]
+fn every_tracepoint_field_the_programs_read_is_where_this_kernel_puts_it() {
+    if !root_or_skip("every_tracepoint_field_the_programs_read_is_where_this_kernel_puts_it") {
+        return;
+    }
+    qbench_user::loader::attach::ensure_tracefs().unwrap_or_else(|e| panic!("{}", chain(&e)));
+    for (_, category, event) in qbench_user::loader::attach::TRACEPOINTS {
+        qbench_user::loader::attach::check_layout(category, event)
+            .unwrap_or_else(|e| panic!("{category}/{event}: {}", chain(&e)));
+    }
+    // Every field is checked against some attached event.
+    for field in qbench_common::tracepoints::ALL {
+        assert!(
+            qbench_user::loader::attach::TRACEPOINTS
+                .iter()
+                .any(|(_, category, event)| field.event == format!("{category}/{event}")),
+            "{field:?} belongs to no attached tracepoint"
+        );
+    }
+}
