@@ -5,6 +5,9 @@
  *
  *   table1-load MODE PORT SECONDS
  *
+ * While it runs, each SIGUSR1 prints "sample ops N seconds S": the operations so far and the time
+ * since the start, for a benchmark that changes something in the middle of one load.
+ *
  * MODE      what it does (like the study's loads)
  * httpd     3 clients downloading an 8 MiB file over and over, 4 requests per connection
  * icecast   one source streaming 4 KiB every 4 ms (about 1 MB/s) and 5 listeners reading it
@@ -39,6 +42,19 @@ static void stop(int sig) {
 }
 
 static int running(void) { return !stopped && now_s() < deadline; }
+
+/* Prints a running count on each SIGUSR1, which every other thread blocks. */
+static double started;
+static void *sampler(void *arg) {
+    const sigset_t *set = arg;
+    for (;;) {
+        int sig;
+        if (sigwait(set, &sig) != 0) continue;
+        printf("sample ops %lu seconds %.6f\n", atomic_load(&ops), now_s() - started);
+        fflush(stdout);
+    }
+    return NULL;
+}
 
 /* A connection whose reads give up after 200 ms, so every client sees the deadline. */
 static int dial(void) {
@@ -235,9 +251,16 @@ int main(int argc, char **argv) {
     sigaction(SIGPIPE, &sa, NULL);
     sa.sa_handler = stop; /* the benchmark may end a load early: stop and report */
     sigaction(SIGTERM, &sa, NULL);
+    static sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
     double start = now_s();
+    started = start;
     deadline = start + seconds;
-    pthread_t t[16], src;
+    pthread_t t[16], src, sampling;
+    pthread_create(&sampling, NULL, sampler, &usr1);
+    pthread_detach(sampling);
     int extra = strcmp(m->name, "icecast") == 0;
     if (extra) pthread_create(&src, NULL, icecast_source, NULL);
     for (int i = 0; i < m->threads; i++) pthread_create(&t[i], NULL, m->fn, (void *)(uintptr_t)i);

@@ -33,14 +33,15 @@ pub enum Which {
     /// Throughput of memcached-like under load without qbench-trace, with it attached and idle,
     /// with it measuring an update every second, and with `--watch` attached (needs root).
     Overhead {
-        /// Seconds per load run.
+        /// Seconds per load run (with --watch-only: per block).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Rounds (each runs every mode once, in a rotating order).
+        /// Rounds (each runs every mode once, in a rotating order; with --watch-only, one block
+        /// without and one with `--watch`).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// Only the runs without qbench-trace and with `--watch`, so that many short rounds
-        /// can pin down a cost below the run-to-run noise.
+        /// Only without qbench-trace and with `--watch` idle, alternating in blocks of one long
+        /// load run, to tell a cost of 1 % from none.
         #[arg(long)]
         watch_only: bool,
     },

@@ -2,7 +2,8 @@
 //! of memcached-like (`all` variant) under its load generator, four ways in one run: without
 //! the observer, with qbench-trace (diagnosis mode) attached and idle, with it measuring an
 //! update requested every second, and with the production mode (`--watch`) attached, idle and
-//! with an update every second (`--watch-only`: without, and `--watch` idle). Modes alternate within each round, in a rotating
+//! with an update every second. `--watch-only` compares just without and with `--watch` idle,
+//! in blocks of one long load run, precisely enough to tell a 1 % cost from none. Modes alternate within each round, in a rotating
 //! order, so a drift of the machine does not favour one of them; each mode is compared with the
 //! run without qbench-trace of the same round.
 
@@ -71,61 +72,17 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
     } else {
         &[0, 1, 2, 3, 4]
     };
-    let mut rates: [Vec<f64>; 5] = Default::default();
-    // qbench-trace's own CPU (ms per second of load) and resident memory (KiB), per mode.
-    let mut observer_cpu: [Vec<f64>; 5] = Default::default();
-    let mut observer_rss: [Vec<f64>; 5] = Default::default();
-    let mut updates = 0;
-    for round in 0..rounds {
-        for k in 0..active.len() {
-            let mode = active[(round + k) % active.len()];
-            let observer = match mode {
-                0 => None,
-                m => Some(attach(&trace, pid, WATCH.contains(&m))?),
-            };
-            let cpu_before = observer
-                .as_ref()
-                .map(|o| crate::bench_watch::cpu_ms(o.0.id()))
-                .transpose()?;
-            let started = Instant::now();
-            let mut load = Guard(
-                Command::new(programs.load())
-                    .args(["memcached", &port, &seconds.to_string()])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .context("cannot start the load")?,
-            );
-            if UPDATING.contains(&mode) {
-                // An update every second while the load runs (the first after 0.5 s).
-                let mut next = Instant::now() + Duration::from_millis(500);
-                while load.0.try_wait()?.is_none() {
-                    if Instant::now() >= next {
-                        target::request_update(pid)?;
-                        updates += 1;
-                        next += Duration::from_secs(1);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            let rate = load_rate(&mut load.0)?;
-            if let (Some(obs), Some(before)) = (&observer, cpu_before) {
-                let spent = crate::bench_watch::cpu_ms(obs.0.id())? - before;
-                observer_cpu[mode].push(spent / started.elapsed().as_secs_f64());
-                if let Some(kib) = crate::bench_watch::rss_kib(obs.0.id()) {
-                    observer_rss[mode].push(kib as f64);
-                }
-            }
-            if let Some(obs) = observer {
-                detach(obs)?;
-            }
-            eprintln!(
-                "bench: round {} {:<22} {rate:.0} ops/s",
-                round + 1,
-                MODES[mode]
-            );
-            rates[mode].push(rate);
-        }
-    }
+    let measured = if watch_only {
+        one_load(&programs, &trace, pid, &port, seconds, rounds)?
+    } else {
+        separate_loads(&programs, &trace, pid, &port, seconds, rounds)?
+    };
+    let Measured {
+        rates,
+        observer_cpu,
+        observer_rss,
+        updates,
+    } = measured;
     drop(server.0.stdin.take());
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -194,6 +151,167 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
+}
+
+/// Throughput per mode, qbench-trace's own CPU (ms per second of load) and resident memory
+/// (KiB) per mode, and the updates requested.
+#[derive(Debug, Default)]
+struct Measured {
+    rates: [Vec<f64>; 5],
+    observer_cpu: [Vec<f64>; 5],
+    observer_rss: [Vec<f64>; 5],
+    updates: usize,
+}
+
+impl Measured {
+    fn observer(&mut self, mode: usize, obs: &Guard, cpu_before: f64, since: Instant) {
+        if let Ok(after) = crate::bench_watch::cpu_ms(obs.0.id()) {
+            self.observer_cpu[mode].push((after - cpu_before) / since.elapsed().as_secs_f64());
+        }
+        if let Some(kib) = crate::bench_watch::rss_kib(obs.0.id()) {
+            self.observer_rss[mode].push(kib as f64);
+        }
+    }
+}
+
+/// Every mode of every round is a load run of its own, qbench-trace attached before it starts.
+fn separate_loads(
+    programs: &bench_table1::Programs,
+    trace: &Path,
+    pid: i32,
+    port: &str,
+    seconds: u64,
+    rounds: usize,
+) -> anyhow::Result<Measured> {
+    let active = [0, 1, 2, 3, 4];
+    let mut m = Measured::default();
+    for round in 0..rounds {
+        for k in 0..active.len() {
+            let mode = active[(round + k) % active.len()];
+            let observer = match mode {
+                0 => None,
+                w => Some(attach(trace, pid, WATCH.contains(&w))?),
+            };
+            let cpu_before = observer
+                .as_ref()
+                .map(|o| crate::bench_watch::cpu_ms(o.0.id()))
+                .transpose()?;
+            let started = Instant::now();
+            let mut load = Guard(
+                Command::new(programs.load())
+                    .args(["memcached", port, &seconds.to_string()])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .context("cannot start the load")?,
+            );
+            if UPDATING.contains(&mode) {
+                // An update every second while the load runs (the first after 0.5 s).
+                let mut next = Instant::now() + Duration::from_millis(500);
+                while load.0.try_wait()?.is_none() {
+                    if Instant::now() >= next {
+                        target::request_update(pid)?;
+                        m.updates += 1;
+                        next += Duration::from_secs(1);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let rate = load_rate(&mut load.0)?;
+            if let (Some(obs), Some(before)) = (&observer, cpu_before) {
+                m.observer(mode, obs, before, started);
+            }
+            if let Some(obs) = observer {
+                detach(obs)?;
+            }
+            eprintln!(
+                "bench: round {} {:<22} {rate:.0} ops/s",
+                round + 1,
+                MODES[mode]
+            );
+            m.rates[mode].push(rate);
+        }
+    }
+    Ok(m)
+}
+
+/// How long after attaching or detaching qbench-trace a block starts counting: attaching reads
+/// the target's ELF files and loads the programs, which is not the steady state being measured.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// One load for the whole benchmark, with `--watch` attached for every other block of
+/// `seconds` (in the order without/with, then with/without, and so on). Separate load runs
+/// differ by several per cent from one another (connections and threads land on the two cores
+/// differently each time), which would hide a 1 % cost; blocks of one run do not.
+fn one_load(
+    programs: &bench_table1::Programs,
+    trace: &Path,
+    pid: i32,
+    port: &str,
+    seconds: u64,
+    rounds: usize,
+) -> anyhow::Result<Measured> {
+    let mut load = Guard(
+        Command::new(programs.load())
+            .args(["memcached", port, "3600"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the load")?,
+    );
+    let mut out = BufReader::new(load.0.stdout.take().context("load stdout")?);
+    let load_pid = load.0.id() as i32;
+    let mut sample = move || -> anyhow::Result<(f64, f64)> {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(load_pid, libc::SIGUSR1) };
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            ["sample", "ops", ops, "seconds", at] => Ok((ops.parse()?, at.parse()?)),
+            _ => bail!("unexpected sample from the load generator: {line:?}"),
+        }
+    };
+    let mut m = Measured::default();
+    std::thread::sleep(SETTLE);
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 3] } else { [3, 0] };
+        for mode in order {
+            let observer = (mode == 3).then(|| attach(trace, pid, true)).transpose()?;
+            std::thread::sleep(SETTLE);
+            let cpu_before = observer
+                .as_ref()
+                .map(|o| crate::bench_watch::cpu_ms(o.0.id()))
+                .transpose()?;
+            let started = Instant::now();
+            let (ops0, t0) = sample()?;
+            std::thread::sleep(Duration::from_secs(seconds));
+            let (ops1, t1) = sample()?;
+            ensure!(
+                load.0.try_wait()?.is_none(),
+                "the load generator stopped early"
+            );
+            let rate = (ops1 - ops0) / (t1 - t0);
+            if let (Some(obs), Some(before)) = (&observer, cpu_before) {
+                m.observer(mode, obs, before, started);
+            }
+            let stop = match observer {
+                Some(obs) => format!(
+                    " (stopped {:.2} s after SIGINT)",
+                    detach(obs)?.as_secs_f64()
+                ),
+                None => String::new(),
+            };
+            eprintln!(
+                "bench: block {} {:<22} {rate:.0} ops/s{stop}",
+                round + 1,
+                MODES[mode]
+            );
+            m.rates[mode].push(rate);
+        }
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(load_pid, libc::SIGTERM) };
+    let _ = load.0.wait();
+    Ok(m)
 }
 
 /// The relative throughput difference between a mode and the run without qbench-trace in the
@@ -287,15 +405,21 @@ fn attach(trace: &Path, pid: i32, watch: bool) -> anyhow::Result<Guard> {
 }
 
 /// Stops qbench-trace the way a user does (Ctrl-C: it detaches cleanly).
-fn detach(mut obs: Guard) -> anyhow::Result<()> {
+/// Closing each probe waits for the kernel's RCU grace periods, which take 50–150 ms apiece
+/// while the load keeps both cores busy, so stopping can take a few seconds.
+fn detach(mut obs: Guard) -> anyhow::Result<Duration> {
+    let started = Instant::now();
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(obs.0.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let limit = Duration::from_secs(30);
     while obs.0.try_wait()?.is_none() {
-        ensure!(Instant::now() < deadline, "qbench-trace did not stop");
+        ensure!(
+            started.elapsed() < limit,
+            "qbench-trace did not stop within {limit:?} of SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(())
+    Ok(started.elapsed())
 }
 
 /// Waits for the load generator and returns its operations per second.
