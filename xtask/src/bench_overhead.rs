@@ -18,12 +18,13 @@ use crate::bench_table1;
 use crate::target;
 use crate::workspace::{self, Profile};
 
-const MODES: [&str; 5] = [
+const MODES: [&str; 6] = [
     "without qbench-trace",
     "attached, idle",
     "measuring 1 update/s",
     "--watch attached, idle",
     "--watch, 1 update/s",
+    "--watch of another process",
 ];
 
 /// The modes in which qbench-trace runs in `--watch`, and those in which an update is requested
@@ -68,12 +69,30 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
     target::ensure_release_runtime(server.0.id())?;
     let pid = server.0.id() as i32;
     let active: &[usize] = if watch_only {
-        &[0, 3]
+        &[0, 3, 5]
     } else {
         &[0, 1, 2, 3, 4]
     };
     let measured = if watch_only {
-        one_load(&programs, &trace, pid, &port, seconds, rounds)?
+        // The control: the same qbench-trace starting, watching and stopping beside the load,
+        // but watching an idle second instance of the program, so that nothing is attached to
+        // the process under load. What the two `--watch` arms share is qbench-trace's presence
+        // on the machine; what only the first has is the probes on the measured process.
+        let mut idle = Guard(
+            Command::new(programs.workload("memcached"))
+                .args(["--variant", "all"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("cannot start a second memcached-like")?,
+        );
+        let mut line = String::new();
+        BufReader::new(idle.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
+        ensure!(line.starts_with("ready "), "no ready line: {line:?}");
+        let pids = [pid, idle.0.id() as i32];
+        let measured = one_load(&programs, &trace, pids, &port, seconds, rounds);
+        drop(idle.0.stdin.take());
+        measured?
     } else {
         separate_loads(&programs, &trace, pid, &port, seconds, rounds)?
     };
@@ -81,6 +100,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         rates,
         observer_cpu,
         observer_rss,
+        stop_s,
         updates,
     } = measured;
     drop(server.0.stdin.take());
@@ -124,6 +144,19 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
             own(&observer_rss[mode], 1024.0),
         ));
     }
+    for &mode in active {
+        let mut stops = stop_s[mode].clone();
+        if stops.is_empty() {
+            continue;
+        }
+        stops.sort_by(f64::total_cmp);
+        table.push_str(&format!(
+            "\n{}: qbench-trace exited {:.2} s (median), {:.2} s (max) after SIGINT.",
+            MODES[mode],
+            stops[stops.len() / 2],
+            stops[stops.len() - 1]
+        ));
+    }
     println!("{table}");
     let dir = workspace::root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
@@ -138,6 +171,8 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
             .collect::<serde_json::Map<String, serde_json::Value>>(),
         "paired_difference_vs_without": json_diffs,
         "observer_cpu_ms_per_s": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(observer_cpu[m])))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
+        "observer_stop_s": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(stop_s[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
         "observer_rss_kib": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(observer_rss[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
@@ -157,9 +192,11 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
 /// (KiB) per mode, and the updates requested.
 #[derive(Debug, Default)]
 struct Measured {
-    rates: [Vec<f64>; 5],
-    observer_cpu: [Vec<f64>; 5],
-    observer_rss: [Vec<f64>; 5],
+    rates: [Vec<f64>; MODES.len()],
+    observer_cpu: [Vec<f64>; MODES.len()],
+    observer_rss: [Vec<f64>; MODES.len()],
+    /// Seconds from SIGINT to qbench-trace's exit, per mode.
+    stop_s: [Vec<f64>; MODES.len()],
     updates: usize,
 }
 
@@ -221,7 +258,7 @@ fn separate_loads(
                 m.observer(mode, obs, before, started);
             }
             if let Some(obs) = observer {
-                detach(obs)?;
+                m.stop_s[mode].push(detach(obs)?.as_secs_f64());
             }
             eprintln!(
                 "bench: round {} {:<22} {rate:.0} ops/s",
@@ -238,14 +275,15 @@ fn separate_loads(
 /// the target's ELF files and loads the programs, which is not the steady state being measured.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// One load for the whole benchmark, with `--watch` attached for every other block of
-/// `seconds` (in the order without/with, then with/without, and so on). Separate load runs
-/// differ by several per cent from one another (connections and threads land on the two cores
-/// differently each time), which would hide a 1 % cost; blocks of one run do not.
+/// One load for the whole benchmark, in blocks of `seconds`: without qbench-trace, with
+/// `--watch` on the loaded process (`pids[0]`), and with `--watch` on an idle one (`pids[1]`),
+/// in a rotating order. Separate load runs differ by several per cent from one another
+/// (connections and threads land on the two cores differently each time), which would hide a
+/// 1 % cost; blocks of one run do not.
 fn one_load(
     programs: &bench_table1::Programs,
     trace: &Path,
-    pid: i32,
+    pids: [i32; 2],
     port: &str,
     seconds: u64,
     rounds: usize,
@@ -273,9 +311,14 @@ fn one_load(
     let mut m = Measured::default();
     std::thread::sleep(SETTLE);
     for round in 0..rounds {
-        let order = if round % 2 == 0 { [0, 3] } else { [3, 0] };
-        for mode in order {
-            let observer = (mode == 3).then(|| attach(trace, pid, true)).transpose()?;
+        let arms = [0, 3, 5];
+        for k in 0..arms.len() {
+            let mode = arms[(round + k) % arms.len()];
+            let observer = match mode {
+                3 => Some(attach(trace, pids[0], true)?),
+                5 => Some(attach(trace, pids[1], true)?),
+                _ => None,
+            };
             std::thread::sleep(SETTLE);
             let cpu_before = observer
                 .as_ref()
@@ -294,10 +337,11 @@ fn one_load(
                 m.observer(mode, obs, before, started);
             }
             let stop = match observer {
-                Some(obs) => format!(
-                    " (stopped {:.2} s after SIGINT)",
-                    detach(obs)?.as_secs_f64()
-                ),
+                Some(obs) => {
+                    let took = detach(obs)?.as_secs_f64();
+                    m.stop_s[mode].push(took);
+                    format!(" (stopped {took:.2} s after SIGINT)")
+                }
                 None => String::new(),
             };
             eprintln!(
@@ -405,13 +449,14 @@ fn attach(trace: &Path, pid: i32, watch: bool) -> anyhow::Result<Guard> {
 }
 
 /// Stops qbench-trace the way a user does (Ctrl-C: it detaches cleanly).
-/// Closing each probe waits for the kernel's RCU grace periods, which take 50–150 ms apiece
-/// while the load keeps both cores busy, so stopping can take a few seconds.
+/// Detaching waits for the kernel: removing a uprobe takes an RCU grace period, and the kernel
+/// removes them one at a time; while the load keeps both cores busy that has taken from half a
+/// second to more than 30 s. Returns how long qbench-trace took to exit.
 fn detach(mut obs: Guard) -> anyhow::Result<Duration> {
     let started = Instant::now();
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(obs.0.id() as i32, libc::SIGINT) };
-    let limit = Duration::from_secs(30);
+    let limit = Duration::from_secs(180);
     while obs.0.try_wait()?.is_none() {
         ensure!(
             started.elapsed() < limit,
