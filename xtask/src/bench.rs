@@ -44,6 +44,9 @@ pub enum Which {
         /// load run, to tell a cost of 1 % from none.
         #[arg(long)]
         watch_only: bool,
+        /// Pin the server to CPU 0 and the load generator to CPU 1.
+        #[arg(long)]
+        pin: bool,
     },
     /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
     /// observer and the diagnosis mode (needs root).
@@ -70,7 +73,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             seconds,
             rounds,
             watch_only,
-        } => crate::bench_overhead::run(seconds, rounds, watch_only),
+            pin,
+        } => crate::bench_overhead::run(seconds, rounds, watch_only, pin),
     }
 }
 

@@ -41,7 +41,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> {
+pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     ensure!(unsafe { libc::geteuid() } == 0, "the observer needs root");
     ensure!(
@@ -52,7 +52,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let trace = workspace::profile_dir(Profile::Release).join("qbench-trace");
     let mut server = Guard(
-        Command::new(programs.workload("memcached"))
+        on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
             .args(["--variant", "all"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -79,7 +79,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         // the process under load. What the two `--watch` arms share is qbench-trace's presence
         // on the machine; what only the first has is the probes on the measured process.
         let mut idle = Guard(
-            Command::new(programs.workload("memcached"))
+            on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
                 .args(["--variant", "all"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -90,11 +90,11 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         BufReader::new(idle.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
         ensure!(line.starts_with("ready "), "no ready line: {line:?}");
         let pids = [pid, idle.0.id() as i32];
-        let measured = one_load(&programs, &trace, pids, &port, seconds, rounds);
+        let measured = one_load(&programs, &trace, pids, &port, seconds, rounds, pin);
         drop(idle.0.stdin.take());
         measured?
     } else {
-        separate_loads(&programs, &trace, pid, &port, seconds, rounds)?
+        separate_loads(&programs, &trace, pid, &port, seconds, rounds, pin)?
     };
     let Measured {
         rates,
@@ -166,6 +166,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         "workload": "memcached-like (all) under table1-load memcached",
         "seconds_per_run": seconds,
         "rounds": rounds,
+        "pinned": pin.then_some("server on CPU 0, load generator on CPU 1"),
         "updates_requested": updates,
         "ops_per_s": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(rates[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
@@ -177,15 +178,33 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool) -> anyhow::Result<()> 
         "observer_rss_kib": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(observer_rss[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
     });
-    let name = if watch_only {
-        "observer-overhead-watch.json"
-    } else {
-        "observer-overhead.json"
+    let name = match (watch_only, pin) {
+        (true, false) => "observer-overhead-watch.json",
+        (true, true) => "observer-overhead-watch-pinned.json",
+        (false, false) => "observer-overhead.json",
+        (false, true) => "observer-overhead-pinned.json",
     };
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
+}
+
+/// With `--pin`, the server runs on the first CPU and the load generator on the second, so that
+/// they stop trading places; qbench-trace runs wherever the scheduler puts it.
+const SERVER_CPU: usize = 0;
+const LOAD_CPU: usize = 1;
+
+/// A command running `program` on `cpu` alone (`taskset`, util-linux), or anywhere.
+fn on_cpu(program: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpu.to_string()).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Throughput per mode, qbench-trace's own CPU (ms per second of load) and resident memory
@@ -219,6 +238,7 @@ fn separate_loads(
     port: &str,
     seconds: u64,
     rounds: usize,
+    pin: bool,
 ) -> anyhow::Result<Measured> {
     let active = [0, 1, 2, 3, 4];
     let mut m = Measured::default();
@@ -235,7 +255,7 @@ fn separate_loads(
                 .transpose()?;
             let started = Instant::now();
             let mut load = Guard(
-                Command::new(programs.load())
+                on_cpu(&programs.load(), pin.then_some(LOAD_CPU))
                     .args(["memcached", port, &seconds.to_string()])
                     .stdout(Stdio::piped())
                     .spawn()
@@ -287,9 +307,10 @@ fn one_load(
     port: &str,
     seconds: u64,
     rounds: usize,
+    pin: bool,
 ) -> anyhow::Result<Measured> {
     let mut load = Guard(
-        Command::new(programs.load())
+        on_cpu(&programs.load(), pin.then_some(LOAD_CPU))
             .args(["memcached", port, "3600"])
             .stdout(Stdio::piped())
             .spawn()
