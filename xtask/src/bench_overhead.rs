@@ -51,22 +51,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
     let programs = bench_table1::build()?;
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let trace = workspace::profile_dir(Profile::Release).join("qbench-trace");
-    let mut server = Guard(
-        on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
-            .args(["--variant", "all"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start memcached-like")?,
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
-    let port = line
-        .strip_prefix("ready ")
-        .context("no ready line")?
-        .trim()
-        .to_string();
-    target::ensure_release_runtime(server.0.id())?;
+    let (mut server, port) = start_server(&programs, pin)?;
     let pid = server.0.id() as i32;
     let active: &[usize] = if watch_only {
         &[0, 3, 5]
@@ -78,17 +63,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         // but watching an idle second instance of the program, so that nothing is attached to
         // the process under load. What the two `--watch` arms share is qbench-trace's presence
         // on the machine; what only the first has is the probes on the measured process.
-        let mut idle = Guard(
-            on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
-                .args(["--variant", "all"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .context("cannot start a second memcached-like")?,
-        );
-        let mut line = String::new();
-        BufReader::new(idle.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
-        ensure!(line.starts_with("ready "), "no ready line: {line:?}");
+        let (mut idle, _) = start_server(&programs, pin)?;
         let pids = [pid, idle.0.id() as i32];
         let measured = one_load(&programs, &trace, pids, &port, seconds, rounds, pin);
         drop(idle.0.stdin.take());
@@ -188,6 +163,28 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
+}
+
+/// Starts memcached-like (`all` variant) and returns it with its port, once it is ready and
+/// has loaded the release runtime. It exits when its stdin closes.
+fn start_server(programs: &bench_table1::Programs, pin: bool) -> anyhow::Result<(Guard, String)> {
+    let mut server = Guard(
+        on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
+            .args(["--variant", "all"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start memcached-like")?,
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
+    let port = line
+        .strip_prefix("ready ")
+        .with_context(|| format!("memcached-like did not start: {line:?}"))?
+        .trim()
+        .to_string();
+    target::ensure_release_runtime(server.0.id())?;
+    Ok((server, port))
 }
 
 /// With `--pin`, the server runs on the first CPU and the load generator on the second, so that
