@@ -32,6 +32,10 @@ const MODES: [&str; 6] = [
 const WATCH: [usize; 2] = [3, 4];
 const UPDATING: [usize; 2] = [2, 4];
 
+/// The modes of separate load runs, and of `--watch-only` blocks, in their rotating order.
+const SEPARATE_RUNS: [usize; 5] = [0, 1, 2, 3, 4];
+const WATCH_BLOCKS: [usize; 3] = [0, 3, 5];
+
 /// Kills a child when dropped.
 struct Guard(Child);
 impl Drop for Guard {
@@ -54,9 +58,9 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
     let (mut server, port) = start_server(&programs, pin)?;
     let pid = server.0.id() as i32;
     let active: &[usize] = if watch_only {
-        &[0, 3, 5]
+        &WATCH_BLOCKS
     } else {
-        &[0, 1, 2, 3, 4]
+        &SEPARATE_RUNS
     };
     let measured = if watch_only {
         // The control: the same qbench-trace starting, watching and stopping beside the load,
@@ -237,7 +241,7 @@ fn separate_loads(
     rounds: usize,
     pin: bool,
 ) -> anyhow::Result<Measured> {
-    let active = [0, 1, 2, 3, 4];
+    let active = SEPARATE_RUNS;
     let mut m = Measured::default();
     for round in 0..rounds {
         for k in 0..active.len() {
@@ -329,7 +333,7 @@ fn one_load(
     let mut m = Measured::default();
     std::thread::sleep(SETTLE);
     for round in 0..rounds {
-        let arms = [0, 3, 5];
+        let arms = WATCH_BLOCKS;
         for k in 0..arms.len() {
             let mode = arms[(round + k) % arms.len()];
             let observer = match mode {
