@@ -130,12 +130,16 @@ fn wanted_tracepoints(
 }
 
 /// Attaches the tracepoint programs of [`TRACEPOINTS`] (without the syscall ones unless
-/// `syscalls`), each once its record layout is checked.
+/// `syscalls`), once the record layout of every one is checked.
 pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, LoaderError> {
     ensure_tracefs()?;
+    // Every layout first: nothing is attached unless all of it can be, and the tracepoints then
+    // go live back to back (a syscall entry seen without its exit would leave a stale state).
+    for (_, category, event) in wanted_tracepoints(syscalls) {
+        check_layout(category, event)?;
+    }
     let mut links = Vec::new();
     for (program, category, event) in wanted_tracepoints(syscalls) {
-        check_layout(category, event)?;
         let tracepoint: &mut TracePoint = ebpf
             .program_mut(program)
             .ok_or(LoaderError::NoProgram { name: program })?
