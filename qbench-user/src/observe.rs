@@ -113,6 +113,13 @@ pub async fn run<K: Kernel>(
                 }
             }
             _ = tick.tick() => {
+                // Records already written come first: a deadline is judged on all of them.
+                let (finished, _) = l.drain(events.get_mut())?;
+                for update in finished {
+                    if l.finish(&update, wanted).await? {
+                        return Ok(l.summary);
+                    }
+                }
                 if let Some(update) = l.tracker.on_tick(crate::clock::monotonic_ns())
                     && l.finish(&update, wanted).await?
                 {

@@ -59,6 +59,10 @@ pub fn drain(
         if verbose > 1 {
             eprintln!("qbench-trace: {event:?}");
         }
+        // An event past the open update's deadline happened after that update ended: finish it
+        // first, so that its stragglers are reported as they were at the deadline (a thread
+        // interrupted just after it would otherwise show as between two calls).
+        batch.finished.extend(tracker.on_tick(event.ts_ns()));
         let opens = matches!(event, Event::Request { .. }) && !tracker.window_open();
         let done = tracker.on_event(event);
         if opens && tracker.window_open() {

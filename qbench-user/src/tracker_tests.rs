@@ -544,3 +544,36 @@ fn a_flood_of_calls_is_capped_keeping_the_first_and_the_latest() {
         (43, Some(9000))
     );
 }
+
+/// The reader's rule for an event past the deadline (`reader::drain`): the update is finished at
+/// its deadline first, so a thread interrupted just after it is still reported in its call.
+#[test]
+fn an_exit_just_past_the_deadline_leaves_the_thread_in_its_call() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    let read = Event::SysEnter {
+        tid: 102,
+        ts_ns: 1300,
+        nr: 0,
+        args: [6, 0, 1, 0, 0, 0],
+    };
+    t.on_event(read);
+    let late = Event::SysExit {
+        tid: 102,
+        ts_ns: 1000 + 1000 * MS + 1,
+        nr: 0,
+        ret: -512,
+    };
+    let update = t.on_tick(late.ts_ns()).expect("past the deadline");
+    assert_eq!(t.on_event(late), None);
+    assert_eq!(update.end_ns, 1000 + 1000 * MS);
+    let straggler = update.threads.iter().find(|r| r.tid == 102).expect("102");
+    assert_eq!(
+        straggler.blocked,
+        Some(Blocked {
+            nr: 0,
+            args: [6, 0, 1, 0, 0, 0],
+            since_ns: Some(1300)
+        })
+    );
+}

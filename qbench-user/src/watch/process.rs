@@ -141,6 +141,11 @@ impl Watched {
                     }
                 }
                 _ = fast.tick(), if self.tracker.window_open() => {
+                    // Records already written come first: a deadline is judged on all of them.
+                    let (finished, _) = self.drain(events.get_mut());
+                    for update in finished {
+                        self.report(update)?;
+                    }
                     if let Some(update) = self.tracker.on_tick(crate::clock::monotonic_ns()) {
                         self.report(update)?;
                     }
