@@ -80,6 +80,9 @@ pub mod globals {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// `u32`: the update request signal number (SIGUSR2 = 12 by default).
     pub const UPDATE_SIGNAL: &str = "UPDATE_SIGNAL";
+    /// [`crate::tracepoints::Offsets`]: where each tracepoint field the programs read lies in its
+    /// record on the running kernel.
+    pub const TRACEPOINT_OFFSETS: &str = "TRACEPOINT_OFFSETS";
 }
 
 /// Capacity of per-thread maps: threads of the target that can be tracked at once.
@@ -274,4 +277,6 @@ mod pod {
     unsafe impl aya::Pod for ThreadState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Window {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::tracepoints::Offsets {}
 }

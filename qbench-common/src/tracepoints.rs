@@ -1,27 +1,75 @@
-//! The tracepoint record fields the eBPF programs read, and where they are. A tracepoint program
-//! loads its fields at constant offsets (cheaper than a helper call per field, and these run for
-//! every syscall on the machine), so the offsets are fixed at build time from the events'
-//! `format` files under tracefs. They have been stable for years on x86-64, but nothing promises
-//! it: userspace compares every field here with the running kernel's `format` file before it
-//! attaches, and refuses to attach rather than read the wrong bytes.
+//! The tracepoint record fields the eBPF programs read. Where each field lies differs between
+//! kernels (`sched_process_fork` moved its pids when its names became `__data_loc` strings in
+//! Linux 6.6), so nothing here fixes an offset: userspace reads every field's offset from the
+//! running kernel's `format` file under tracefs and hands them to the programs in the read-only
+//! global [`globals::TRACEPOINT_OFFSETS`](crate::globals::TRACEPOINT_OFFSETS) before loading.
+//! The verifier sees a frozen read-only global as a constant, but it allows a context load only at
+//! an offset written in the instruction, so each field has a [`Field::usual`] offset (where Linux
+//! 6.18 puts it): where the kernel agrees, the program loads the field directly and the verifier
+//! drops the other branch as dead code; elsewhere it copies the field with
+//! `bpf_probe_read_kernel`, a helper call per field, still right.
 
-/// One field of a tracepoint record.
+/// Which field: the index of its offset in [`Offsets::at`].
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldId {
+    /// `signal_generate`: the signal number.
+    SignalSig = 0,
+    /// `signal_generate`: the `si_code` (SI_USER, SI_QUEUE, SI_TKILL...).
+    SignalCode = 1,
+    /// `signal_generate`: the receiving task.
+    SignalPid = 2,
+    /// `signal_generate`: delivered, ignored, already pending...
+    SignalResult = 3,
+    /// `sys_enter`: the syscall number.
+    SysEnterId = 4,
+    /// `sys_enter`: the six arguments, 8 bytes each.
+    SysEnterArgs = 5,
+    /// `sys_exit`: the syscall number (-1 after `rt_sigreturn` into a restart).
+    SysExitId = 6,
+    /// `sys_exit`: the return value.
+    SysExitRet = 7,
+    /// `sched_process_fork`: the creating task.
+    ForkParentPid = 8,
+    /// `sched_process_fork`: the new task.
+    ForkChildPid = 9,
+}
+
+/// Number of fields the programs read.
+pub const FIELDS: usize = 10;
+
+/// One field of a tracepoint record, as the programs read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
+    pub id: FieldId,
     /// `category/event`, as under `/sys/kernel/tracing/events/`.
     pub event: &'static str,
     /// The field's name in the `format` file.
     pub name: &'static str,
-    pub offset: usize,
+    /// The field's size in bytes, which the programs' loads assume.
     pub size: usize,
+    /// The size of each load the programs make from it (`args` is read 8 bytes at a time); the
+    /// verifier wants every context load naturally aligned.
+    pub load: usize,
+    /// Its offset on Linux 6.18, read with a direct load where the running kernel agrees.
+    pub usual: usize,
 }
 
-const fn field(event: &'static str, name: &'static str, offset: usize, size: usize) -> Field {
+const fn field(
+    id: FieldId,
+    event: &'static str,
+    name: &'static str,
+    size: usize,
+    usual: usize,
+) -> Field {
+    let load = if size > 8 { 8 } else { size };
     Field {
+        id,
         event,
         name,
-        offset,
         size,
+        load,
+        usual,
     }
 }
 
@@ -30,37 +78,51 @@ const SYS_ENTER: &str = "raw_syscalls/sys_enter";
 const SYS_EXIT: &str = "raw_syscalls/sys_exit";
 const PROCESS_FORK: &str = "sched/sched_process_fork";
 
-/// `signal_generate`: the signal number.
-pub const SIGNAL_SIG: Field = field(SIGNAL_GENERATE, "sig", 8, 4);
-/// `signal_generate`: the `si_code` (SI_USER, SI_QUEUE, SI_TKILL...).
-pub const SIGNAL_CODE: Field = field(SIGNAL_GENERATE, "code", 16, 4);
-/// `signal_generate`: the receiving task.
-pub const SIGNAL_PID: Field = field(SIGNAL_GENERATE, "pid", 36, 4);
-/// `signal_generate`: delivered, ignored, already pending...
-pub const SIGNAL_RESULT: Field = field(SIGNAL_GENERATE, "result", 44, 4);
-/// `sys_enter`: the syscall number.
-pub const SYS_ENTER_ID: Field = field(SYS_ENTER, "id", 8, 8);
-/// `sys_enter`: the six arguments, 8 bytes each.
-pub const SYS_ENTER_ARGS: Field = field(SYS_ENTER, "args", 16, 48);
-/// `sys_exit`: the syscall number (-1 after `rt_sigreturn` into a restart).
-pub const SYS_EXIT_ID: Field = field(SYS_EXIT, "id", 8, 8);
-/// `sys_exit`: the return value.
-pub const SYS_EXIT_RET: Field = field(SYS_EXIT, "ret", 16, 8);
-/// `sched_process_fork`: the creating task.
-pub const FORK_PARENT_PID: Field = field(PROCESS_FORK, "parent_pid", 12, 4);
-/// `sched_process_fork`: the new task.
-pub const FORK_CHILD_PID: Field = field(PROCESS_FORK, "child_pid", 20, 4);
-
-/// Every field the programs read.
-pub const ALL: [Field; 10] = [
-    SIGNAL_SIG,
-    SIGNAL_CODE,
-    SIGNAL_PID,
-    SIGNAL_RESULT,
-    SYS_ENTER_ID,
-    SYS_ENTER_ARGS,
-    SYS_EXIT_ID,
-    SYS_EXIT_RET,
-    FORK_PARENT_PID,
-    FORK_CHILD_PID,
+/// Every field the programs read, in [`FieldId`] order.
+pub const ALL: [Field; FIELDS] = [
+    field(FieldId::SignalSig, SIGNAL_GENERATE, "sig", 4, 8),
+    field(FieldId::SignalCode, SIGNAL_GENERATE, "code", 4, 16),
+    field(FieldId::SignalPid, SIGNAL_GENERATE, "pid", 4, 36),
+    field(FieldId::SignalResult, SIGNAL_GENERATE, "result", 4, 44),
+    field(FieldId::SysEnterId, SYS_ENTER, "id", 8, 8),
+    field(FieldId::SysEnterArgs, SYS_ENTER, "args", 48, 16),
+    field(FieldId::SysExitId, SYS_EXIT, "id", 8, 8),
+    field(FieldId::SysExitRet, SYS_EXIT, "ret", 8, 16),
+    // 12 and 20 since the names became `__data_loc` strings; 24 and 44 before (5.10 to 6.12
+    // among Debian's kernels).
+    field(FieldId::ForkParentPid, PROCESS_FORK, "parent_pid", 4, 12),
+    field(FieldId::ForkChildPid, PROCESS_FORK, "child_pid", 4, 20),
 ];
+
+const _: () = {
+    let mut i = 0;
+    while i < FIELDS {
+        assert!(ALL[i].id as usize == i);
+        i += 1;
+    }
+};
+
+/// The offset of every field in its record on the running kernel, indexed by [`FieldId`]: the
+/// value of the global [`globals::TRACEPOINT_OFFSETS`](crate::globals::TRACEPOINT_OFFSETS).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub at: [u32; FIELDS],
+}
+const _: () = assert!(core::mem::size_of::<Offsets>() == 4 * FIELDS);
+
+impl Offsets {
+    /// All zero: the programs' placeholder until the loader sets the real value.
+    pub const UNSET: Self = Self { at: [0; FIELDS] };
+
+    /// The offset of field `id`.
+    #[inline(always)]
+    pub const fn get(&self, id: FieldId) -> u32 {
+        self.at[id as usize]
+    }
+}
+
+/// The [`Field::usual`] offset of field `id`, for a const generic argument.
+pub const fn usual(id: FieldId) -> usize {
+    ALL[id as usize].usual
+}

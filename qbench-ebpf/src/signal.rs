@@ -1,7 +1,8 @@
 //! The update request: the configured signal generated for the target opens the window, in the
 //! kernel, with no round trip to userspace.
 //!
-//! Kernel contract, `/sys/kernel/tracing/events/signal/signal_generate/format` (Linux 6.18):
+//! Kernel contract, `/sys/kernel/tracing/events/signal/signal_generate/format` (Linux 6.18; the
+//! loader reads the offsets from the running kernel):
 //! ```text
 //! field:int sig;       offset:8;  size:4;   field:int errno;  offset:12; size:4;
 //! field:int code;      offset:16; size:4;   field:char comm[16]; offset:20; size:16;
@@ -12,17 +13,12 @@
 //! to the process, `kill(2)`), so the "tgid first" filter here is on `pid`.
 
 use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
-use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL, tracepoints};
+use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL};
 
 use crate::{
     maps::{emit, header, now_ns, open_window, target_tgid, update_signal},
     tp::field,
 };
-
-const SIG: usize = tracepoints::SIGNAL_SIG.offset;
-const CODE: usize = tracepoints::SIGNAL_CODE.offset;
-const PID: usize = tracepoints::SIGNAL_PID.offset;
-const RESULT: usize = tracepoints::SIGNAL_RESULT.offset;
 
 /// `enum trace_signal_result`: the signal was queued (`TRACE_SIGNAL_DELIVERED`), or queued
 /// without its siginfo (`TRACE_SIGNAL_LOSE_INFO`). Ignored, already pending or overflowed
@@ -42,20 +38,20 @@ pub fn qbench_signal(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_signal(ctx: &TracePointContext) {
-    let pid: i32 = field::<i32, PID>(ctx);
+    let pid: i32 = field!(ctx, SignalPid, i32);
     let target = target_tgid();
     if pid as u32 != target {
         return;
     }
-    let sig: i32 = field::<i32, SIG>(ctx);
+    let sig: i32 = field!(ctx, SignalSig, i32);
     if sig as u32 != update_signal() {
         return;
     }
-    let result: i32 = field::<i32, RESULT>(ctx);
+    let result: i32 = field!(ctx, SignalResult, i32);
     if result != DELIVERED && result != LOSE_INFO {
         return;
     }
-    let code: i32 = field::<i32, CODE>(ctx);
+    let code: i32 = field!(ctx, SignalCode, i32);
     let sender = ctx.tgid();
     if sender == target && code == SI_QUEUE {
         return;

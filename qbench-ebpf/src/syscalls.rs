@@ -2,7 +2,8 @@
 //! times (a request then finds every thread's state without a round trip), and become events only
 //! while the window is open. Which calls are tracked is `BLOCKING`, filled by the loader.
 //!
-//! Kernel contract, `/sys/kernel/tracing/events/raw_syscalls/{sys_enter,sys_exit}/format`:
+//! Kernel contract, `/sys/kernel/tracing/events/raw_syscalls/{sys_enter,sys_exit}/format` (the
+//! loader reads the offsets from the running kernel):
 //! ```text
 //! sys_enter: field:long id; offset:8; size:8;   field:unsigned long args[6]; offset:16; size:48;
 //! sys_exit:  field:long id; offset:8; size:8;   field:long ret; offset:16; size:8;
@@ -15,7 +16,7 @@ use aya_ebpf::{
 };
 use qbench_common::{
     EVENT_SYS_ENTER, EVENT_SYS_EXIT, MAX_SYSCALLS, MISS_THREADS_FULL, NO_SYSCALL, SysEnterEvent,
-    SysExitEvent, ThreadState, tracepoints,
+    SysExitEvent, ThreadState,
 };
 
 use crate::{
@@ -26,16 +27,9 @@ use crate::{
     tp::field,
 };
 
-const ID: usize = tracepoints::SYS_ENTER_ID.offset;
-const ARGS: usize = tracepoints::SYS_ENTER_ARGS.offset;
-const RET: usize = tracepoints::SYS_EXIT_RET.offset;
-// The exit tracepoint's `id` is read with the entry's offset.
-const _: () = assert!(tracepoints::SYS_EXIT_ID.offset == ID);
-
-/// The tracked syscall number of the record, or `None` for an untracked one.
+/// `id` (the record's syscall number) if it is a tracked call, or `None`.
 #[inline(always)]
-fn tracked(ctx: &TracePointContext) -> Option<i64> {
-    let id: i64 = field::<i64, ID>(ctx);
+fn tracked(id: i64) -> Option<i64> {
     // Negative for a syscall the kernel rejected before dispatch; large for x32 or garbage.
     if !(0..i64::from(MAX_SYSCALLS)).contains(&id) {
         return None;
@@ -50,7 +44,7 @@ fn tracked(ctx: &TracePointContext) -> Option<i64> {
 #[tracepoint]
 pub fn qbench_sys_enter(ctx: TracePointContext) -> u32 {
     if ctx.tgid() == target_tgid()
-        && let Some(nr) = tracked(&ctx)
+        && let Some(nr) = tracked(field!(&ctx, SysEnterId, i64))
     {
         enter(&ctx, ctx.pid(), nr);
     }
@@ -61,12 +55,12 @@ pub fn qbench_sys_enter(ctx: TracePointContext) -> u32 {
 fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
     let now = now_ns();
     let args = [
-        field::<u64, ARGS>(ctx),
-        field::<u64, { ARGS + 8 }>(ctx),
-        field::<u64, { ARGS + 16 }>(ctx),
-        field::<u64, { ARGS + 24 }>(ctx),
-        field::<u64, { ARGS + 32 }>(ctx),
-        field::<u64, { ARGS + 40 }>(ctx),
+        field!(ctx, SysEnterArgs, u64, 0),
+        field!(ctx, SysEnterArgs, u64, 8),
+        field!(ctx, SysEnterArgs, u64, 16),
+        field!(ctx, SysEnterArgs, u64, 24),
+        field!(ctx, SysEnterArgs, u64, 32),
+        field!(ctx, SysEnterArgs, u64, 40),
     ];
     match QBENCH_THREADS.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry (see `point.rs`); `arrived_seq` is kept.
@@ -110,9 +104,10 @@ pub fn qbench_sys_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tid = ctx.pid();
-    if let Some(nr) = tracked(&ctx) {
+    let id = field!(&ctx, SysExitId, i64);
+    if let Some(nr) = tracked(id) {
         exit(&ctx, tid, nr);
-    } else if field::<i64, ID>(&ctx) == -1
+    } else if id == -1
         // SAFETY: this thread's own entry, read without a concurrent writer.
         && QBENCH_THREADS.get_ptr(tid).is_some_and(|s| unsafe { (*s).nr } == RT_SIGRETURN)
     {
@@ -152,7 +147,7 @@ fn exit(ctx: &TracePointContext, tid: u32, nr: i64) {
         emit(SysExitEvent {
             header: header(EVENT_SYS_EXIT, tid, now_ns()),
             nr,
-            ret: field::<i64, RET>(ctx),
+            ret: field!(ctx, SysExitRet, i64),
         });
     }
 }

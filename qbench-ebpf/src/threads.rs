@@ -2,15 +2,15 @@
 //! during an update. Both are rare, so both always emit.
 
 use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
-use qbench_common::{EVENT_THREAD_EXIT, EVENT_THREAD_NEW, ThreadEvent, tracepoints};
+use qbench_common::{EVENT_THREAD_EXIT, EVENT_THREAD_NEW, ThreadEvent};
 
 use crate::{
     maps::{QBENCH_THREADS, emit, header, now_ns, target_tgid},
     tp::field,
 };
 
-/// `sched:sched_process_fork` (Linux 6.18; older kernels had `char parent_comm[16]` at 8 and the
-/// pids at 24 and 44, which the loader's check of the format file refuses):
+/// `sched:sched_process_fork` (Linux 6.6 and later; older kernels have `char parent_comm[16]` at 8
+/// and the pids at 24 and 44, and the loader reads whichever the running kernel has):
 /// ```text
 /// field:__data_loc char[] parent_comm; offset:8;  size:4;
 /// field:pid_t parent_pid;              offset:12; size:4;
@@ -20,15 +20,13 @@ use crate::{
 /// Runs in the parent's context. It fires for `fork(2)` of a child process as well as for a new
 /// thread; a child process's exit is never seen here (it is not the target's tgid), so userspace
 /// tells them apart by `/proc/TGID/task/TID`.
-const FORK_PARENT_PID: usize = tracepoints::FORK_PARENT_PID.offset;
-const FORK_CHILD_PID: usize = tracepoints::FORK_CHILD_PID.offset;
 
 /// `qbench_common::programs::FORK`.
 #[tracepoint]
 pub fn qbench_fork(ctx: TracePointContext) -> u32 {
     if ctx.tgid() == target_tgid() {
-        let child: i32 = field::<i32, FORK_CHILD_PID>(&ctx);
-        let parent: i32 = field::<i32, FORK_PARENT_PID>(&ctx);
+        let child: i32 = field!(&ctx, ForkChildPid, i32);
+        let parent: i32 = field!(&ctx, ForkParentPid, i32);
         emit(ThreadEvent {
             header: header(EVENT_THREAD_NEW, child as u32, now_ns()),
             other: parent as u32,

@@ -12,7 +12,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
 };
-use qbench_common::{programs, tracepoints};
+use qbench_common::{programs, tracepoints::Offsets};
 
 use super::{LoaderError, symbols::Location};
 use crate::tracepoint_layout;
@@ -130,14 +130,9 @@ fn wanted_tracepoints(
 }
 
 /// Attaches the tracepoint programs of [`TRACEPOINTS`] (without the syscall ones unless
-/// `syscalls`), once the record layout of every one is checked.
+/// `syscalls`). Their record layouts were read before loading ([`tracepoint_offsets`]), so they
+/// go live back to back (a syscall entry seen without its exit would leave a stale state).
 pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, LoaderError> {
-    ensure_tracefs()?;
-    // Every layout first: nothing is attached unless all of it can be, and the tracepoints then
-    // go live back to back (a syscall entry seen without its exit would leave a stale state).
-    for (_, category, event) in wanted_tracepoints(syscalls) {
-        check_layout(category, event)?;
-    }
     let mut links = Vec::new();
     for (program, category, event) in wanted_tracepoints(syscalls) {
         let tracepoint: &mut TracePoint = ebpf
@@ -192,28 +187,24 @@ pub fn detach_concurrently(ebpf: &mut Ebpf, links: Vec<Attached>) {
     });
 }
 
-/// Checks the fields the programs read from `category/event` against its `format` file.
-pub fn check_layout(category: &str, event: &str) -> Result<(), LoaderError> {
-    let name = format!("{category}/{event}");
-    let fields = || {
-        tracepoints::ALL
-            .into_iter()
-            .filter(|field| field.event == name)
-    };
-    if fields().next().is_none() {
-        return Ok(());
-    }
+/// Where the fields the programs read lie on this kernel, from the `format` files of the
+/// tracepoints that will be attached (all of [`TRACEPOINTS`], or all but the syscall ones unless
+/// `syscalls`). Mounts tracefs first if it is missing.
+pub fn tracepoint_offsets(syscalls: bool) -> Result<Offsets, LoaderError> {
+    ensure_tracefs()?;
     let dir = TRACEFS_EVENTS
         .iter()
         .find(|dir| Path::new(dir).is_dir())
         .unwrap_or(&TRACEFS_EVENTS[0]);
-    let path = format!("{dir}/{name}/format");
-    let format = std::fs::read_to_string(&path)
-        .map_err(|source| LoaderError::TracepointFormat { path, source })?;
-    for field in fields() {
-        tracepoint_layout::check(&field, &format)?;
-    }
-    Ok(())
+    let wanted = |name: &str| {
+        wanted_tracepoints(syscalls)
+            .any(|(_, category, event)| name.split_once('/') == Some((category, event)))
+    };
+    tracepoint_layout::offsets(wanted, |event| {
+        let path = format!("{dir}/{event}/format");
+        std::fs::read_to_string(&path)
+            .map_err(|source| LoaderError::TracepointFormat { path, source })
+    })
 }
 
 /// Loads (verifies) every program (the syscall ones only if `syscalls`), so that a verifier

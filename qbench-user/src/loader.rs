@@ -245,11 +245,14 @@ impl Probes {
         }
         raise_memlock_rlimit();
         let target = tgid.get();
+        // The fields the tracepoint programs read are wherever this kernel puts them.
+        let offsets = attach::tracepoint_offsets(options.track_syscalls)?;
         let mut loader = EbpfLoader::new();
         // must_exist: a global renamed on one side only fails here, not silently.
         loader
             .override_global(globals::TARGET_TGID, &target, true)
-            .override_global(globals::UPDATE_SIGNAL, &signal, true);
+            .override_global(globals::UPDATE_SIGNAL, &signal, true)
+            .override_global(globals::TRACEPOINT_OFFSETS, &offsets, true);
         if let Some(bytes) = options.events_bytes {
             loader.map_max_entries(maps::EVENTS, bytes);
         }

@@ -1,34 +1,32 @@
-//! Checks, before attaching, that this kernel's tracepoint records hold the fields the eBPF
-//! programs read where the programs read them ([`qbench_common::tracepoints`]), from each
-//! event's `format` file under tracefs. The programs load those fields at offsets fixed at build
-//! time; on a kernel whose layout moved they would read the wrong bytes without any error, so a
-//! mismatch refuses to attach instead.
+//! Where the tracepoint fields the eBPF programs read ([`qbench_common::tracepoints::ALL`]) lie on
+//! the running kernel, read from each event's `format` file under tracefs before the programs are
+//! loaded. Layouts differ between kernels (`sched_process_fork`'s pids moved in Linux 6.6), so the
+//! offsets are found here and handed to the programs as a read-only global; what cannot be
+//! handled (a field gone, or of another size) refuses to load rather than read the wrong bytes.
 
-use qbench_common::tracepoints::Field;
+use qbench_common::tracepoints::{ALL, Field, Offsets};
 
-/// A field the programs read is missing, or lies elsewhere, on this kernel.
+/// A field the programs read cannot be read on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
     #[error(
-        "tracepoint {event} has no field `{name}` on this kernel, which qbench-trace reads at \
-         offset {offset}: set its offset in qbench-common/src/tracepoints.rs from \
-         /sys/kernel/tracing/events/{event}/format and rebuild"
+        "this kernel's tracepoint {event} has no field `{name}`, which qbench-trace reads; this \
+         kernel is not supported (run `qbench-trace --check` for what it has)"
     )]
     Missing {
         event: &'static str,
         name: &'static str,
-        offset: usize,
     },
     #[error(
-        "tracepoint {event} has field `{name}` at offset {found_offset} (size {found_size}) on \
-         this kernel, where qbench-trace reads offset {offset} (size {size}): set it in \
-         qbench-common/src/tracepoints.rs and rebuild"
+        "this kernel's tracepoint {event} has field `{name}` of {found_size} bytes at offset \
+         {found_offset}, where qbench-trace reads {size} bytes at a multiple of {load}; this \
+         kernel is not supported (run `qbench-trace --check` for what it has)"
     )]
-    Moved {
+    Unreadable {
         event: &'static str,
         name: &'static str,
-        offset: usize,
         size: usize,
+        load: usize,
         found_offset: usize,
         found_size: usize,
     },
@@ -53,29 +51,53 @@ pub fn find(format: &str, name: &str) -> Option<(usize, usize)> {
     })
 }
 
-/// Checks `field` against the `format` text of its event.
-pub fn check(field: &Field, format: &str) -> Result<(), LayoutError> {
-    match find(format, field.name) {
-        None => Err(LayoutError::Missing {
+/// The offset of `field` in the `format` text of its event: it must be there, of the size the
+/// programs read, and aligned for their loads (the verifier rejects a misaligned context load).
+pub fn locate(field: &Field, format: &str) -> Result<u32, LayoutError> {
+    let (offset, size) = find(format, field.name).ok_or(LayoutError::Missing {
+        event: field.event,
+        name: field.name,
+    })?;
+    let readable = size == field.size && offset % field.load == 0;
+    match u32::try_from(offset) {
+        Ok(offset) if readable => Ok(offset),
+        _ => Err(LayoutError::Unreadable {
             event: field.event,
             name: field.name,
-            offset: field.offset,
-        }),
-        Some((offset, size)) if (offset, size) == (field.offset, field.size) => Ok(()),
-        Some((found_offset, found_size)) => Err(LayoutError::Moved {
-            event: field.event,
-            name: field.name,
-            offset: field.offset,
             size: field.size,
-            found_offset,
-            found_size,
+            load: field.load,
+            found_offset: offset,
+            found_size: size,
         }),
     }
 }
 
+/// The offsets of every field of the events `wanted` accepts, from `format_of(event)` (the text
+/// of the event's `format` file, or the error reading it). Fields of other events stay 0: their
+/// programs are not loaded.
+pub fn offsets<E>(
+    wanted: impl Fn(&str) -> bool,
+    mut format_of: impl FnMut(&'static str) -> Result<String, E>,
+) -> Result<Offsets, E>
+where
+    E: From<LayoutError>,
+{
+    let mut offsets = Offsets::UNSET;
+    let mut last: Option<(&str, String)> = None;
+    for field in ALL.iter().filter(|field| wanted(field.event)) {
+        let format = match last.take() {
+            Some((event, text)) if event == field.event => text,
+            _ => format_of(field.event)?,
+        };
+        offsets.at[field.id as usize] = locate(field, &format)?;
+        last = Some((field.event, format));
+    }
+    Ok(offsets)
+}
+
 #[cfg(test)]
 mod tests {
-    use qbench_common::tracepoints;
+    use qbench_common::tracepoints::FieldId;
 
     use super::*;
 
@@ -125,36 +147,105 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
         assert_eq!(find("", "id"), None);
     }
 
+    const SYS_EXIT: &str = "format:
+\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;
+\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;
+";
+
+    const SIGNAL: &str = "format:
+\tfield:int sig;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int errno;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:int code;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:char comm[16];\toffset:20;\tsize:16;\tsigned:0;
+\tfield:pid_t pid;\toffset:36;\tsize:4;\tsigned:1;
+\tfield:int group;\toffset:40;\tsize:4;\tsigned:1;
+\tfield:int result;\toffset:44;\tsize:4;\tsigned:1;
+";
+
+    fn field(id: FieldId) -> Field {
+        ALL[id as usize]
+    }
+
+    /// The format texts of a kernel whose fork event is `fork`.
+    fn kernel(fork: &'static str) -> impl FnMut(&'static str) -> Result<String, LayoutError> {
+        move |event| {
+            Ok(match event {
+                "signal/signal_generate" => SIGNAL,
+                "raw_syscalls/sys_enter" => SYS_ENTER,
+                "raw_syscalls/sys_exit" => SYS_EXIT,
+                "sched/sched_process_fork" => fork,
+                other => panic!("no format for {other}"),
+            }
+            .to_owned())
+        }
+    }
+
     #[test]
-    fn the_built_in_layout_matches_6_18_and_refuses_the_old_one() {
-        assert_eq!(check(&tracepoints::FORK_CHILD_PID, FORK_6_18), Ok(()));
-        assert_eq!(check(&tracepoints::FORK_PARENT_PID, FORK_6_18), Ok(()));
-        assert_eq!(check(&tracepoints::SYS_ENTER_ARGS, SYS_ENTER), Ok(()));
-        let err = check(&tracepoints::FORK_PARENT_PID, FORK_OLD).unwrap_err();
+    fn the_fork_pids_are_found_in_both_layouts() {
+        let parent = field(FieldId::ForkParentPid);
+        let child = field(FieldId::ForkChildPid);
+        assert_eq!(locate(&parent, FORK_6_18), Ok(12));
+        assert_eq!(locate(&child, FORK_6_18), Ok(20));
+        assert_eq!(locate(&parent, FORK_OLD), Ok(24));
+        assert_eq!(locate(&child, FORK_OLD), Ok(44));
+    }
+
+    #[test]
+    fn every_offset_is_set_from_the_kernels_formats() {
+        let all = |_: &str| true;
+        let new = offsets(all, kernel(FORK_6_18)).unwrap();
+        assert_eq!(new.at, [8, 16, 36, 44, 8, 16, 8, 16, 12, 20]);
+        let old = offsets(all, kernel(FORK_OLD)).unwrap();
+        assert_eq!(old.at, [8, 16, 36, 44, 8, 16, 8, 16, 24, 44]);
+    }
+
+    #[test]
+    fn events_not_wanted_are_neither_read_nor_set() {
+        let mut read = Vec::new();
+        let mut formats = kernel(FORK_OLD);
+        let found = offsets(
+            |event| !event.starts_with("raw_syscalls/"),
+            |event| {
+                read.push(event);
+                formats(event)
+            },
+        )
+        .unwrap();
+        assert_eq!(found.at, [8, 16, 36, 44, 0, 0, 0, 0, 24, 44]);
+        // Each wanted event's file is read once, however many of its fields are used.
+        assert_eq!(read, ["signal/signal_generate", "sched/sched_process_fork"]);
+    }
+
+    #[test]
+    fn a_missing_or_resized_field_is_refused_without_asking_for_a_rebuild() {
+        let err = locate(&field(FieldId::SysExitRet), SYS_ENTER).unwrap_err();
         assert_eq!(
             err,
-            LayoutError::Moved {
-                event: "sched/sched_process_fork",
-                name: "parent_pid",
-                offset: 12,
-                size: 4,
-                found_offset: 24,
-                found_size: 4,
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "tracepoint sched/sched_process_fork has field `parent_pid` at offset 24 (size 4) on \
-             this kernel, where qbench-trace reads offset 12 (size 4): set it in \
-             qbench-common/src/tracepoints.rs and rebuild"
-        );
-        assert_eq!(
-            check(&tracepoints::SYS_EXIT_RET, SYS_ENTER),
-            Err(LayoutError::Missing {
+            LayoutError::Missing {
                 event: "raw_syscalls/sys_exit",
                 name: "ret",
-                offset: 16,
-            })
+            }
         );
+        let narrow = FORK_OLD.replace(
+            "pid_t parent_pid;\toffset:24;\tsize:4",
+            "short parent_pid;\toffset:24;\tsize:2",
+        );
+        let err = locate(&field(FieldId::ForkParentPid), &narrow).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this kernel's tracepoint sched/sched_process_fork has field `parent_pid` of 2 bytes at \
+             offset 24, where qbench-trace reads 4 bytes at a multiple of 4; this kernel is not \
+             supported (run `qbench-trace --check` for what it has)"
+        );
+        let misaligned = SYS_ENTER.replace("offset:16;\tsize:48", "offset:20;\tsize:48");
+        assert!(matches!(
+            locate(&field(FieldId::SysEnterArgs), &misaligned),
+            Err(LayoutError::Unreadable {
+                found_offset: 20,
+                load: 8,
+                ..
+            })
+        ));
+        assert!(!err.to_string().contains("rebuild"));
     }
 }
