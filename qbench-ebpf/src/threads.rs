@@ -9,8 +9,9 @@ use crate::{
     tp::field,
 };
 
-/// `sched:sched_process_fork` (Linux 6.6 and later; older kernels have `char parent_comm[16]` at 8
-/// and the pids at 24 and 44, and the loader reads whichever the running kernel has):
+/// `qbench_common::programs::FORK`: `sched:sched_process_fork` (Linux 6.18; 5.10 to 6.12 have
+/// `char parent_comm[16]` at 8 and the pids at 24 and 44, and the loader hands the programs
+/// whichever the running kernel has):
 /// ```text
 /// field:__data_loc char[] parent_comm; offset:8;  size:4;
 /// field:pid_t parent_pid;              offset:12; size:4;
@@ -20,8 +21,6 @@ use crate::{
 /// Runs in the parent's context. It fires for `fork(2)` of a child process as well as for a new
 /// thread; a child process's exit is never seen here (it is not the target's tgid), so userspace
 /// tells them apart by `/proc/TGID/task/TID`.
-
-/// `qbench_common::programs::FORK`.
 #[tracepoint]
 pub fn qbench_fork(ctx: TracePointContext) -> u32 {
     if ctx.tgid() == target_tgid() {
