@@ -1,6 +1,6 @@
 //! Where the tracepoint fields the eBPF programs read ([`qbench_common::tracepoints::ALL`]) lie on
 //! the running kernel, read from each event's `format` file under tracefs before the programs are
-//! loaded. Layouts differ between kernels (`sched_process_fork`'s pids moved in Linux 6.6), so the
+//! loaded. Layouts differ between kernels (`sched_process_fork`'s pids moved after Linux 6.12), so the
 //! offsets are found here and handed to the programs as a read-only global; what cannot be
 //! handled (a field gone, or of another size) refuses to load rather than read the wrong bytes.
 
@@ -118,7 +118,7 @@ format:
 print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
 ";
 
-    /// The same event before Linux 6.6, with the names inline.
+    /// The same event on Linux 5.10 to 6.12, with the names inline.
     const FORK_OLD: &str = "format:
 \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
 
