@@ -1,6 +1,6 @@
 //! The tracepoint record fields the eBPF programs read. Where each field lies differs between
-//! kernels (`sched_process_fork` moved its pids when its names became `__data_loc` strings in
-//! Linux 6.18 against 6.12), so nothing here fixes an offset: userspace reads every field's offset from the
+//! kernels (`sched_process_fork`'s pids moved when its names became `__data_loc` strings, after
+//! Linux 6.12), so nothing here fixes an offset: userspace reads every field's offset from the
 //! running kernel's `format` file under tracefs and hands them to the programs in the read-only
 //! global [`globals::TRACEPOINT_OFFSETS`](crate::globals::TRACEPOINT_OFFSETS) before loading.
 //! The verifier sees a frozen read-only global as a constant, but it allows a context load only at
