@@ -6,6 +6,7 @@ pub mod clock;
 pub mod decode;
 pub mod diagnose;
 pub mod evidence;
+pub mod file_output;
 pub mod loader;
 pub mod maps;
 pub mod memory;

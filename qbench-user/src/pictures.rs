@@ -3,7 +3,6 @@
 //! functions of the tracker's updates; `write_files` is the only I/O.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -200,7 +199,8 @@ fn request_text(seen: RequestSeen) -> String {
 }
 
 /// Writes the trace of all `updates` to `trace_out` and the SVG of the last one to `svg_out`,
-/// each atomically (a temporary file in the same directory, then a rename).
+/// each by [`crate::file_output::write`]: a regular file replaced atomically, a link written
+/// through, a device or FIFO written in place.
 pub fn write_files(
     trace_out: Option<&Path>,
     svg_out: Option<&Path>,
@@ -208,36 +208,12 @@ pub fn write_files(
     updates: &[Update],
 ) -> std::io::Result<()> {
     if let Some(path) = trace_out {
-        write_atomically(path, chrome_trace(pid, updates).as_bytes())?;
+        crate::file_output::write(path, chrome_trace(pid, updates).as_bytes())?;
     }
     if let (Some(path), Some(last)) = (svg_out, updates.last()) {
-        write_atomically(path, svg(pid, last).as_bytes())?;
+        crate::file_output::write(path, svg(pid, last).as_bytes())?;
     }
     Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let context =
-        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let name = path.file_name().ok_or_else(|| {
-        context(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a file name",
-        ))
-    })?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let tmp = dir.unwrap_or(Path::new(".")).join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(context)
 }
 
 #[cfg(test)]

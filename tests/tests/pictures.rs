@@ -134,3 +134,43 @@ fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
         Some((svg_attr(&svg, "width"), svg_attr(&svg, "height")))
     );
 }
+
+#[test]
+fn dev_null_stays_a_device_and_a_linked_picture_keeps_its_link() {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let Some(_serial) = privileged() else { return };
+    let target = Target::start(&build_c("situations", Linkage::Dynamic), &["read:2"], &[]);
+    target.wait_blocked();
+    let dir = TempDir::new();
+    let (real, link) = (dir.0.join("real.svg"), dir.0.join("link.svg"));
+    std::fs::write(&real, "old").expect("write");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--trace-out",
+        "/dev/null",
+        "--svg",
+        link.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a quiesced update; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+    let null = std::fs::symlink_metadata("/dev/null").expect("/dev/null");
+    assert!(null.file_type().is_char_device(), "/dev/null was replaced");
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    let svg = std::fs::read_to_string(&real).expect("the linked file");
+    assert!(svg.contains("<svg") && svg.contains("quiesced"), "{svg}");
+    assert!(!std::path::Path::new("/dev/.null.tmp").exists());
+}
