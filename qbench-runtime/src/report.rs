@@ -1,6 +1,6 @@
 //! The in-process measurement of one update, and the `QBENCH_REPORT` file it is appended to.
 
-use std::io::Write;
+use std::io::{Seek as _, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -137,11 +137,10 @@ impl ReportSink {
     }
 
     pub fn write(&self, report: &Report) {
-        let Some(mut file) = self.file.as_ref() else {
+        let Some(file) = self.file.as_ref() else {
             return;
         };
-        let line = report.to_json_line();
-        if let Err(e) = file.write_all(line.as_bytes())
+        if let Err(e) = append_whole_line(file, report.to_json_line().as_bytes())
             && !self.warned.swap(true, Ordering::Relaxed)
         {
             let path = self.path.as_deref().unwrap_or("?");
@@ -150,6 +149,29 @@ impl ReportSink {
             ));
         }
     }
+}
+
+/// Appends `line` in one `write(2)` (so lines from a forked child never interleave inside a
+/// line), and takes back a short write: on a full disk or past `RLIMIT_FSIZE` the file would
+/// otherwise keep a cut line, and the next record would be glued to it.
+fn append_whole_line(mut file: &std::fs::File, line: &[u8]) -> std::io::Result<()> {
+    let written = file.write(line)?;
+    if written == line.len() {
+        return Ok(());
+    }
+    // O_APPEND left the offset at the end of what was written; cut it off, unless another
+    // process has appended after it meanwhile (then its line would go too: leave both).
+    let end = file.stream_position()?;
+    if file.metadata()?.len() == end {
+        file.set_len(end - written as u64)?;
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::WriteZero,
+        format!(
+            "only {written} of {} bytes could be written (disk full?); the line was taken back",
+            line.len()
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -211,5 +233,46 @@ mod tests {
             (r.outcome, r.quiescence_ns, r.request_latency_ns),
             (Outcome::Quiesced, Some(0), Some(0))
         );
+    }
+
+    /// A file limited to `limit` bytes by RLIMIT_FSIZE, in a child process (the limit and the
+    /// ignored SIGXFSZ must not touch the test harness): the lines that fit are whole, and the
+    /// one that did not is not there at all.
+    #[test]
+    fn a_line_that_does_not_fit_is_taken_back_whole() {
+        const CHILD: &str = "QBENCH_REPORT_TEST_CHILD";
+        let line = Report::new(ending(vec![])).to_json_line();
+        if let Ok(path) = std::env::var(CHILD) {
+            let limit = (2 * line.len() + line.len() / 2) as libc::rlim_t;
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: plain syscalls with a valid struct; this process only writes and exits.
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit), 0);
+            }
+            let sink = ReportSink::open(Some(&path));
+            for _ in 0..4 {
+                sink.write(&Report::new(ending(vec![])));
+            }
+            return;
+        }
+        let path = std::env::temp_dir().join(format!("qbench-report-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "report::tests::a_line_that_does_not_fit_is_taken_back_whole",
+            ])
+            .env(CHILD, &path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, line.repeat(2), "two whole lines, no cut third");
+        std::fs::remove_file(&path).unwrap();
     }
 }
