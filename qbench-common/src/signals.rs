@@ -13,12 +13,20 @@ const NAMES: &[(&str, i32)] = &[
     ("HUP", 1),
     ("INT", 2),
     ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("IOT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
     ("KILL", 9),
     ("USR1", 10),
+    ("SEGV", 11),
     ("USR2", 12),
     ("PIPE", 13),
     ("ALRM", 14),
     ("TERM", 15),
+    ("STKFLT", 16),
     ("CHLD", 17),
     ("CONT", 18),
     ("STOP", 19),
@@ -36,6 +44,11 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", 31),
 ];
 
+/// Signals the kernel raises for a fault of the thread itself (or `abort(3)`, or a seccomp
+/// trap): a handler that returns runs the faulting instruction again, and the program's own
+/// handler for them (a crash reporter, a sanitizer) must stay its own.
+const FAULTS: [i32; 7] = [4, 5, 6, 7, 8, 11, 31];
+
 /// Why a signal was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignalError {
@@ -43,6 +56,7 @@ pub enum SignalError {
     OutOfRange(i32),
     Uncatchable(i32),
     Reserved(i32),
+    Fault(i32),
 }
 
 impl fmt::Display for SignalError {
@@ -52,12 +66,17 @@ impl fmt::Display for SignalError {
             SignalError::OutOfRange(sig) => write!(f, "{sig} is outside 1..={RTMAX}"),
             SignalError::Uncatchable(_) => f.write_str("SIGKILL and SIGSTOP cannot be caught"),
             SignalError::Reserved(sig) => write!(f, "signal {sig} is reserved by the C library"),
+            SignalError::Fault(sig) => {
+                describe(sig, f)?;
+                f.write_str(" reports faults and crashes; use SIGUSR2, SIGUSR1 or SIGRTMIN+N")
+            }
         }
     }
 }
 
-/// Accepts `SIGUSR1`, `USR1`, `usr1`, `10`, `SIGRTMIN+3`, `RTMAX-1`; refuses signals a handler
-/// cannot catch and those the C library keeps.
+/// Accepts `SIGUSR1`, `USR1`, `usr1`, `10`, `SIGRTMIN+3`, `RTMAX-1`; refuses, by name and by
+/// number alike, signals a handler cannot catch, those that report faults, and those the C
+/// library keeps.
 pub fn parse(text: &str) -> Result<i32, SignalError> {
     let text = text.trim();
     let sig = match text.parse::<i32>() {
@@ -75,6 +94,9 @@ pub fn parse(text: &str) -> Result<i32, SignalError> {
     }
     if sig == 9 || sig == 19 {
         return Err(SignalError::Uncatchable(sig));
+    }
+    if FAULTS.contains(&sig) {
+        return Err(SignalError::Fault(sig));
     }
     if sig > 31 && sig < RTMIN {
         return Err(SignalError::Reserved(sig));
@@ -129,6 +151,20 @@ mod tests {
             ("sigrtmax-1", Ok(63)),
             ("SIGKILL", Err(SignalError::Uncatchable(9))),
             ("STOP", Err(SignalError::Uncatchable(19))),
+            ("19", Err(SignalError::Uncatchable(19))),
+            ("SIGSEGV", Err(SignalError::Fault(11))),
+            ("11", Err(SignalError::Fault(11))),
+            ("bus", Err(SignalError::Fault(7))),
+            ("SIGFPE", Err(SignalError::Fault(8))),
+            ("8", Err(SignalError::Fault(8))),
+            ("ILL", Err(SignalError::Fault(4))),
+            ("SIGABRT", Err(SignalError::Fault(6))),
+            ("SIGIOT", Err(SignalError::Fault(6))),
+            ("SIGTRAP", Err(SignalError::Fault(5))),
+            ("SIGSYS", Err(SignalError::Fault(31))),
+            ("31", Err(SignalError::Fault(31))),
+            ("SIGHUP", Ok(1)),
+            ("STKFLT", Ok(16)),
             ("0", Err(SignalError::OutOfRange(0))),
             ("-4", Err(SignalError::OutOfRange(-4))),
             ("65", Err(SignalError::OutOfRange(65))),
@@ -145,16 +181,36 @@ mod tests {
     }
 
     #[test]
-    fn descriptions() {
-        struct Buf([u8; 32], usize);
-        impl fmt::Write for Buf {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                self.0[self.1..self.1 + s.len()].copy_from_slice(s.as_bytes());
-                self.1 += s.len();
-                Ok(())
-            }
+    fn a_fault_signal_is_refused_with_the_way_out() {
+        let mut text = Buf([0; 96], 0);
+        fmt::write(&mut text, format_args!("{}", SignalError::Fault(11))).expect("fits");
+        assert_eq!(
+            &text.0[..text.1],
+            b"SIGSEGV reports faults and crashes; use SIGUSR2, SIGUSR1 or SIGRTMIN+N"
+        );
+    }
+
+    struct Buf<const N: usize>([u8; N], usize);
+    impl<const N: usize> fmt::Write for Buf<N> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.1 + s.len();
+            self.0
+                .get_mut(self.1..end)
+                .ok_or(fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
         }
-        for (sig, want) in [(12, "SIGUSR2"), (37, "SIGRTMIN+3"), (33, "signal 33")] {
+    }
+
+    #[test]
+    fn descriptions() {
+        for (sig, want) in [
+            (12, "SIGUSR2"),
+            (37, "SIGRTMIN+3"),
+            (33, "signal 33"),
+            (11, "SIGSEGV"),
+        ] {
             let mut buf = Buf([0; 32], 0);
             describe(sig, &mut buf).expect("fits");
             assert_eq!(&buf.0[..buf.1], want.as_bytes());
