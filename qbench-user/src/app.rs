@@ -7,6 +7,7 @@ use crate::cli::Args;
 use crate::loader::symbols::TargetObjects;
 use crate::loader::{AttachMode, LoadOptions, Probes};
 use crate::observe::{self, Kernel, Summary};
+use crate::request::Requester;
 use crate::{preflight, syscalls};
 
 impl Kernel for Probes {
@@ -41,6 +42,12 @@ pub fn run(args: &Args) -> anyhow::Result<Summary> {
     preflight::kernel()?;
     let pid =
         NonZeroU32::new(args.pid()).ok_or_else(|| anyhow::anyhow!("pid 0 is not a process"))?;
+    // Held by a pidfd from here on, and checked to catch the signal before anything is loaded.
+    let requester = if args.request {
+        Some(Requester::open(args.pid(), args.signal, args.force_signal)?)
+    } else {
+        None
+    };
     let objects = TargetObjects::of(pid)?;
     let mode = AttachMode::detect(&objects, &args.points)?;
     let options = LoadOptions {
@@ -68,7 +75,7 @@ pub fn run(args: &Args) -> anyhow::Result<Summary> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(observe::run(args, probes, events))
+    runtime.block_on(observe::run(args, probes, events, requester))
 }
 
 fn describe(mode: &AttachMode) -> String {

@@ -62,6 +62,10 @@ pub struct Args {
     /// The update request signal: a name (SIGUSR2, USR1, SIGRTMIN+3) or a number.
     #[arg(long, default_value = "SIGUSR2", value_parser = parse_signal)]
     pub signal: i32,
+    /// With --request: send the signal even when the target does not catch it (by default
+    /// qbench-trace refuses, since its default action would kill or stop the target).
+    #[arg(long, requires = "request")]
+    pub force_signal: bool,
     /// Call an update DNQ (did not quiesce) when it has not quiesced after this long
     /// (e.g. 1s, 250ms, 500us).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]

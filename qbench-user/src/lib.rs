@@ -17,6 +17,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod reader;
 pub mod readiness;
+pub mod request;
 pub mod stack;
 pub mod syscalls;
 pub mod tracepoint_layout;

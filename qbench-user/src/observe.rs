@@ -16,6 +16,7 @@ use crate::output::{self, Context};
 use crate::pictures;
 use crate::procfs;
 use crate::reader;
+use crate::request::{Image, RequestError, Requester};
 use crate::tracker::{Outcome, Tracker, Update};
 
 /// How often the loop wakes to check timeouts and whether the target still lives.
@@ -52,13 +53,19 @@ struct Loop<'a, K: Kernel> {
     undecodable: u64,
     /// The updates reported so far, kept for `--trace-out` and `--svg` only.
     reported: Vec<Update>,
+    /// Sends `--request`s: to the attached process only, and only while it catches the signal.
+    requester: Option<Requester>,
+    /// The program the target ran at attach; another one means its update points are gone.
+    image: Option<Image>,
 }
 
-/// Observes `args.pid()` until done. `events` is the programs' ring buffer.
+/// Observes `args.pid()` until done. `events` is the programs' ring buffer; `requester` sends
+/// the `--request`s.
 pub async fn run<K: Kernel>(
     args: &Args,
     kernel: K,
     events: RingBuf<MapData>,
+    requester: Option<Requester>,
 ) -> anyhow::Result<Summary> {
     let mut l = Loop {
         args,
@@ -72,6 +79,8 @@ pub async fn run<K: Kernel>(
         lost_reported: 0,
         undecodable: 0,
         reported: Vec::new(),
+        requester,
+        image: Image::of(args.pid()),
     };
     let threads = procfs::threads(args.pid())
         .ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid()))?;
@@ -93,9 +102,7 @@ pub async fn run<K: Kernel>(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let wanted = args.updates_wanted();
-    if args.request {
-        send_request(args)?;
-    }
+    l.request()?;
     loop {
         tokio::select! {
             ready = events.readable_mut() => {
@@ -126,12 +133,19 @@ pub async fn run<K: Kernel>(
                     return Ok(l.summary);
                 }
                 // Gone, or a zombie its parent has not reaped yet: either way it has exited.
-                if matches!(procfs::state(args.pid(), args.pid()), None | Some('Z' | 'X')) {
+                let gone = if matches!(procfs::state(args.pid(), args.pid()), None | Some('Z' | 'X')) {
+                    Some("exited")
+                } else if l.image.is_some() && Image::of(args.pid()).is_some_and(|now| Some(now) != l.image) {
+                    Some("executed a new program; its update points are gone")
+                } else {
+                    None
+                };
+                if let Some(how) = gone {
                     // Report what was seen of an update in progress, then stop.
                     if let Some(update) = l.tracker.on_tick(u64::MAX) {
                         l.report(&update)?;
                     }
-                    eprintln!("qbench-trace: process {} exited", args.pid());
+                    eprintln!("qbench-trace: process {} {how}", args.pid());
                     l.summary.target_exited = true;
                     return Ok(l.summary);
                 }
@@ -162,11 +176,22 @@ impl<K: Kernel> Loop<'_, K> {
         if wanted.is_some_and(|w| self.summary.updates >= w) {
             return Ok(true);
         }
-        if self.args.request {
+        if self.requester.is_some() {
             tokio::time::sleep(REQUEST_GAP).await;
-            send_request(self.args)?;
+            self.request()?;
         }
         Ok(false)
+    }
+
+    /// Sends the next `--request`, if qbench-trace makes them. A target that has exited or
+    /// executed another program is not sent it, and not an error here: the next tick reports it.
+    fn request(&self) -> anyhow::Result<()> {
+        match self.requester.as_ref().map(Requester::send) {
+            None | Some(Ok(()) | Err(RequestError::Exited(_) | RequestError::Executed { .. })) => {
+                Ok(())
+            }
+            Some(Err(err)) => Err(err.into()),
+        }
     }
 
     fn report(&mut self, update: &Update) -> anyhow::Result<()> {
@@ -210,19 +235,6 @@ impl<K: Kernel> Loop<'_, K> {
         }
         Ok(())
     }
-}
-
-fn send_request(args: &Args) -> anyhow::Result<()> {
-    // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(args.pid() as i32, args.signal) } != 0 {
-        anyhow::bail!(
-            "cannot send signal {} to pid {}: {}",
-            args.signal,
-            args.pid(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
 }
 
 /// At a request: current thread names (the helper is recognised by its name) and the kernel's

@@ -32,7 +32,8 @@
  *
  * The main thread prints "ready PID" once every thread has started, then serves commands read
  * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
- * requests and completes an update of its own and prints "child PID", "q" exits.
+ * requests and completes an update of its own and prints "child PID", "x" executes
+ * /bin/sleep 60 in the same process, "q" exits.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -413,5 +414,7 @@ int main(int argc, char **argv) {
         if (n <= 0 || c == 'q') return 0;
         if (c == 'u') unstick();
         if (c == 'f') fork_child();
+        /* Another program in the same process: its handlers are gone, and so are its update points. */
+        if (c == 'x') execl("/bin/sleep", "sleep", "60", (char *)NULL);
     }
 }

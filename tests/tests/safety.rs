@@ -1,0 +1,102 @@
+//! qbench-trace sends the update signal only where it requests an update: never to a target that
+//! does not catch it (its default action would kill it), never to the program a target executed
+//! after attach, never to another process. Skipped, with the reason printed, when not root.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qbench_tests::observer::{privileged, trace};
+use qbench_tests::{Linkage, Target, build_c};
+
+/// A process without the runtime, and a libqbench process whose update signal is SIGUSR1: a
+/// SIGUSR2 would kill either. Both are refused before anything is loaded and both live on.
+#[test]
+fn a_target_that_does_not_catch_the_signal_is_not_sent_it() {
+    let Some(_serial) = privileged() else { return };
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("start sleep");
+    let pid = sleeper.id().to_string();
+    let out = trace(&["--pid", &pid, "--request"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "qbench-trace: error: pid {pid} (sleep) does not catch SIGUSR2, and its default \
+             action would terminate it; give the signal its update handler catches with --signal \
+             (it catches none that could be), or --force-signal to send it anyway"
+        )
+    );
+    assert!(matches!(sleeper.try_wait(), Ok(None)), "sleep was killed");
+    sleeper.kill().expect("kill sleep");
+    let _ = sleeper.wait();
+
+    let mut target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["read:1"],
+        &[("QBENCH_SIGNAL", "SIGUSR1")],
+    );
+    let pid = target.pid.to_string();
+    let out = trace(&["--pid", &pid, "--request"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "pid {pid} (situations-dyn) does not catch SIGUSR2"
+        )) && stderr.contains("(it catches SIGUSR1)"),
+        "{stderr}"
+    );
+    assert!(target.is_running(), "the target was killed");
+    // Its own signal is caught: the update is requested and quiesces.
+    let out = trace(&["--pid", &pid, "--request", "--signal", "USR1", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(target.is_running());
+}
+
+/// A target that executes another program while qbench-trace requests update after update: the
+/// new program (which does not catch SIGUSR2) is never signalled, and qbench-trace stops saying
+/// why.
+#[test]
+fn a_target_that_executes_another_program_is_not_signalled_again() {
+    let Some(_serial) = privileged() else { return };
+    let mut target = Target::start(&build_c("situations", Linkage::Dynamic), &["read:1"], &[]);
+    let pid = target.pid.to_string();
+    let mut observer = Command::new(qbench_tests::artifact("qbench-trace"))
+        .args(["--pid", &pid, "--request", "--count", "1000", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qbench-trace");
+    // Let a few updates through, then exec.
+    let reports = target.report_path.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while qbench_tests::read_reports(&reports).len() < 3 {
+        assert!(Instant::now() < deadline, "no updates were requested");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    target.send("x");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while observer.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "qbench-trace did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = observer.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "qbench-trace: process {pid} executed a new program; its update points are gone"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(target.is_running(), "the executed program was killed");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(comm.trim_end(), "sleep");
+}
