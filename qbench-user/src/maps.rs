@@ -5,7 +5,7 @@
 //! An object's file is opened through `/proc/PID/map_files/RANGE` (the very file mapped, even
 //! when deleted or in another mount namespace), else through `/proc/PID/root/PATH`.
 
-use std::{fs::File, ops::Range, path::PathBuf};
+use std::{fs::File, ops::Range, os::unix::ffi::OsStringExt as _, path::PathBuf};
 
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, ReadCache, SymbolKind};
 
@@ -17,37 +17,65 @@ pub struct Mapping {
     pub perms: String,
     /// Offset in the file of the first mapped byte.
     pub offset: u64,
+    /// The device of the file, `(major << 32) | minor`.
+    pub dev: u64,
     pub inode: u64,
     /// The file mapped (without the kernel's " (deleted)" mark), or a pseudo name such as
-    /// `[stack]`, or empty for anonymous memory.
+    /// `[stack]`, or empty for anonymous memory; for messages ([`crate::procfs::decode`]d).
     pub path: String,
+    /// The same path as the process knows it, byte for byte (the kernel writes a newline in it
+    /// as `\012`), to open the file by.
+    pub file: PathBuf,
     /// The file was deleted (or replaced) after it was mapped.
     pub deleted: bool,
 }
 
 impl Mapping {
-    /// Parses one line; `None` for a malformed one.
-    pub fn parse(line: &str) -> Option<Self> {
-        let mut fields = line.splitn(6, ' ');
-        let (start, end) = fields.next()?.split_once('-')?;
-        let perms = fields.next()?.to_owned();
-        let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-        let _dev = fields.next()?;
-        let inode = fields.next()?.parse().ok()?;
-        // The path is padded with spaces, and may itself contain spaces.
-        let path = fields.next().unwrap_or("").trim_start();
-        let (path, deleted) = match path.strip_suffix(" (deleted)") {
-            Some(path) => (path, true),
-            None => (path, false),
+    /// Parses one line; `None` for a malformed one. The path is padded with spaces and may
+    /// itself contain spaces, newlines (as `\012`) and bytes that are not UTF-8.
+    pub fn parse(line: &[u8]) -> Option<Self> {
+        let mut fields = line.splitn(6, |&b| b == b' ');
+        let mut text = || std::str::from_utf8(fields.next()?).ok();
+        let (start, end) = text()?.split_once('-')?;
+        let perms = text()?.to_owned();
+        let offset = u64::from_str_radix(text()?, 16).ok()?;
+        let (major, minor) = text()?.split_once(':')?;
+        let inode = text()?.parse().ok()?;
+        let raw = fields.next().unwrap_or(b"");
+        let raw = &raw[raw.iter().position(|&b| b != b' ').unwrap_or(raw.len())..];
+        let (raw, deleted) = match raw.strip_suffix(b" (deleted)") {
+            Some(raw) => (raw, true),
+            None => (raw, false),
         };
+        let dev =
+            (u64::from_str_radix(major, 16).ok()? << 32) | u64::from_str_radix(minor, 16).ok()?;
         Some(Self {
             range: u64::from_str_radix(start, 16).ok()?..u64::from_str_radix(end, 16).ok()?,
             perms,
             offset,
+            dev,
             inode,
-            path: path.to_owned(),
+            path: crate::procfs::decode(raw),
+            file: PathBuf::from(std::ffi::OsString::from_vec(unescape_newlines(raw))),
             deleted,
         })
+    }
+
+    /// The name of this mapping under `/proc/PID/map_files/`.
+    pub fn map_files_name(&self) -> String {
+        format!("{:x}-{:x}", self.range.start, self.range.end)
+    }
+
+    /// Where to open the mapped file: through map_files for a deleted one (the very file), else
+    /// by its path under the process's root (its own mount namespace).
+    pub fn open_path(&self, pid: u32) -> PathBuf {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        if self.deleted {
+            proc.join("map_files").join(self.map_files_name())
+        } else {
+            let relative = self.file.strip_prefix("/").unwrap_or(&self.file);
+            proc.join("root").join(relative)
+        }
     }
 
     /// Whether a file backs this mapping (not the heap, the stack, the vDSO or anonymous memory).
@@ -60,10 +88,34 @@ impl Mapping {
     }
 }
 
-/// Every mapping of process `pid`, in address order; `None` when its maps cannot be read.
+/// `\012` back to the newline the kernel escaped (the only character it escapes in a mapped path).
+fn unescape_newlines(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix(b"\\012") {
+            out.push(b'\n');
+            rest = after;
+        } else {
+            out.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    out
+}
+
+/// Every mapping of process `pid`, in address order.
+pub fn read(pid: u32) -> std::io::Result<Vec<Mapping>> {
+    let bytes = std::fs::read(format!("/proc/{pid}/maps"))?;
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .filter_map(Mapping::parse)
+        .collect())
+}
+
+/// [`read`], or `None` when the maps cannot be read.
 pub fn mappings(pid: u32) -> Option<Vec<Mapping>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    Some(text.lines().filter_map(Mapping::parse).collect())
+    read(pid).ok()
 }
 
 /// The mapping that contains `address`.
@@ -107,8 +159,8 @@ impl MappedObject {
             let range = format!("{:x}-{:x}", first.range.start, first.range.end);
             candidates.push(proc.join("map_files").join(range));
         }
-        if !self.deleted {
-            candidates.push(proc.join("root").join(self.path.trim_start_matches('/')));
+        if let Some(first) = self.mappings.first().filter(|_| !self.deleted) {
+            candidates.push(first.open_path(pid));
         }
         candidates
             .into_iter()
@@ -207,7 +259,10 @@ mod tests {
 
     #[test]
     fn lines_with_files_pseudo_names_and_nothing() {
-        let maps: Vec<Mapping> = MAPS.lines().filter_map(Mapping::parse).collect();
+        let maps: Vec<Mapping> = MAPS
+            .lines()
+            .filter_map(|l| Mapping::parse(l.as_bytes()))
+            .collect();
         assert_eq!(maps.len(), 9);
         assert_eq!(
             maps[1],
@@ -215,8 +270,10 @@ mod tests {
                 range: 0x55d0_a000_1000..0x55d0_a000_2000,
                 perms: "r-xp".into(),
                 offset: 0x1000,
+                dev: (0xfe << 32) | 1,
                 inode: 100,
                 path: "/opt/app/target".into(),
+                file: "/opt/app/target".into(),
                 deleted: false,
             }
         );
@@ -234,13 +291,41 @@ mod tests {
             Some("[stack]")
         );
         assert_eq!(mapping_of(&maps, 0x10), None);
-        assert_eq!(Mapping::parse("garbage"), None);
-        assert_eq!(Mapping::parse("zz-10 r--p 0 0:0 0"), None);
+        assert_eq!(Mapping::parse(b"garbage"), None);
+        assert_eq!(Mapping::parse(b"zz-10 r--p 0 0:0 0"), None);
+    }
+
+    #[test]
+    fn paths_with_newlines_spaces_and_bytes_that_are_not_utf8() {
+        let line = b"400000-401000 r-xp 00000000 fe:01 77                         /tmp/a b\\012c/\xfflib.so (deleted)";
+        let m = Mapping::parse(line).unwrap();
+        assert_eq!(m.path, "/tmp/a b\\\\012c/\\xfflib.so");
+        assert_eq!(
+            m.file.as_os_str().as_encoded_bytes(),
+            b"/tmp/a b\nc/\xfflib.so"
+        );
+        assert!(m.deleted && m.is_file());
+        assert_eq!(m.map_files_name(), "400000-401000");
+        assert_eq!(
+            m.open_path(7),
+            PathBuf::from("/proc/7/map_files/400000-401000")
+        );
+        let kept = Mapping {
+            deleted: false,
+            ..m
+        };
+        assert_eq!(
+            kept.open_path(7).as_os_str().as_encoded_bytes(),
+            b"/proc/7/root/tmp/a b\nc/\xfflib.so"
+        );
     }
 
     #[test]
     fn objects_group_the_mappings_of_each_file() {
-        let maps: Vec<Mapping> = MAPS.lines().filter_map(Mapping::parse).collect();
+        let maps: Vec<Mapping> = MAPS
+            .lines()
+            .filter_map(|l| Mapping::parse(l.as_bytes()))
+            .collect();
         let objects = objects(&maps);
         let names: Vec<&str> = objects.iter().map(MappedObject::name).collect();
         assert_eq!(names, ["target", "libc.so.6", "my lib.so"]);

@@ -286,18 +286,32 @@ fn why(out: &mut String, update: &Update, ctx: &Context<'_>) {
     }
 }
 
-/// Text from the target (thread names) made safe for a terminal: control characters, which
-/// could move the cursor or recolour the screen, are shown as `\xNN`.
+/// Text from the target (thread names, paths) made safe for a terminal: control characters,
+/// which could move the cursor or recolour the screen, are shown as `\xNN`, and the invisible
+/// characters that reorder or hide text (bidirectional overrides and isolates such as U+202E,
+/// zero-width marks) as `\u{NNNN}`. Backslashes come already doubled from /proc
+/// ([`crate::procfs::decode`]), so an escape shown here is never a name's own text.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {
             let _ = write!(out, "\\x{:02x}", c as u32);
+        } else if reorders_or_hides(c) {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Unicode format characters a terminal would obey rather than show: bidirectional marks,
+/// embeddings, overrides and isolates, zero-width characters, and the byte-order mark.
+fn reorders_or_hides(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+    )
 }
 
 #[cfg(test)]
@@ -444,5 +458,11 @@ mod tests {
     fn escaping() {
         assert_eq!(escape("plain name"), "plain name");
         assert_eq!(escape("a\nb\tc\u{7f}"), "a\\x0ab\\x09c\\x7f");
+        assert_eq!(escape("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(
+            escape("a\u{2066}b\u{200b}c\u{feff}"),
+            "a\\u{2066}b\\u{200b}c\\u{feff}"
+        );
+        assert_eq!(escape("caf\u{e9} \u{4e2d}"), "caf\u{e9} \u{4e2d}");
     }
 }

@@ -43,10 +43,10 @@ const CAP_BPF: u32 = 39;
 /// The target exists, is a process (not one of its threads, not a kernel thread), and is not us.
 pub fn target(pid: u32) -> Result<Target, PreflightError> {
     let dir = PathBuf::from(format!("/proc/{pid}"));
-    let status = std::fs::read_to_string(dir.join("status"))
-        .map_err(|_| PreflightError::NoSuchProcess(pid))?;
-    let stat = std::fs::read_to_string(dir.join("stat"))
-        .map_err(|_| PreflightError::NoSuchProcess(pid))?;
+    // Read as bytes: a name that is not UTF-8 is still a process.
+    let status =
+        crate::procfs::read(dir.join("status")).ok_or(PreflightError::NoSuchProcess(pid))?;
+    let stat = crate::procfs::read(dir.join("stat")).ok_or(PreflightError::NoSuchProcess(pid))?;
     let comm = crate::procfs::parse_stat(&stat)
         .map(|(c, _)| c)
         .unwrap_or_default();

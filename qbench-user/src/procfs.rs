@@ -14,6 +14,32 @@ pub struct ProcThread {
     pub syscall: Option<(i64, [u64; 6])>,
 }
 
+/// Text from /proc that may hold names (thread and process names, paths): bytes, not UTF-8.
+/// Each byte that is not part of valid UTF-8 becomes `\xNN` and each backslash `\\`, so the
+/// result says exactly which bytes the kernel holds, in every output alike, and a name that is
+/// not valid UTF-8 never makes its thread look gone.
+pub fn decode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// Reads a /proc file as [`decode`]d text; None when it cannot be read (the task is gone).
+pub fn read(path: impl AsRef<std::path::Path>) -> Option<String> {
+    std::fs::read(path).ok().map(|bytes| decode(&bytes))
+}
+
 /// The root of /proc (tests point it elsewhere).
 fn proc_root() -> PathBuf {
     PathBuf::from("/proc")
@@ -38,7 +64,7 @@ pub fn thread(pid: u32, tid: u32) -> Option<ProcThread> {
         .join(pid.to_string())
         .join("task")
         .join(tid.to_string());
-    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let stat = read(dir.join("stat"))?;
     let (comm, state) = parse_stat(&stat)?;
     let syscall = std::fs::read_to_string(dir.join("syscall"))
         .ok()
@@ -58,9 +84,7 @@ pub fn comm(pid: u32, tid: u32) -> Option<String> {
         .join("task")
         .join(tid.to_string())
         .join("comm");
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim_end_matches('\n').to_string())
+    read(path).map(|s| s.trim_end_matches('\n').to_string())
 }
 
 /// The scheduler state letter of thread `tid` of `pid`.
@@ -70,7 +94,7 @@ pub fn state(pid: u32, tid: u32) -> Option<char> {
         .join("task")
         .join(tid.to_string())
         .join("stat");
-    parse_stat(&std::fs::read_to_string(path).ok()?).map(|(_, state)| state)
+    parse_stat(&read(path)?).map(|(_, state)| state)
 }
 
 /// `/proc/.../stat`: "TID (COMM) S ...". The name may itself contain spaces and parentheses, so
@@ -116,6 +140,22 @@ pub fn state_word(state: char) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_are_not_utf8_are_kept_byte_for_byte() {
+        assert_eq!(decode(b"worker-1"), "worker-1");
+        assert_eq!(decode(b"\xff\xfebad"), "\\xff\\xfebad");
+        assert_eq!(
+            decode(b"a\\xff"),
+            "a\\\\xff",
+            "a real backslash is told apart"
+        );
+        assert_eq!(decode("caf\u{e9}\u{202e}".as_bytes()), "caf\u{e9}\u{202e}");
+        // A cut multi-byte character: its bytes, one by one.
+        assert_eq!(decode(&"\u{e9}".as_bytes()[..1]), "\\xc3");
+        let stat = decode(b"42 (\xffmain) S 1 42");
+        assert_eq!(parse_stat(&stat), Some(("\\xffmain".to_string(), 'S')));
+    }
 
     #[test]
     fn stat_with_hostile_names() {

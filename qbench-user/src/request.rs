@@ -126,7 +126,7 @@ impl Image {
     /// Reads the image of process `pid`; None when it is gone.
     pub fn of(pid: u32) -> Option<Self> {
         let exe = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let stat = crate::procfs::read(format!("/proc/{pid}/stat"))?;
         Some(Self {
             exe: (exe.dev(), exe.ino()),
             start_stack: start_stack(&stat)?,
@@ -199,8 +199,8 @@ impl Requester {
         if self.force {
             return Ok(());
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .map_err(|_| RequestError::Exited(self.pid))?;
+        let status = crate::procfs::read(format!("/proc/{}/status", self.pid))
+            .ok_or(RequestError::Exited(self.pid))?;
         let dispositions = Dispositions::parse(&status).ok_or(RequestError::Exited(self.pid))?;
         match dispositions.refusal(self.signal) {
             None => Ok(()),

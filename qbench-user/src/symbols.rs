@@ -150,25 +150,17 @@ impl TargetObjects {
         let pid = pid.get();
         let proc = PathBuf::from(format!("/proc/{pid}"));
         let maps_error = |source| SymbolError::Maps { pid, source };
-        let maps = fs::read_to_string(proc.join("maps")).map_err(maps_error)?;
+        let maps = crate::maps::read(pid).map_err(maps_error)?;
         let exe = proc.join("exe");
         let exe_id = fs::metadata(&exe)
             .map(|m| file_id(&m))
             .map_err(maps_error)?;
         let mut seen = HashSet::from([exe_id]);
         let mut objects = vec![Mapped::new(exe.display().to_string(), exe)];
-        for line in maps.lines() {
-            let Some(entry) = MapsLine::parse(line) else {
-                continue;
-            };
-            if !seen.insert((entry.dev, entry.inode)) {
-                continue;
+        for entry in maps.iter().filter(|m| m.is_file()) {
+            if seen.insert((entry.dev, entry.inode)) {
+                objects.push(Mapped::new(entry.path.clone(), entry.open_path(pid)));
             }
-            let path = match entry.path.strip_suffix(" (deleted)") {
-                Some(_) => proc.join("map_files").join(entry.range),
-                None => proc.join("root").join(entry.path.trim_start_matches('/')),
-            };
-            objects.push(Mapped::new(entry.path.to_owned(), path));
         }
         Ok(Self { pid, objects })
     }
@@ -251,19 +243,12 @@ fn file_id(meta: &fs::Metadata) -> (u64, u64) {
 /// through (as [`TargetObjects::of`] opens them); None when the process is gone or unreadable.
 /// Lets a scan of every process look into each file once, whoever maps it.
 pub fn mapped_files(pid: u32) -> Option<Vec<((u64, u64), PathBuf)>> {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let maps = fs::read_to_string(proc.join("maps")).ok()?;
     let mut seen = HashSet::new();
     let mut files = Vec::new();
-    for entry in maps.lines().filter_map(MapsLine::parse) {
-        if !seen.insert((entry.dev, entry.inode)) {
-            continue;
+    for entry in crate::maps::mappings(pid)?.iter().filter(|m| m.is_file()) {
+        if seen.insert((entry.dev, entry.inode)) {
+            files.push(((entry.dev, entry.inode), entry.open_path(pid)));
         }
-        let path = match entry.path.strip_suffix(" (deleted)") {
-            Some(_) => proc.join("map_files").join(entry.range),
-            None => proc.join("root").join(entry.path.trim_start_matches('/')),
-        };
-        files.push(((entry.dev, entry.inode), path));
     }
     Some(files)
 }
@@ -275,70 +260,9 @@ pub fn defines(path: &std::path::Path, symbol: &str) -> bool {
         .is_some()
 }
 
-/// A file-backed line of `/proc/PID/maps`:
-/// `start-end perms offset major:minor inode path`.
-#[derive(Debug, PartialEq, Eq)]
-struct MapsLine<'a> {
-    range: &'a str,
-    dev: u64,
-    inode: u64,
-    path: &'a str,
-}
-
-impl<'a> MapsLine<'a> {
-    fn parse(line: &'a str) -> Option<Self> {
-        let mut fields = line.splitn(6, ' ');
-        let range = fields.next()?;
-        let _perms = fields.next()?;
-        let _offset = fields.next()?;
-        let (major, minor) = fields.next()?.split_once(':')?;
-        let inode: u64 = fields.next()?.parse().ok()?;
-        // The path is padded with spaces; [heap], [vdso] and anonymous maps have no file.
-        let path = fields.next()?.trim_start();
-        if inode == 0 || !path.starts_with('/') {
-            return None;
-        }
-        let major = u64::from_str_radix(major, 16).ok()?;
-        let minor = u64::from_str_radix(minor, 16).ok()?;
-        Some(Self {
-            range,
-            dev: (major << 32) | minor,
-            inode,
-            path,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn maps_lines_with_and_without_files() {
-        let line = "7f0000000000-7f0000001000 r-xp 00001000 fe:01 1234                       /usr/lib/x86_64-linux-gnu/libc.so.6";
-        assert_eq!(
-            MapsLine::parse(line),
-            Some(MapsLine {
-                range: "7f0000000000-7f0000001000",
-                dev: (0xfe << 32) | 1,
-                inode: 1234,
-                path: "/usr/lib/x86_64-linux-gnu/libc.so.6",
-            })
-        );
-        let deleted = "1000-2000 r-xp 00000000 08:02 99 /tmp/a b (deleted)";
-        assert_eq!(
-            MapsLine::parse(deleted).map(|l| l.path),
-            Some("/tmp/a b (deleted)")
-        );
-        for no_file in [
-            "7ffd0000-7ffd1000 rw-p 00000000 00:00 0                          [stack]",
-            "7ffd0000-7ffd1000 r-xp 00000000 00:00 0                          [vdso]",
-            "7ffd0000-7ffd1000 rw-p 00000000 00:00 0 ",
-            "garbage",
-        ] {
-            assert_eq!(MapsLine::parse(no_file), None, "{no_file}");
-        }
-    }
 
     #[test]
     fn lib_names_match_by_path_or_file_name_prefix() {

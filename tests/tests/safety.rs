@@ -100,3 +100,72 @@ fn a_target_that_executes_another_program_is_not_signalled_again() {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
     assert_eq!(comm.trim_end(), "sleep");
 }
+
+/// Thread names that are not UTF-8, the main thread's among them: the process can be attached,
+/// every thread is there, and each name is shown byte for byte, escaped.
+#[test]
+fn names_that_are_not_utf8_are_threads_like_any_other() {
+    let Some(_serial) = privileged() else { return };
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["badname:1", "read:1"],
+        &[],
+    );
+    let pid = target.pid.to_string();
+    let out = trace(&["--pid", &pid, "--request", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let reports = qbench_tests::observer::json_lines(&out);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
+    let mut names: Vec<&str> = reports[0]["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|t| t["comm"].as_str().expect("comm"))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["\\xff\\xfe bad\\\\", "\\xffmain", "read"]);
+    for comm in ["\\xff\\xfe bad\\\\", "\\xffmain"] {
+        assert_eq!(
+            qbench_tests::observer::thread(&reports[0], comm)["state"],
+            "arrived"
+        );
+    }
+    // The human report names them the same way, with nothing raw reaching the terminal.
+    let out = trace(&["--pid", &pid, "--request"]);
+    let stdout = String::from_utf8(out.stdout).expect("the report is UTF-8");
+    assert!(
+        stdout.contains("\\xff\\xfe bad\\\\") && stdout.contains("\\xffmain"),
+        "{stdout}"
+    );
+}
+
+/// The runtime loaded from a directory whose name has spaces and a newline (the kernel writes
+/// it as `\012` in /proc/PID/maps): its anchors are found and the update is observed.
+#[test]
+fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
+    let Some(_serial) = privileged() else { return };
+    let dir = qbench_tests::TempDir::new();
+    let odd = dir.0.join("lib dir\nwith newline");
+    std::fs::create_dir(&odd).expect("mkdir");
+    std::fs::copy(
+        qbench_tests::artifact("libqbench.so"),
+        odd.join("libqbench.so"),
+    )
+    .expect("copy");
+    let program = build_c("situations", Linkage::Dynamic);
+    let library_path = odd.to_str().expect("utf-8").to_owned();
+    let target = Target::start(&program, &["read:2"], &[("LD_LIBRARY_PATH", &library_path)]);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
+    assert!(
+        maps.contains("lib dir\\012with newline/libqbench.so"),
+        "{maps}"
+    );
+    let out = trace(&["--pid", &target.pid.to_string(), "--request", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let reports = qbench_tests::observer::json_lines(&out);
+    assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
+    assert_eq!(reports[0]["threads"].as_array().expect("threads").len(), 3);
+}

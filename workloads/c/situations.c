@@ -29,6 +29,7 @@
  *   spinner    computes without system calls or update points
  *   vforker    vfork()s a child that waits: the thread waits uninterruptibly (D)
  *   hostile    names itself with a terminal escape sequence, then blocks like stuckread
+ *   badname    names itself and the main thread with bytes that are not UTF-8, then loops like read
  *
  * The main thread prints "ready PID" once every thread has started, then serves commands read
  * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
@@ -305,6 +306,14 @@ static void *hostile_loop(void *arg) {
     return stuck_read_loop(arg);
 }
 
+/* Names that are not UTF-8, for itself and for the main thread: they are still threads. */
+static pthread_t main_thread;
+static void *badname_loop(void *arg) {
+    pthread_setname_np(pthread_self(), "\xff\xfe bad\\");
+    pthread_setname_np(main_thread, "\xffmain");
+    return read_loop(arg);
+}
+
 static void *spinner_loop(void *arg) {
     (void)arg;
     atomic_fetch_add(&started, 1);
@@ -374,10 +383,12 @@ static const struct kind kinds[] = {
     {"parkholder", park_holder_loop, NULL, 0}, {"heldwaiter", held_waiter_loop, NULL, 0},
     {"restartread", restart_read_loop, NULL, 0}, {"spinner", spinner_loop, NULL, 0},
     {"vforker", vforker_loop, NULL, 0},       {"hostile", hostile_loop, NULL, 0},
+    {"badname", badname_loop, NULL, 0},
 };
 
 int main(int argc, char **argv) {
     int total = 0;
+    main_thread = pthread_self();
     for (int i = 1; i < argc; i++) {
         char name[32];
         int count;
