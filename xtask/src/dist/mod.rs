@@ -36,14 +36,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "{tool} is not installed: apt-get install dpkg binutils gzip tar coreutils"
         );
     }
-    workspace::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "qbench-user",
-        "-p",
-        "qbench-runtime",
-    ])?;
+    // Separately, as `cargo xtask install` and a plain build of each do: built together, cargo
+    // would unify the features of their shared dependencies and link a larger runtime.
+    workspace::cargo(&["build", "--release", "-p", "qbench-runtime"])?;
+    workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let built = workspace::profile_dir(Profile::Release);
     let dist = built
         .parent()

@@ -219,7 +219,7 @@ fn release_date() -> String {
         Ok(out) if out.status.success() && !out.stdout.is_empty() => {
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         }
-        _ => cmd::output(&mut Command::new("date").arg("-R"))
+        _ => cmd::output(Command::new("date").arg("-R"))
             .map(|date| date.trim().to_owned())
             .unwrap_or_else(|_| "Thu, 01 Jan 1970 00:00:00 +0000".to_owned()),
     }
