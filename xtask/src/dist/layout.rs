@@ -207,6 +207,18 @@ const APACHE: &str = " Licensed under the Apache License, Version 2.0 (the \"Lic
  On Debian systems, the complete text of the Apache License, Version 2.0
  can be found in \"/usr/share/common-licenses/Apache-2.0\".";
 
+/// Whether `binary` embeds an eBPF object (a relocatable 64-bit little-endian ELF for EM_BPF),
+/// as qbench-trace does when built with the eBPF toolchain; without it, the build degrades to
+/// an empty stub and the binary cannot observe anything.
+pub fn embeds_ebpf_object(binary: &[u8]) -> bool {
+    const HEADER: [u8; 7] = [0x7f, b'E', b'L', b'F', 2, 1, 1];
+    // e_type ET_REL (1) at offset 16, e_machine EM_BPF (247) at 18, both little-endian.
+    const TYPE_MACHINE: [u8; 4] = [1, 0, 247, 0];
+    binary
+        .windows(20)
+        .any(|window| window[..7] == HEADER && window[16..20] == TYPE_MACHINE)
+}
+
 /// The systemd unit of the README's production mode, at the packaged path of qbench-trace.
 pub const SYSTEMD_UNIT: &str = include_str!("qbench-trace.service");
 
@@ -291,6 +303,20 @@ mod tests {
         assert!(text.contains("\nLicense: MIT or Apache-2.0\n"));
         assert!(text.contains("\n\nLicense: MIT\n Permission is hereby granted"));
         assert!(text.contains("\n\nLicense: Apache-2.0\n Licensed under the Apache License"));
+    }
+
+    #[test]
+    fn an_embedded_bpf_object_is_recognised() {
+        let mut object = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+        object.extend([0; 8]);
+        object.extend([1, 0, 247, 0]);
+        let mut binary = b"host code".to_vec();
+        binary.extend(&object);
+        assert!(embeds_ebpf_object(&binary));
+        // An x86-64 shared object (ET_DYN, EM_X86_64) is not one.
+        let host: Vec<u8> = object[..16].iter().copied().chain([3, 0, 62, 0]).collect();
+        assert!(!embeds_ebpf_object(&host));
+        assert!(!embeds_ebpf_object(b""));
     }
 
     #[test]

@@ -41,6 +41,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     workspace::cargo(&["build", "--release", "-p", "qbench-runtime"])?;
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let built = workspace::profile_dir(Profile::Release);
+    let trace = built.join("qbench-trace");
+    let binary =
+        std::fs::read(&trace).with_context(|| format!("cannot read {}", trace.display()))?;
+    ensure!(
+        layout::embeds_ebpf_object(&binary),
+        "{} was built without its eBPF programs (no eBPF toolchain): run `cargo xtask setup`, \
+         then `cargo xtask dist` again",
+        trace.display()
+    );
     let dist = built
         .parent()
         .context("the profile directory has no parent")?
