@@ -12,6 +12,7 @@ mod bench_table1_report;
 mod bench_table1_svg;
 mod bench_watch;
 mod demo;
+mod dist;
 mod install;
 mod run;
 mod setup;
@@ -45,6 +46,9 @@ enum Command {
     Install(install::Args),
     /// Run a benchmark.
     Bench(bench::Args),
+    /// Build the .deb and tarballs of qbench-trace and libqbench in target/dist/ (`--test`:
+    /// install the .deb on a clean Debian system and check it works, as root).
+    Dist(dist::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Install(args) => install::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Dist(args) => dist::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
