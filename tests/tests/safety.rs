@@ -151,7 +151,7 @@ fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
     std::fs::create_dir(&odd).expect("mkdir");
     std::fs::copy(
         qbench_tests::artifact("libqbench.so"),
-        odd.join("libqbench.so"),
+        odd.join("libqbench.so.0"),
     )
     .expect("copy");
     let program = build_c("situations", Linkage::Dynamic);
@@ -159,7 +159,7 @@ fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
     let target = Target::start(&program, &["read:2"], &[("LD_LIBRARY_PATH", &library_path)]);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
     assert!(
-        maps.contains("lib dir\\012with newline/libqbench.so"),
+        maps.contains("lib dir\\012with newline/libqbench.so.0"),
         "{maps}"
     );
     let out = trace(&["--pid", &target.pid.to_string(), "--request", "--json"]);
