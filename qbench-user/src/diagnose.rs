@@ -24,6 +24,9 @@ pub enum Cause {
     Running,
     /// In uninterruptible sleep (D): no signal can wake it.
     Uninterruptible,
+    /// Stopped (T: SIGSTOP or job control; t: held by a tracer such as a debugger): it runs no
+    /// code, so it reaches no update point, until it is continued.
+    Stopped,
     /// Not a thread the update waits on: the runtime quiesced without it, or it never reached an
     /// update point in any update observed.
     NotParticipating,
@@ -40,6 +43,7 @@ impl Cause {
             Cause::Sleeping => "sleeping",
             Cause::Running => "running",
             Cause::Uninterruptible => "uninterruptible",
+            Cause::Stopped => "stopped",
             Cause::NotParticipating => "not_participating",
         }
     }
@@ -88,6 +92,9 @@ pub struct Facts {
 pub fn classify(f: &Facts) -> Cause {
     if !f.participating || (f.earlier_updates > 0 && !f.ever_arrived) {
         return Cause::NotParticipating;
+    }
+    if matches!(f.state, Some('T' | 't')) {
+        return Cause::Stopped;
     }
     if f.state == Some('D') {
         return Cause::Uninterruptible;
@@ -179,6 +186,10 @@ pub fn hint(cause: Cause, f: &Facts) -> String {
             "nothing can wake it: it waits in the kernel in {}",
             f.wchan.as_deref().filter(|w| !w.is_empty() && *w != "0").unwrap_or("an unknown function")
         ),
+        Cause::Stopped if f.state == Some('t') => {
+            "a tracer (a debugger, strace) holds it stopped: detach it or continue the thread".into()
+        }
+        Cause::Stopped => "it was stopped by a signal (SIGSTOP, Ctrl-Z): continue it with SIGCONT".into(),
         Cause::NotParticipating => {
             "register it (qbench_thread_register) if the update must wait for it; otherwise nothing to do".into()
         }
@@ -193,6 +204,10 @@ pub fn evidence(cause: Cause, f: &Facts) -> String {
         Cause::Uninterruptible => {
             parts.push(format!("state D in {}", f.wchan.as_deref().unwrap_or("?")))
         }
+        Cause::Stopped => parts.push(match f.state {
+            Some('t') => "state t: stopped by a tracer".to_string(),
+            _ => "state T: stopped by a signal".to_string(),
+        }),
         Cause::Running => parts.push(format!(
             "state {} with no blocking call",
             f.state.unwrap_or('?')

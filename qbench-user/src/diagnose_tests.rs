@@ -88,6 +88,23 @@ fn every_cause_from_its_facts() {
         blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
         ..facts()
     };
+    // A stopped thread may still show the call it was in; being stopped is why it is late.
+    let stopped = Facts {
+        state: Some('T'),
+        ..io.clone()
+    };
+    let traced = Facts {
+        state: Some('t'),
+        ..running.clone()
+    };
+    assert_eq!(
+        evidence(Cause::Stopped, &stopped).split("; ").next(),
+        Some("state T: stopped by a signal")
+    );
+    assert_eq!(
+        hint(Cause::Stopped, &traced),
+        "a tracer (a debugger, strace) holds it stopped: detach it or continue the thread"
+    );
     let outside = Facts {
         participating: false,
         blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
@@ -111,6 +128,8 @@ fn every_cause_from_its_facts() {
         (&sleeping, Cause::Sleeping, "sleeping"),
         (&running, Cause::Running, "running"),
         (&d, Cause::Uninterruptible, "uninterruptible"),
+        (&stopped, Cause::Stopped, "stopped"),
+        (&traced, Cause::Stopped, "stopped"),
         (&outside, Cause::NotParticipating, "not_participating"),
         (&never, Cause::NotParticipating, "not_participating"),
     ];

@@ -209,6 +209,50 @@ fn uninterruptible_names_the_wait_channel() {
     assert_eq!(thread(&report, "vforker")["state"], "uninterruptible");
 }
 
+/// A process stopped by SIGSTOP (as by Ctrl-Z): no thread runs, so none arrives, and each is
+/// said to be stopped rather than blocked in the call it was in.
+#[test]
+fn stopped_threads_are_said_to_be_stopped() {
+    let Some(_serial) = privileged() else { return };
+    let target = Target::start(&build_c("situations", Linkage::Dynamic), &["read:1"], &[]);
+    target.wait_blocked();
+    // SAFETY: plain kill(2) of the target this test started.
+    assert_eq!(unsafe { libc::kill(target.pid, libc::SIGSTOP) }, 0);
+    while qbench_tests::thread_state(target.pid, target.pid) != Some('T') {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let out = trace(&[
+        "--pid",
+        &target.pid.to_string(),
+        "--request",
+        "--timeout",
+        "300ms",
+        "--json",
+    ]);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(target.pid, libc::SIGCONT) }, 0);
+    let report: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or(""),
+    )
+    .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["outcome"], "dnq", "{report}");
+    for comm in ["read", "situations-dyn"] {
+        let d = diagnosis(&report, comm);
+        assert_eq!(d["cause"], "stopped", "{comm}: {d}");
+        assert!(
+            d["evidence"]
+                .as_str()
+                .unwrap()
+                .starts_with("state T: stopped by a signal"),
+            "{d}"
+        );
+        assert_eq!(thread(&report, comm)["state"], "stopped");
+    }
+}
+
 #[test]
 fn not_participating_when_the_runtime_does_not_know_the_thread() {
     let Some(_serial) = privileged() else { return };
