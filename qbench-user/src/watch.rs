@@ -39,6 +39,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     local.block_on(&runtime, supervise(args))
 }
 
+/// `pids` without repeats, in the order given.
+fn unique(pids: &[u32]) -> Vec<u32> {
+    let mut seen = HashSet::new();
+    pids.iter()
+        .copied()
+        .filter(|&pid| seen.insert(pid))
+        .collect()
+}
+
+/// A warning when the metrics endpoint is reachable from other hosts: it has no authentication.
+fn exposure_warning(addr: std::net::SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "the metrics endpoint on {addr} has no authentication and is reachable from other \
+             hosts; bind it to 127.0.0.1 or a management network"
+        )
+    })
+}
+
 async fn supervise(args: &Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let settings = Arc::new(Settings {
@@ -59,6 +78,9 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
             let addr = listener.local_addr()?;
             eprintln!("qbench-trace: serving metrics at http://{addr}/metrics");
+            if let Some(warning) = exposure_warning(addr) {
+                eprintln!("qbench-trace: warning: {warning}");
+            }
             Some(tokio::task::spawn_local(http::serve(
                 listener,
                 Arc::clone(&metrics),
@@ -67,8 +89,9 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
         None => None,
     };
     let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
-    // An explicit --pid that cannot be watched is an error; a process --all finds is skipped.
-    for &pid in &args.pids {
+    // An explicit --pid that cannot be watched is an error; a process --all finds is skipped. A
+    // pid given twice is watched once (twice would count each update twice).
+    for pid in unique(&args.pids) {
         let (watched, events) = Watched::attach(pid, Arc::clone(&settings), Arc::clone(&metrics))
             .with_context(|| format!("cannot watch pid {pid}"))?;
         tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
@@ -118,4 +141,29 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
     }
     eprintln!("qbench-trace: detached from {watched} process(es)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_given_twice_is_watched_once() {
+        assert_eq!(unique(&[7, 3, 7, 3, 9]), [7, 3, 9]);
+        assert_eq!(unique(&[]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn only_an_endpoint_off_loopback_is_warned_about() {
+        assert_eq!(exposure_warning("127.0.0.1:9464".parse().unwrap()), None);
+        assert_eq!(exposure_warning("[::1]:9464".parse().unwrap()), None);
+        assert_eq!(
+            exposure_warning("0.0.0.0:9464".parse().unwrap()).as_deref(),
+            Some(
+                "the metrics endpoint on 0.0.0.0:9464 has no authentication and is reachable \
+                 from other hosts; bind it to 127.0.0.1 or a management network"
+            )
+        );
+        assert!(exposure_warning("[::]:80".parse().unwrap()).is_some());
+    }
 }

@@ -145,11 +145,14 @@ fn watch_counts_every_update_and_every_dnq_in_its_metrics() {
     let good = situations(&["read:2", "condwait:1"], &[]);
     let stuck = situations(&["read:1", "stuckread:1"], &[("QBENCH_TIMEOUT_MS", "400")]);
     let (gp, sp) = (good.pid.to_string(), stuck.pid.to_string());
+    // The good pid given twice is watched once: each update is counted once.
     let mut watcher = Watcher::start(&[
         "--pid",
         &gp,
         "--pid",
         &sp,
+        "--pid",
+        &gp,
         "--timeout",
         "200ms",
         "--metrics",
