@@ -32,6 +32,10 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .filter(|t| t.arrival_ns.is_none())
         .map(|t| (t, t.blocked))
         .collect();
+    // Threads of a process that has exited are gone: there is nothing to explain.
+    if matches!(update.outcome, Outcome::Exited(_)) {
+        return Vec::new();
+    }
     if update.outcome == Outcome::Quiesced
         && let Some(last) = update
             .threads

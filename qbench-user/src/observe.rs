@@ -134,17 +134,22 @@ pub async fn run<K: Kernel>(
                 }
                 // Gone, or a zombie its parent has not reaped yet: either way it has exited.
                 let gone = if matches!(procfs::state(args.pid(), args.pid()), None | Some('Z' | 'X')) {
-                    Some("exited")
+                    // Read while it is a zombie, before its parent reaps it.
+                    let how = procfs::exit(args.pid());
+                    if let Some(update) = l.tracker.on_exit(crate::clock::monotonic_ns(), how) {
+                        l.report(&update)?;
+                    }
+                    Some(crate::output::exit_words(how))
                 } else if l.image.is_some() && Image::of(args.pid()).is_some_and(|now| Some(now) != l.image) {
-                    Some("executed a new program; its update points are gone")
-                } else {
-                    None
-                };
-                if let Some(how) = gone {
                     // Report what was seen of an update in progress, then stop.
                     if let Some(update) = l.tracker.on_tick(u64::MAX) {
                         l.report(&update)?;
                     }
+                    Some("executed a new program; its update points are gone".to_string())
+                } else {
+                    None
+                };
+                if let Some(how) = gone {
                     eprintln!("qbench-trace: process {} {how}", args.pid());
                     l.summary.target_exited = true;
                     return Ok(l.summary);
@@ -172,6 +177,22 @@ impl<K: Kernel> Loop<'_, K> {
     /// Reports `update`; says whether the wanted count is reached, and otherwise, when
     /// qbench-trace makes the requests, requests the next update.
     async fn finish(&mut self, update: &Update, wanted: Option<u64>) -> anyhow::Result<bool> {
+        if update.ended_by_thread_exit && procfs::exiting(self.args.pid()) {
+            // The threads left because the process is dying: that is no quiescence.
+            let how = dying_process_exit(self.args.pid()).await;
+            let update = Update {
+                outcome: Outcome::Exited(how),
+                ..update.clone()
+            };
+            self.report(&update)?;
+            eprintln!(
+                "qbench-trace: process {} {}",
+                self.args.pid(),
+                crate::output::exit_words(how)
+            );
+            self.summary.target_exited = true;
+            return Ok(true);
+        }
         self.report(update)?;
         if wanted.is_some_and(|w| self.summary.updates >= w) {
             return Ok(true);
@@ -235,6 +256,17 @@ impl<K: Kernel> Loop<'_, K> {
         }
         Ok(())
     }
+}
+
+/// How a dying process ended, once its main thread is a zombie (at most 200 ms from now).
+async fn dying_process_exit(pid: u32) -> crate::tracker::Exit {
+    for _ in 0..40 {
+        if matches!(procfs::state(pid, pid), None | Some('Z' | 'X')) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    procfs::exit(pid)
 }
 
 /// At a request: current thread names (the helper is recognised by its name) and the kernel's

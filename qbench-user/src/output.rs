@@ -9,7 +9,7 @@ use crate::evidence::Diagnosis;
 use crate::procfs;
 use crate::stack::format_frame;
 use crate::syscalls;
-use crate::tracker::{Outcome, RequestSeen, ThreadReport, Update};
+use crate::tracker::{Exit, Outcome, RequestSeen, ThreadReport, Update};
 
 /// What the I/O layer adds to a tracker's update: the process, losses, and thread states.
 #[derive(Clone, Copy)]
@@ -45,6 +45,9 @@ struct UpdateJson<'a> {
     quiescence_ns: Option<u64>,
     request_latency_ns: Option<u64>,
     lost_events: u64,
+    /// For an update the target's exit ended: how it ended (null when unknown, absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit: Option<Option<serde_json::Value>>,
     threads: Vec<ThreadJson<'a>>,
 }
 
@@ -114,10 +117,41 @@ struct BlockedJson {
     since_ns: Option<u64>,
 }
 
-fn outcome_word(outcome: Outcome) -> &'static str {
+/// The outcome's code in JSON and in metrics labels.
+pub fn outcome_word(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Quiesced => "quiesced",
         Outcome::Dnq => "dnq",
+        Outcome::Exited(_) => "exited",
+    }
+}
+
+/// How a process ended, for people: "exited with status 3", "was killed by SIGKILL".
+pub fn exit_words(how: Exit) -> String {
+    match how {
+        Exit::Status(status) => format!("exited with status {status}"),
+        Exit::Signal {
+            signal,
+            core_dumped,
+        } => {
+            let mut name = String::new();
+            let _ = qbench_common::signals::describe(signal, &mut name);
+            let core = if core_dumped { " (core dumped)" } else { "" };
+            format!("was killed by {name}{core}")
+        }
+        Exit::Unknown => "exited (how is unknown: its parent reaped it first)".to_string(),
+    }
+}
+
+/// `{"status": N}`, `{"signal": N, "core_dumped": B}`, or null when unknown.
+fn exit_json(outcome: Outcome) -> Option<serde_json::Value> {
+    match outcome {
+        Outcome::Exited(Exit::Status(status)) => Some(serde_json::json!({ "status": status })),
+        Outcome::Exited(Exit::Signal {
+            signal,
+            core_dumped,
+        }) => Some(serde_json::json!({ "signal": signal, "core_dumped": core_dumped })),
+        _ => None,
     }
 }
 
@@ -173,6 +207,7 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
         quiescence_ns: update.quiescence_ns(),
         request_latency_ns: update.request_latency_ns(),
         lost_events: ctx.lost_events,
+        exit: matches!(update.outcome, Outcome::Exited(_)).then(|| exit_json(update.outcome)),
         threads,
     };
     serde_json::to_string(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -212,6 +247,15 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
             ctx.pid,
             update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
             update.missing().count(),
+            ctx.lost_events,
+        ),
+        Outcome::Exited(how) => writeln!(
+            out,
+            "UPDATE {} pid {} ({source}): the process {} {:.1} ms after the request, {threads} threads, {} events lost",
+            update.number,
+            ctx.pid,
+            exit_words(how),
+            update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
             ctx.lost_events,
         ),
     };
@@ -323,6 +367,7 @@ mod tests {
         Update {
             number: 2,
             outcome,
+            ended_by_thread_exit: false,
             seen: RequestSeen::Signal {
                 signal: 12,
                 sender_tgid: 77,
@@ -415,6 +460,45 @@ mod tests {
             (Some(40_000), Some(50_000))
         );
         assert_eq!(v["threads"][0]["state"], "exited");
+    }
+
+    #[test]
+    fn an_exited_update_says_how_the_process_ended() {
+        let state_of = |_: u32| None;
+        let exited = |how| update(Outcome::Exited(how));
+        let doc: serde_json::Value = serde_json::from_str(&json(
+            &exited(Exit::Signal {
+                signal: 9,
+                core_dumped: false,
+            }),
+            &ctx(&state_of),
+        ))
+        .expect("json");
+        assert_eq!(doc["outcome"], "exited");
+        assert_eq!(
+            doc["exit"],
+            serde_json::json!({"signal": 9, "core_dumped": false})
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&exited(Exit::Unknown), &ctx(&state_of))).expect("json");
+        assert!(doc["exit"].is_null() && doc.as_object().unwrap().contains_key("exit"));
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&update(Outcome::Dnq), &ctx(&state_of))).expect("json");
+        assert!(!doc.as_object().unwrap().contains_key("exit"));
+        let text = human(&exited(Exit::Status(3)), &ctx(&state_of));
+        assert!(
+            text.starts_with(
+                "UPDATE 2 pid 10 (signal 12 from pid 77): the process exited with status 3 "
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            exit_words(Exit::Signal {
+                signal: 11,
+                core_dumped: true
+            }),
+            "was killed by SIGSEGV (core dumped)"
+        );
     }
 
     #[test]

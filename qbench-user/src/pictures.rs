@@ -70,6 +70,7 @@ fn update_label(update: &Update) -> String {
     match update.outcome {
         Outcome::Quiesced => format!("update {}: quiesced", update.number),
         Outcome::Dnq => format!("update {}: DNQ", update.number),
+        Outcome::Exited(_) => format!("update {}: process exited", update.number),
     }
 }
 
@@ -128,7 +129,7 @@ pub fn chrome_trace(pid: u32, updates: &[Update]) -> String {
         previous_end = update.end_ns;
         let label = update_label(update);
         let window = json!({
-            "outcome": match update.outcome { Outcome::Quiesced => "quiesced", Outcome::Dnq => "dnq" },
+            "outcome": crate::output::outcome_word(update.outcome),
             "request_ns": update.request_ns,
             "end_ns": update.end_ns,
             "quiescence_ns": update.quiescence_ns(),

@@ -57,6 +57,7 @@ pub(super) fn updates() -> Vec<Update> {
     let dnq = Update {
         number: 1,
         outcome: Outcome::Dnq,
+        ended_by_thread_exit: false,
         seen: RequestSeen::Signal {
             signal: 12,
             sender_tgid: 77,
@@ -93,6 +94,7 @@ pub(super) fn updates() -> Vec<Update> {
     let quiesced = Update {
         number: 2,
         outcome: Outcome::Quiesced,
+        ended_by_thread_exit: false,
         window_seq: 2,
         request_ns: 1400 * MS,
         first_arrival_ns: Some(1400 * MS + 40_000),

@@ -97,6 +97,55 @@ pub fn state(pid: u32, tid: u32) -> Option<char> {
     parse_stat(&read(path)?).map(|(_, state)| state)
 }
 
+/// Whether process `pid` is gone or on its way out: its main thread a zombie or dead, exiting
+/// (`PF_EXITING`), or with SIGKILL pending, which the kernel puts on every thread of a process
+/// that is killed or calls `exit_group` before any of them leaves.
+pub fn exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let task = proc_root()
+        .join(pid.to_string())
+        .join("task")
+        .join(pid.to_string());
+    let (Some(stat), Some(status)) = (read(task.join("stat")), read(task.join("status"))) else {
+        return true;
+    };
+    let after_name = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    // Field 9, the task's flags, is the 7th after the state.
+    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let sigkill_pending = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0);
+    matches!(state, "Z" | "X") || flags & PF_EXITING != 0 || sigkill_pending
+}
+
+/// How process `pid` ended, read from its `/proc/PID/stat` while it is a zombie (field 52,
+/// `exit_code`, a wait status); [`Exit::Unknown`](crate::tracker::Exit::Unknown) once its parent
+/// has reaped it.
+pub fn exit(pid: u32) -> crate::tracker::Exit {
+    read(proc_root().join(pid.to_string()).join("stat"))
+        .and_then(|stat| parse_exit_code(&stat))
+        .map_or(
+            crate::tracker::Exit::Unknown,
+            crate::tracker::Exit::from_wait_status,
+        )
+}
+
+/// Field 52 of a zombie's stat line; None for a live process (whose field is 0 and means
+/// nothing yet) or a short line.
+pub fn parse_exit_code(stat: &str) -> Option<i32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // Field 3 is the state; field 52 is 49 further on.
+    if fields.next()? != "Z" {
+        return None;
+    }
+    fields.nth(48)?.parse().ok()
+}
+
 /// `/proc/.../stat`: "TID (COMM) S ...". The name may itself contain spaces and parentheses, so
 /// it runs from the first '(' to the last ')'.
 pub fn parse_stat(stat: &str) -> Option<(String, char)> {
@@ -140,6 +189,35 @@ pub fn state_word(state: char) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_says_how_it_ended() {
+        use crate::tracker::Exit;
+        let fields = |state: &str, code: i32| {
+            let mut f: Vec<String> = (4..=51).map(|n| n.to_string()).collect();
+            f.push(code.to_string());
+            format!("42 (a) b) {state} {}", f.join(" "))
+        };
+        assert_eq!(parse_exit_code(&fields("Z", 9)), Some(9));
+        assert_eq!(parse_exit_code(&fields("S", 0)), None, "alive");
+        assert_eq!(parse_exit_code("42 (x) Z 1 2"), None);
+        assert_eq!(
+            Exit::from_wait_status(9),
+            Exit::Signal {
+                signal: 9,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            Exit::from_wait_status(0x8b),
+            Exit::Signal {
+                signal: 11,
+                core_dumped: true
+            }
+        );
+        assert_eq!(Exit::from_wait_status(3 << 8), Exit::Status(3));
+        assert_eq!(Exit::from_wait_status(0), Exit::Status(0));
+    }
 
     #[test]
     fn names_that_are_not_utf8_are_kept_byte_for_byte() {

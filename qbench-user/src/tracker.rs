@@ -90,6 +90,32 @@ struct Window {
 pub enum Outcome {
     Quiesced,
     Dnq,
+    /// The target exited while the update was pending: no thread is missing, they are gone.
+    Exited(Exit),
+}
+
+/// How a process ended, as far as /proc could tell before its parent reaped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// `exit(status)`.
+    Status(i32),
+    /// Killed by a signal.
+    Signal { signal: i32, core_dumped: bool },
+    /// Reaped before it could be read.
+    Unknown,
+}
+
+impl Exit {
+    /// From a wait status (`/proc/PID/stat`'s `exit_code` of a zombie).
+    pub fn from_wait_status(code: i32) -> Self {
+        match code & 0x7f {
+            0 => Exit::Status((code >> 8) & 0xff),
+            signal => Exit::Signal {
+                signal,
+                core_dumped: code & 0x80 != 0,
+            },
+        }
+    }
 }
 
 /// One thread in a report.
@@ -114,6 +140,8 @@ pub struct Update {
     /// Counts the updates this observer reported (1 for the first).
     pub number: u64,
     pub outcome: Outcome,
+    /// It completed when the last thread missing exited rather than arrived.
+    pub ended_by_thread_exit: bool,
     pub seen: RequestSeen,
     pub window_seq: u64,
     pub runtime_seq: Option<u64>,
@@ -381,9 +409,21 @@ impl Tracker {
             }
             Event::ThreadExit { tid, ts_ns } => {
                 self.threads.remove(&tid);
-                self.complete_if_quiesced(ts_ns)
+                // Complete because the last one missing left, not because it arrived: the
+                // process may be dying, which the caller checks before calling it quiesced.
+                self.complete_if_quiesced(ts_ns).map(|update| Update {
+                    ended_by_thread_exit: true,
+                    ..update
+                })
             }
         }
+    }
+
+    /// The target has exited (`how`), noticed at `now_ns`: an update in progress ends as
+    /// [`Outcome::Exited`].
+    pub fn on_exit(&mut self, now_ns: u64, how: Exit) -> Option<Update> {
+        self.window.as_ref()?;
+        Some(self.finish(Outcome::Exited(how), now_ns))
     }
 
     /// Ends the window as DNQ when its timeout has passed at `now_ns`.
@@ -470,6 +510,7 @@ impl Tracker {
         Update {
             number: self.reported,
             outcome,
+            ended_by_thread_exit: false,
             seen: w.seen,
             window_seq: w.window_seq,
             runtime_seq: w.runtime_seq,

@@ -180,6 +180,32 @@ fn the_last_missing_thread_exiting_completes_the_update() {
         .expect("complete");
     assert_eq!(update.outcome, Outcome::Quiesced);
     assert_eq!(update.last_arrival_ns, Some(1200));
+    // Said so, for the caller to check the process is not dying.
+    assert!(update.ended_by_thread_exit);
+    t.on_event(request(2000));
+    t.on_event(arrive(101, 2100));
+    let update = t.on_event(arrive(100, 2200)).expect("complete");
+    assert!(!update.ended_by_thread_exit);
+}
+
+#[test]
+fn an_update_the_process_exit_ends_is_exited_not_dnq() {
+    let mut t = tracker();
+    assert_eq!(
+        t.on_exit(500, Exit::Status(0)),
+        None,
+        "no update in progress"
+    );
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    let how = Exit::Signal {
+        signal: 9,
+        core_dumped: false,
+    };
+    let update = t.on_exit(1500, how).expect("ended");
+    assert_eq!(update.outcome, Outcome::Exited(how));
+    assert_eq!((update.end_ns, update.quiescence_ns()), (1500, None));
+    assert!(!t.window_open());
 }
 
 #[test]

@@ -291,7 +291,8 @@ fn the_target_exiting_ends_the_observation_cleanly() {
     let out = child.wait_with_output().expect("output");
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&format!("process {} exited", target.pid))
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("process {} exited with status 0", target.pid))
     );
 }
 

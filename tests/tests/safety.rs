@@ -169,3 +169,67 @@ fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
     assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
     assert_eq!(reports[0]["threads"].as_array().expect("threads").len(), 3);
 }
+
+/// A target killed while an update is pending: the update is reported as ended by its exit, with
+/// the signal that killed it, not as a DNQ with causes for threads that are gone.
+#[test]
+fn a_target_that_dies_during_an_update_is_reported_as_exited() {
+    let Some(_serial) = privileged() else { return };
+    let target = Target::start(
+        &build_c("situations", Linkage::Dynamic),
+        &["read:1", "stuckread:1"],
+        &[("QBENCH_TIMEOUT_MS", "60000")],
+    );
+    target.wait_blocked();
+    let pid = target.pid;
+    let observer = Command::new(qbench_tests::artifact("qbench-trace"))
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--request",
+            "--timeout",
+            "30s",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qbench-trace");
+    // The update is pending once the reader has parked and stuckread has not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall"))
+        .is_ok_and(|s| s.starts_with("202 "))
+    {
+        assert!(Instant::now() < deadline, "the main thread never parked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) of the target this test started; it stays a zombie until `target` drops.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = observer.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "qbench-trace: process {pid} was killed by SIGKILL"
+        )),
+        "{stderr}"
+    );
+    let reports = qbench_tests::observer::json_lines(&out);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert_eq!(report["outcome"], "exited", "{report}");
+    assert_eq!(
+        report["exit"],
+        serde_json::json!({"signal": 9, "core_dumped": false})
+    );
+    assert!(
+        report["threads"]
+            .as_array()
+            .expect("threads")
+            .iter()
+            .all(|t| t["diagnosis"].is_null()),
+        "{report}"
+    );
+    drop(target);
+}

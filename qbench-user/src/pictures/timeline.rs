@@ -74,6 +74,11 @@ fn svg_title(pid: u32, update: &Update) -> String {
             duration(q),
             duration(update.request_latency_ns().unwrap_or(0)),
         ),
+        (Outcome::Exited(how), _) => format!(
+            "{head}: the process {} {} after the request, {threads} threads",
+            crate::output::exit_words(how),
+            duration(update.end_ns.saturating_sub(update.request_ns)),
+        ),
         _ => format!(
             "{head}: DID NOT QUIESCE after {}, {} of {threads} threads missing",
             duration(update.end_ns.saturating_sub(update.request_ns)),
@@ -200,7 +205,7 @@ pub fn svg(pid: u32, update: &Update) -> String {
     axis(&mut s, update, start, span_ns, rows_end, &x);
     let end_colour = match update.outcome {
         Outcome::Quiesced => ARRIVED,
-        Outcome::Dnq => BLOCKED,
+        Outcome::Dnq | Outcome::Exited(_) => BLOCKED,
     };
     legend(&mut s, rows_end + 62.0, end_colour);
     s.push_str("</svg>\n");
@@ -249,6 +254,7 @@ fn axis(s: &mut String, u: &Update, start: u64, span_ns: u64, bottom: f64, x: &d
     let (end_colour, end_label) = match u.outcome {
         Outcome::Quiesced => (ARRIVED, "last arrival"),
         Outcome::Dnq => (BLOCKED, "timeout: DNQ"),
+        Outcome::Exited(_) => (BLOCKED, "process exited"),
     };
     let _ = writeln!(
         s,

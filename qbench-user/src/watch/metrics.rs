@@ -109,7 +109,7 @@ impl Metrics {
         );
         registry.register(
             "qbench_updates",
-            "Update requests observed, by outcome (quiesced, dnq)",
+            "Update requests observed, by outcome (quiesced, dnq, exited)",
             updates.clone(),
         );
         registry.register(
@@ -144,15 +144,21 @@ impl Metrics {
     pub fn add_process(&self, p: &ProcessLabels) {
         let _ = self.quiescence.get_or_create(p);
         let _ = self.latency.get_or_create(p);
-        for outcome in ["quiesced", "dnq"] {
+        for outcome in OUTCOMES {
             let _ = self.updates.get_or_create(&outcome_labels(p, outcome));
         }
         let _ = self.lost.get_or_create(p);
     }
 
-    /// One observed update: a quiesced one with its two times in seconds, or a DNQ (None).
-    pub fn update(&self, p: &ProcessLabels, times: Option<(f64, f64)>, arrived: u64) {
-        let outcome = if times.is_some() { "quiesced" } else { "dnq" };
+    /// One observed update: its outcome (one of [`OUTCOMES`]), and for one that quiesced its
+    /// two times in seconds.
+    pub fn update(
+        &self,
+        p: &ProcessLabels,
+        outcome: &'static str,
+        times: Option<(f64, f64)>,
+        arrived: u64,
+    ) {
         self.updates
             .get_or_create(&outcome_labels(p, outcome))
             .inc();
@@ -200,7 +206,7 @@ impl Metrics {
                 self.quiescence.remove(&old);
                 self.latency.remove(&old);
                 self.lost.remove(&old);
-                for outcome in ["quiesced", "dnq"] {
+                for outcome in OUTCOMES {
                     self.updates.remove(&outcome_labels(&old, outcome));
                 }
             }
@@ -231,6 +237,9 @@ impl Metrics {
 
 /// The content type of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The values of the `outcome` label of `qbench_updates_total`.
+pub const OUTCOMES: [&str; 3] = ["quiesced", "dnq", "exited"];
 
 fn outcome_labels(p: &ProcessLabels, outcome: &'static str) -> OutcomeLabels {
     OutcomeLabels {
@@ -271,8 +280,8 @@ mod tests {
             comm: "srv".into(),
         };
         m.add_process(&p);
-        m.update(&p, Some((150e-6, 400e-6)), 3);
-        m.update(&p, None, 2);
+        m.update(&p, "quiesced", Some((150e-6, 400e-6)), 3);
+        m.update(&p, "dnq", None, 2);
         m.lost(&p, 2);
         let summary = readiness::Summary {
             plain_condition_waits: 2,
@@ -288,6 +297,7 @@ mod tests {
             "qbench_request_latency_seconds_count{pid=\"42\",comm=\"srv\"} 1",
             "qbench_updates_total{pid=\"42\",comm=\"srv\",outcome=\"quiesced\"} 1",
             "qbench_updates_total{pid=\"42\",comm=\"srv\",outcome=\"dnq\"} 1",
+            "qbench_updates_total{pid=\"42\",comm=\"srv\",outcome=\"exited\"} 0",
             "qbench_lost_events_total{pid=\"42\",comm=\"srv\"} 2",
             "qbench_threads{pid=\"42\",comm=\"srv\",state=\"sleeping\"} 2",
             "qbench_threads{pid=\"42\",comm=\"srv\",state=\"arrived\"} 2",

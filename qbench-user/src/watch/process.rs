@@ -152,7 +152,8 @@ impl Watched {
                 }
                 _ = slow.tick() => {
                     if matches!(procfs::state(pid, pid), None | Some('Z' | 'X')) {
-                        if let Some(update) = self.tracker.on_tick(u64::MAX) {
+                        let how = procfs::exit(pid);
+                        if let Some(update) = self.tracker.on_exit(crate::clock::monotonic_ns(), how) {
                             self.report(update)?;
                         }
                         eprintln!("qbench-trace: pid {pid} exited");
@@ -197,9 +198,23 @@ impl Watched {
             .quiescence_ns()
             .zip(update.request_latency_ns())
             .map(|(q, l)| (q as f64 / 1e9, l as f64 / 1e9));
-        self.metrics.update(&self.labels, times, arrived);
+        self.metrics.update(
+            &self.labels,
+            crate::output::outcome_word(update.outcome),
+            times,
+            arrived,
+        );
         let earlier = self.updates;
         self.updates += 1;
+        if let Outcome::Exited(how) = update.outcome {
+            eprintln!(
+                "qbench-trace: pid {} {} during update {}",
+                self.pid(),
+                crate::output::exit_words(how),
+                update.number
+            );
+            return Ok(());
+        }
         if update.outcome != Outcome::Dnq {
             if self.settings.verbose > 0 {
                 eprintln!(
