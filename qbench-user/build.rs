@@ -1,7 +1,7 @@
 //! Builds qbench's eBPF object (the `qbench-ebpf` crate, for `bpfel-unknown-none`) with aya-build,
 //! into `$OUT_DIR/qbench`, where the loader includes it.
 //!
-//! The build degrades (DESIGN §8 rule 8): without the eBPF toolchain (bpf-linker on `PATH`, the
+//! The build degrades (docs/ARCHITECTURE.md, the build degrades): without the eBPF toolchain (bpf-linker on `PATH`, the
 //! `nightly` toolchain with rust-src) it warns, writes an empty stub object and sets
 //! `cfg(qbench_ebpf_stub)`, so that check, clippy and the unit tests still build; the loader then
 //! says that eBPF was not built. `QBENCH_EBPF_STUB=1` forces the stub.

@@ -12,7 +12,7 @@
 pub mod signals;
 pub mod tracepoints;
 
-/// Symbols of the probe contract (DESIGN §3) that the programs attach to.
+/// Symbols of the probe contract (docs/ARCHITECTURE.md) that the programs attach to.
 pub mod symbols {
     /// The update point itself: `void qbench_update(void)`. Probed when the target has no
     /// runtime anchors (every hit traps, so it costs the target while attached).

@@ -1,4 +1,4 @@
-//! uprobes on the runtime's slow-path anchors (DESIGN §3). The runtime enters them only while an
+//! uprobes on the runtime's slow-path anchors (the probe contract, docs/ARCHITECTURE.md). The runtime enters them only while an
 //! update is pending, so attaching them costs the target nothing in steady state.
 //!
 //! Kernel contract (x86-64 SysV: the first argument is in rdi, read with `ctx.arg(0)`):

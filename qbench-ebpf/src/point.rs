@@ -2,7 +2,7 @@
 //! function the user names (`--point [LIB:]SYMBOL`).
 //!
 //! Kernel contract: any function; no argument is read. Every call traps into this program while
-//! it is attached (DESIGN §5), so it does as little as possible outside a window: the tgid check
+//! it is attached (docs/ARCHITECTURE.md, measured costs), so it does as little as possible outside a window: the tgid check
 //! and one read of the window.
 
 use aya_ebpf::{EbpfContext as _, bindings::BPF_NOEXIST, macros::uprobe, programs::ProbeContext};

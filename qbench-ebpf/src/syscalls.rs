@@ -8,7 +8,7 @@
 //! sys_enter: field:long id; offset:8; size:8;   field:unsigned long args[6]; offset:16; size:48;
 //! sys_exit:  field:long id; offset:8; size:8;   field:long ret; offset:16; size:8;
 //! ```
-//! These fire for every syscall of every process on the machine (DESIGN §5), so the tgid test
+//! These fire for every syscall of every process on the machine (docs/ARCHITECTURE.md, measured costs), so the tgid test
 //! comes first and the rest stays short.
 
 use aya_ebpf::{

@@ -1,14 +1,6 @@
-//! The probe contract (DESIGN.md §3): exported, never-inlined functions whose first instruction
+//! The probe contract (docs/ARCHITECTURE.md states it): exported, never-inlined functions whose first instruction
 //! is a 5-byte NOP, so that a uprobe placed on them is turned by the kernel into a cheap call
 //! instead of a trap. They are naked so that no prologue can come before the NOP.
-//!
-//! | symbol                 | entered                                              |
-//! |------------------------|------------------------------------------------------|
-//! | `qbench_update`        | at every update point (the fast path)                |
-//! | `qbench_probe_request` | when an update is requested (seq)                    |
-//! | `qbench_probe_arrive`  | when a thread parks at an update point (seq)         |
-//! | `qbench_probe_depart`  | when a parked thread is released (seq)               |
-//! | `qbench_probe_release` | once per update, just before the release (seq, quiesced, threads) |
 //!
 //! The `qbench_probe_*` anchors run only while an update is pending, so probing them costs a
 //! target nothing in steady state.

@@ -171,7 +171,7 @@ pub struct LoadOptions {
     /// The syscall numbers whose entry and exit are tracked (the blocking calls).
     pub blocking: Vec<u32>,
     /// Load and attach the raw_syscalls tracepoints (true by default). They tax every syscall
-    /// of every process on the machine (DESIGN §5), so the production mode (`--watch`) leaves
+    /// of every process on the machine (docs/ARCHITECTURE.md), so the production mode (`--watch`) leaves
     /// them out and reads blocked calls from /proc when it needs them.
     pub track_syscalls: bool,
 }
@@ -504,7 +504,7 @@ fn parse_proc_syscall(text: &str) -> Option<ThreadState> {
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones charge the cgroup. Root
-/// without CAP_SYS_RESOURCE cannot raise the limit, which is harmless there (DESIGN §7).
+/// without CAP_SYS_RESOURCE cannot raise the limit, which is harmless there (BPF memory is charged to the cgroup since Linux 5.11).
 fn raise_memlock_rlimit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,

@@ -2,7 +2,7 @@
 //! data its futexes live in.
 //!
 //! Debian's glibc has no frame pointers, so the kernel's frame-pointer stacks lose the frames
-//! between the syscall and its caller (DESIGN §4). Instead: `/proc/PID/task/TID/syscall` gives a
+//! between the syscall and its caller (Debian's glibc has no frame pointers). Instead: `/proc/PID/task/TID/syscall` gives a
 //! blocked thread's user SP and PC, `/proc/PID/mem` its stack, and the framehop crate unwinds it
 //! with the DWARF CFI of each mapped object's `.eh_frame`. blazesym then names every frame (ELF
 //! symbols, and file:line from DWARF where debug info exists, the distribution's detached debug

@@ -63,7 +63,7 @@ pub struct Location {
     pub offset: u64,
 }
 
-/// The runtime's three slow-path anchors (DESIGN §3), found in one object.
+/// The runtime's three slow-path anchors (the probe contract, docs/ARCHITECTURE.md), found in one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeAnchors {
     pub request: Location,

@@ -1,5 +1,5 @@
 //! The blocking system calls the observer tracks (x86-64 numbers), how to name them and their
-//! arguments, and what would end each one (DESIGN §4: classification by what would wake it).
+//! arguments, and what would end each one (classified by what would wake it).
 
 /// What ends a blocking call when the update signal arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

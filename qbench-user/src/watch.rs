@@ -1,6 +1,6 @@
 //! `qbench-trace --watch`: the production mode. Each watched process gets its own load of the
 //! programs, without the syscall tracepoints (they would tax every syscall on the machine,
-//! DESIGN §5), and its own task; all of them feed one metrics registry, served by `--metrics`.
+//! docs/ARCHITECTURE.md), and its own task; all of them feed one metrics registry, served by `--metrics`.
 //! With `--all`, /proc is rescanned every second for processes that map the runtime. Runs until
 //! SIGINT or SIGTERM; dropping the tasks detaches everything.
 

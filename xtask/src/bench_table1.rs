@@ -15,7 +15,7 @@ use crate::bench_table1_report::summary;
 use crate::target;
 use crate::workspace::{self, Profile};
 
-/// A workload, with the study's figures for its subject (ms; DESIGN.md §2).
+/// A workload, with the study's figures for its subject (ms; the study's Table I).
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
     pub name: &'static str,

@@ -13,7 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* The probe contract (DESIGN §3): exported (-rdynamic), never inlined, and starting with a
+/* The probe contract (docs/ARCHITECTURE.md): exported (-rdynamic), never inlined, and starting with a
  * 5-byte NOP so that the kernel can optimize a uprobe there. */
 __attribute__((noinline, used)) void qbench_probe_arrive(uint64_t generation) {
     __asm__ volatile(".byte 0x0f, 0x1f, 0x44, 0x00, 0x00" : : "r"(generation) : "memory");

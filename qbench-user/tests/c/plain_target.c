@@ -31,7 +31,7 @@ static int nthreads;
 static atomic_int started;
 
 /* The update point: exported (-rdynamic), never inlined, and starting with a 5-byte NOP so that
- * the kernel can optimize a uprobe on it (DESIGN §3). */
+ * the kernel can optimize a uprobe on it (docs/ARCHITECTURE.md). */
 __attribute__((noinline, used)) void update_point(void) {
     __asm__ volatile(".byte 0x0f, 0x1f, 0x44, 0x00, 0x00" ::: "memory");
 }

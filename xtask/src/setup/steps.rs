@@ -1,4 +1,4 @@
-//! The setup steps (DESIGN §7): LLVM 22 headers and libraries, bpf-linker built against them,
+//! The setup steps (docs/ARCHITECTURE.md, toolchain): LLVM 22 headers and libraries, bpf-linker built against them,
 //! the nightly toolchain's rust-src (for `-Z build-std=core`), tracefs, and rsvg-convert (the
 //! real SVG renderer the timeline tests draw with).
 //!
