@@ -1,11 +1,14 @@
 //! qbench-trace library: the eBPF quiescence observer.
 
 pub mod app;
+pub mod capabilities;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod decode;
 pub mod diagnose;
 pub mod evidence;
+pub mod features;
 pub mod loader;
 pub mod maps;
 pub mod memory;
@@ -16,6 +19,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod reader;
 pub mod readiness;
+pub mod selfprobe;
 pub mod stack;
 pub mod syscalls;
 pub mod tracepoint_layout;

@@ -35,6 +35,7 @@ use qbench_common::{
 };
 
 use self::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
+use crate::capabilities::{self, CapSet};
 
 /// The eBPF object, or an empty stub (see `build.rs`).
 #[cfg(not(qbench_ebpf_stub))]
@@ -52,8 +53,15 @@ pub fn ebpf_built() -> bool {
 pub enum LoaderError {
     #[error("eBPF programs were not built (run `cargo xtask setup`)")]
     NotBuilt,
-    #[error("loading eBPF programs needs root or CAP_BPF and CAP_PERFMON")]
-    NeedsPrivilege(#[source] Box<aya::EbpfError>),
+    #[error(
+        "loading the eBPF programs was refused; qbench-trace needs CAP_BPF and CAP_PERFMON, or \
+         CAP_SYS_ADMIN (have: {have})"
+    )]
+    NeedsPrivilege {
+        have: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; CONFIG_DEBUG_INFO_BTF)")]
     NoBtf(#[source] Box<aya::EbpfError>),
     #[error("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF needs Linux 5.8 or newer)")]
@@ -63,10 +71,7 @@ pub enum LoaderError {
          CONFIG_UPROBE_EVENTS)"
     )]
     NoUprobes,
-    #[error(
-        "tracefs is not mounted and mounting it failed; mount it with \
-         `mount -t tracefs nodev /sys/kernel/tracing`"
-    )]
+    #[error("{}", tracefs_message(.0))]
     NoTracefs(#[source] io::Error),
     #[error("cannot load the eBPF object into the kernel")]
     Load(#[source] Box<aya::EbpfError>),
@@ -80,7 +85,10 @@ pub enum LoaderError {
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("cannot attach {program} to {symbol} in {target} for pid {pid}")]
+    #[error(
+        "cannot attach uprobe {program} to {symbol} in {target} for pid {pid}{}",
+        refused_hint(source.as_ref(), &[capabilities::CAP_SYS_ADMIN])
+    )]
     Attach {
         program: &'static str,
         symbol: String,
@@ -97,7 +105,13 @@ pub enum LoaderError {
     },
     #[error(transparent)]
     TracepointLayout(#[from] crate::tracepoint_layout::LayoutError),
-    #[error("cannot attach {program} to tracepoint {tracepoint}")]
+    #[error(
+        "cannot attach {program} to tracepoint {tracepoint}{}",
+        refused_hint(
+            source.as_ref(),
+            &[capabilities::CAP_PERFMON, capabilities::CAP_DAC_READ_SEARCH]
+        )
+    )]
     AttachTracepoint {
         program: &'static str,
         tracepoint: String,
@@ -134,7 +148,10 @@ impl LoaderError {
     /// Names the likely cause of a failed load: privileges, ring buffers, BTF.
     fn classify_load(err: aya::EbpfError) -> Self {
         if os_error_in_chain(&err, &[libc::EPERM, libc::EACCES]) {
-            return Self::NeedsPrivilege(Box::new(err));
+            return Self::NeedsPrivilege {
+                have: CapSet::current().describe(),
+                source: Box::new(err),
+            };
         }
         if let aya::EbpfError::MapError(MapError::CreateError { name, .. }) = &err
             && name == maps::EVENTS
@@ -146,6 +163,51 @@ impl LoaderError {
         }
         Self::Load(Box::new(err))
     }
+}
+
+/// Why tracefs could not be mounted: already mounted (EBUSY) but not readable by this process,
+/// or not mounted and mounting refused.
+fn tracefs_message(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(libc::EBUSY) => format!(
+            "tracefs is mounted at /sys/kernel/tracing but this process may not read it; \
+             qbench-trace needs CAP_DAC_READ_SEARCH (have: {})",
+            CapSet::current().describe()
+        ),
+        Some(libc::EPERM | libc::EACCES) => format!(
+            "tracefs is not mounted, and mounting it needs CAP_SYS_ADMIN (have: {}); mount it \
+             with `mount -t tracefs nodev /sys/kernel/tracing`",
+            CapSet::current().describe()
+        ),
+        _ => "tracefs is not mounted and mounting it failed; mount it with \
+              `mount -t tracefs nodev /sys/kernel/tracing`"
+            .to_string(),
+    }
+}
+
+/// For an attach the kernel refused (EACCES, EPERM): which of `wanted` (the capabilities the
+/// step needs; CAP_SYS_ADMIN passes for CAP_PERFMON) this process lacks. Empty otherwise.
+fn refused_hint(err: &(dyn std::error::Error + 'static), wanted: &[capabilities::Cap]) -> String {
+    if !os_error_in_chain(err, &[libc::EPERM, libc::EACCES]) {
+        return String::new();
+    }
+    let held = CapSet::current();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|&&cap| {
+            !held.has(cap)
+                && !(cap == capabilities::CAP_PERFMON && held.has(capabilities::CAP_SYS_ADMIN))
+        })
+        .map(ToString::to_string)
+        .collect();
+    if missing.is_empty() {
+        return format!("; the kernel refused although this process has {}", held.describe());
+    }
+    format!(
+        "; perf_event_open was refused: qbench-trace needs {} (have: {})",
+        missing.join(" and "),
+        held.describe()
+    )
 }
 
 /// Whether an `io::Error` with one of `codes` is among the causes of `err`.
@@ -529,6 +591,28 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "eBPF programs were not built (run `cargo xtask setup`)"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_missing_capability() {
+        let refused = io::Error::from_raw_os_error(libc::EACCES);
+        let held = CapSet::current();
+        let hint = refused_hint(&refused, &[capabilities::CAP_SYS_ADMIN]);
+        if held.has(capabilities::CAP_SYS_ADMIN) {
+            assert!(hint.starts_with("; the kernel refused although"), "{hint}");
+        } else {
+            assert!(hint.contains("needs CAP_SYS_ADMIN (have: "), "{hint}");
+        }
+        let other = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(refused_hint(&other, &[capabilities::CAP_SYS_ADMIN]), "");
+        assert!(
+            tracefs_message(&io::Error::from_raw_os_error(libc::EBUSY))
+                .starts_with("tracefs is mounted at /sys/kernel/tracing but this process may not")
+        );
+        assert!(
+            tracefs_message(&io::Error::from_raw_os_error(libc::EPERM))
+                .starts_with("tracefs is not mounted, and mounting it needs CAP_SYS_ADMIN")
         );
     }
 
