@@ -39,7 +39,7 @@ pub fn situation(facts: &Facts) -> Situation {
         SelfProbe::Attached { .. } | SelfProbe::NotHit
     );
     Situation {
-        uprobes_need_sys_admin: !(attached && !facts.caps.has(CAP_SYS_ADMIN)),
+        uprobes_need_sys_admin: !attached || facts.caps.has(CAP_SYS_ADMIN),
         tracefs: facts.tracefs.access,
     }
 }
@@ -69,7 +69,11 @@ pub fn assess(facts: &Facts) -> Assessment {
             add("tracepoint", format!("{name} found"), None);
         } else {
             let lost = format!("{name} missing: {}", tracepoint_use(name));
-            add("tracepoint", lost.clone(), Some(format!("tracepoint {lost}")));
+            add(
+                "tracepoint",
+                lost.clone(),
+                Some(format!("tracepoint {lost}")),
+            );
         }
     }
     let (cap_lines, blocker) = capability_lines(facts);
@@ -156,7 +160,9 @@ fn nop5_text(facts: &Facts, version: Option<(u32, u32)>) -> String {
             if by_version {
                 format!("not tried ({why}); likely optimized (Linux 6.18+ on x86-64)")
             } else {
-                format!("not tried ({why}); likely not optimized (needs Linux 6.18+ on x86-64): {SLOWER}")
+                format!(
+                    "not tried ({why}); likely not optimized (needs Linux 6.18+ on x86-64): {SLOWER}"
+                )
             }
         }
     }

@@ -42,12 +42,26 @@ fn root_on_this_kernel_would_work() {
         .iter()
         .map(|l| l.split_whitespace().next().unwrap_or(""))
         .collect();
-    for want in ["kernel", "BTF", "ring", "uprobes", "uprobe", "tracefs", "tracepoint"] {
+    for want in [
+        "kernel",
+        "BTF",
+        "ring",
+        "uprobes",
+        "uprobe",
+        "tracefs",
+        "tracepoint",
+    ] {
         assert!(labels.contains(&want), "{want}: {:#?}", a.lines);
     }
     assert_eq!(a.lines[0], "kernel       6.18.44-fc (x86_64)");
-    assert!(a.lines.contains(&"capabilities all (effective)".to_string()));
-    assert!(a.lines.contains(&"  attach uprobes: allowed by CAP_SYS_ADMIN".to_string()));
+    assert!(
+        a.lines
+            .contains(&"capabilities all (effective)".to_string())
+    );
+    assert!(
+        a.lines
+            .contains(&"  attach uprobes: allowed by CAP_SYS_ADMIN".to_string())
+    );
     assert_eq!(
         a.lines.last().map(String::as_str),
         Some("verdict      observation would work")
@@ -159,7 +173,10 @@ fn missing_capabilities_are_named() {
         assert_eq!(a.works(), want.is_none());
     }
     let none = assess(&unprivileged(host(), CapSet(0)));
-    assert!(none.lines.contains(&"capabilities none (effective)".to_string()));
+    assert!(
+        none.lines
+            .contains(&"capabilities none (effective)".to_string())
+    );
     assert!(
         none.lines
             .contains(&"  attach uprobes: needs CAP_SYS_ADMIN (missing)".to_string()),
@@ -170,7 +187,10 @@ fn missing_capabilities_are_named() {
 
 #[test]
 fn a_kernel_that_lets_perfmon_attach_uprobes_is_believed() {
-    let mut facts = unprivileged(host(), CapSet::of(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]));
+    let mut facts = unprivileged(
+        host(),
+        CapSet::of(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]),
+    );
     facts.tracefs.access = TracefsAccess::Readable;
     facts.selfprobe = SelfProbe::Attached { optimized: false };
     assert!(!situation(&facts).uprobes_need_sys_admin);
@@ -189,7 +209,11 @@ fn an_unmounted_tracefs_needs_sys_admin_to_mount() {
         access: TracefsAccess::NotMounted,
     };
     let a = assess(&facts);
-    assert!(a.lines.iter().any(|l| l.starts_with("tracefs      not mounted")));
+    assert!(
+        a.lines
+            .iter()
+            .any(|l| l.starts_with("tracefs      not mounted"))
+    );
     assert_eq!(
         a.blockers,
         vec!["qbench-trace needs CAP_SYS_ADMIN (to mount tracefs)".to_string()]

@@ -195,13 +195,17 @@ fn refused_hint(err: &(dyn std::error::Error + 'static), wanted: &[capabilities:
     let missing: Vec<String> = wanted
         .iter()
         .filter(|&&cap| {
-            !held.has(cap)
-                && !(cap == capabilities::CAP_PERFMON && held.has(capabilities::CAP_SYS_ADMIN))
+            let covered = held.has(cap)
+                || (cap == capabilities::CAP_PERFMON && held.has(capabilities::CAP_SYS_ADMIN));
+            !covered
         })
         .map(ToString::to_string)
         .collect();
     if missing.is_empty() {
-        return format!("; the kernel refused although this process has {}", held.describe());
+        return format!(
+            "; the kernel refused although this process has {}",
+            held.describe()
+        );
     }
     format!(
         "; perf_event_open was refused: qbench-trace needs {} (have: {})",

@@ -6,9 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN, CapSet, Situation, TracefsAccess};
+use crate::check;
 use crate::features::{self, Probe};
 use crate::selfprobe::{self, SelfProbe};
-use crate::check;
 
 /// A failed check. Each message is one line meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,7 +111,9 @@ fn traceable(pid: u32, status: &str) -> Result<(), PreflightError> {
                 have: CapSet::current().describe(),
             })
         }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(PreflightError::NoSuchProcess(pid)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Err(PreflightError::NoSuchProcess(pid))
+        }
         _ => Ok(()),
     }
 }

@@ -156,4 +156,33 @@ mod tests {
         assert_eq!(file_offset(maps, 0x7ffd_0000_0010), None);
         assert_eq!(file_offset(maps, 0x1000), None);
     }
+
+    /// A real uprobe on this test process: it fires, and on Linux 6.18+ (x86-64) it becomes a
+    /// call through the trampoline.
+    #[test]
+    fn a_uprobe_on_this_process_fires() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: attaching a uprobe needs root (CAP_SYS_ADMIN)");
+            return;
+        }
+        let pmu = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type");
+        let Some(pmu) = pmu.ok().and_then(|t| t.trim().parse().ok()) else {
+            eprintln!("skipped: this kernel has no uprobe PMU");
+            return;
+        };
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let new = crate::check::kernel_version(&release).is_some_and(|v| v >= (6, 18));
+        match probe(pmu) {
+            SelfProbe::Attached { optimized } => {
+                if cfg!(target_arch = "x86_64") && new {
+                    assert!(
+                        optimized,
+                        "Linux {release} optimizes a uprobe on a 5-byte NOP"
+                    );
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
