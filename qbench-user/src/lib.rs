@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod reader;
 pub mod readiness;
+pub mod refusal;
 pub mod selfprobe;
 pub mod stack;
 pub mod syscalls;
