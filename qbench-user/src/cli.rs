@@ -9,6 +9,7 @@ use clap::Parser;
 
 const AFTER_HELP: &str = "\
 EXAMPLES:
+    qbench-trace --check                        # on a new host: can observation work here?
     qbench-trace --pid 1234                     # report every update of process 1234 until Ctrl-C
     qbench-trace --pid 1234 --request           # request one update (SIGUSR2) and report it
     qbench-trace --pid 1234 --request --count 11 --json
@@ -26,10 +27,13 @@ EXAMPLES:
 EXIT STATUS:
     0  every observed update quiesced (--watch: stopped by SIGINT or SIGTERM)
     3  at least one update did not quiesce (DNQ)
-    1  could not attach or load (no such process, missing privileges, kernel features, symbols)
+    1  could not attach or load (no such process, missing privileges, kernel features, symbols);
+       --check: observation would not work
     2  usage error
 
-Needs root, or the capabilities CAP_BPF and CAP_PERFMON.";
+Needs root, or CAP_SYS_ADMIN (uprobes; it also passes the BPF and perfmon checks) and
+CAP_DAC_READ_SEARCH (reading tracefs); observes only processes it could ptrace (its own user's,
+or any with CAP_SYS_PTRACE). `qbench-trace --check` says what this host lacks.";
 
 /// Measure and explain how a running process reaches quiescence for a dynamic software update:
 /// the time from the first to the last thread reaching an update point, and what each thread
@@ -39,8 +43,12 @@ Needs root, or the capabilities CAP_BPF and CAP_PERFMON.";
 pub struct Args {
     /// The process to observe (repeat with --watch for several).
     #[arg(short, long = "pid", value_name = "PID", value_parser = parse_pid,
-          required_unless_present = "all")]
+          required_unless_present_any = ["all", "check"])]
     pub pids: Vec<u32>,
+    /// Check this host and exit: kernel features, tracefs, capabilities, and whether
+    /// observation would work (exit 0 if so, 1 if not). Needs no --pid.
+    #[arg(long, exclusive = true)]
+    pub check: bool,
     /// Production mode: observe until stopped, at no per-syscall cost (no syscall
     /// tracepoints); log each DNQ, report readiness periodically, serve --metrics.
     #[arg(long, conflicts_with_all = ["request", "count", "trace_out", "svg"])]
@@ -303,6 +311,17 @@ mod tests {
         ] {
             assert_eq!(parse(args).expect_err("invalid").exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn check_needs_nothing_else() {
+        let a = parse(&["--check"]).expect("valid");
+        assert!(a.check && a.pids.is_empty());
+        for args in [&["--check", "--pid", "1"][..], &["--check", "--json"]] {
+            assert_eq!(parse(args).expect_err("alone").exit_code(), 2, "{args:?}");
+        }
+        let help = parse(&["--help"]).expect_err("help").to_string();
+        assert!(help.contains("--check") && help.contains("qbench-trace --check "));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! qbench-trace library: the eBPF quiescence observer.
 
 pub mod app;
+pub mod capabilities;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod decode;
 pub mod diagnose;
 pub mod evidence;
+pub mod features;
 pub mod file_output;
 pub mod loader;
 pub mod maps;
@@ -17,7 +20,9 @@ pub mod preflight;
 pub mod procfs;
 pub mod reader;
 pub mod readiness;
+pub mod refusal;
 pub mod request;
+pub mod selfprobe;
 pub mod stack;
 pub mod syscalls;
 pub mod tracepoint_layout;

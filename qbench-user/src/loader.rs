@@ -35,6 +35,8 @@ use qbench_common::{
 };
 
 use self::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
+use crate::capabilities::{self, CapSet};
+use crate::refusal::{refused_hint, tracefs_message};
 
 /// The eBPF object, or an empty stub (see `build.rs`).
 #[cfg(not(qbench_ebpf_stub))]
@@ -52,8 +54,15 @@ pub fn ebpf_built() -> bool {
 pub enum LoaderError {
     #[error("eBPF programs were not built (run `cargo xtask setup`)")]
     NotBuilt,
-    #[error("loading eBPF programs needs root or CAP_BPF and CAP_PERFMON")]
-    NeedsPrivilege(#[source] Box<aya::EbpfError>),
+    #[error(
+        "loading the eBPF programs was refused; qbench-trace needs CAP_BPF and CAP_PERFMON, or \
+         CAP_SYS_ADMIN (have: {have})"
+    )]
+    NeedsPrivilege {
+        have: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; CONFIG_DEBUG_INFO_BTF)")]
     NoBtf(#[source] Box<aya::EbpfError>),
     #[error("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF needs Linux 5.8 or newer)")]
@@ -63,10 +72,7 @@ pub enum LoaderError {
          CONFIG_UPROBE_EVENTS)"
     )]
     NoUprobes,
-    #[error(
-        "tracefs is not mounted and mounting it failed; mount it with \
-         `mount -t tracefs nodev /sys/kernel/tracing`"
-    )]
+    #[error("{}", tracefs_message(.0))]
     NoTracefs(#[source] io::Error),
     #[error("cannot load the eBPF object into the kernel")]
     Load(#[source] Box<aya::EbpfError>),
@@ -80,7 +86,10 @@ pub enum LoaderError {
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("cannot attach {program} to {symbol} in {target} for pid {pid}")]
+    #[error(
+        "cannot attach uprobe {program} to {symbol} in {target} for pid {pid}{}",
+        refused_hint(source.as_ref(), &[capabilities::CAP_SYS_ADMIN])
+    )]
     Attach {
         program: &'static str,
         symbol: String,
@@ -97,7 +106,13 @@ pub enum LoaderError {
     },
     #[error(transparent)]
     TracepointLayout(#[from] crate::tracepoint_layout::LayoutError),
-    #[error("cannot attach {program} to tracepoint {tracepoint}")]
+    #[error(
+        "cannot attach {program} to tracepoint {tracepoint}{}",
+        refused_hint(
+            source.as_ref(),
+            &[capabilities::CAP_PERFMON, capabilities::CAP_DAC_READ_SEARCH]
+        )
+    )]
     AttachTracepoint {
         program: &'static str,
         tracepoint: String,
@@ -134,7 +149,10 @@ impl LoaderError {
     /// Names the likely cause of a failed load: privileges, ring buffers, BTF.
     fn classify_load(err: aya::EbpfError) -> Self {
         if os_error_in_chain(&err, &[libc::EPERM, libc::EACCES]) {
-            return Self::NeedsPrivilege(Box::new(err));
+            return Self::NeedsPrivilege {
+                have: CapSet::current().describe(),
+                source: Box::new(err),
+            };
         }
         if let aya::EbpfError::MapError(MapError::CreateError { name, .. }) = &err
             && name == maps::EVENTS
@@ -149,7 +167,7 @@ impl LoaderError {
 }
 
 /// Whether an `io::Error` with one of `codes` is among the causes of `err`.
-fn os_error_in_chain(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
+pub(crate) fn os_error_in_chain(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
     let mut cause = Some(err);
     while let Some(err) = cause {
         if let Some(io) = err.downcast_ref::<io::Error>()

@@ -1,7 +1,14 @@
 //! Checks made before loading anything, so that each common failure gets one line that names
-//! the problem and what to do: the target, the privileges, the kernel's features.
+//! the problem and what to do: the target (and whether it may be traced), the privileges, the
+//! kernel's features.
 
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN, CapSet, Situation, TracefsAccess};
+use crate::check;
+use crate::features::{self, Probe};
+use crate::selfprobe::{self, SelfProbe};
 
 /// A failed check. Each message is one line meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,8 +21,16 @@ pub enum PreflightError {
     Itself(u32),
     #[error("pid {0} is a thread, not a process; its process is pid {1}")]
     NotAProcess(u32, u32),
-    #[error("qbench-trace needs root, or the capabilities {0} (run it with sudo)")]
-    Privileges(String),
+    #[error(
+        "qbench-trace may not trace pid {pid} (uid {uid}): like a debugger it observes only \
+         processes it could ptrace; run it as uid {uid} or with CAP_SYS_PTRACE (have: {have})"
+    )]
+    NotTraceable { pid: u32, uid: String, have: String },
+    #[error(
+        "qbench-trace needs {missing} (have: {have}); run it as root or grant them \
+         (`qbench-trace --check` tells more)"
+    )]
+    Privileges { missing: String, have: String },
     #[error(
         "the kernel has no BTF ({0} is missing); qbench-trace needs a kernel built with CONFIG_DEBUG_INFO_BTF"
     )]
@@ -24,6 +39,12 @@ pub enum PreflightError {
     NoUprobes(String),
     #[error("the kernel {0} has no BPF ring buffer (needs Linux 5.8 or later)")]
     NoRingBuffer(String),
+    #[error("the kernel has no tracepoint {name} (under {tracefs}/events), needed for {what}")]
+    NoTracepoint {
+        name: String,
+        tracefs: String,
+        what: &'static str,
+    },
 }
 
 /// What the checks learnt about the target.
@@ -36,9 +57,6 @@ pub struct Target {
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 /// The target exists, is a process (not one of its threads, not a kernel thread), and is not us.
 pub fn target(pid: u32) -> Result<Target, PreflightError> {
@@ -61,6 +79,7 @@ pub fn target(pid: u32) -> Result<Target, PreflightError> {
     {
         return Err(PreflightError::NotAProcess(pid, tgid));
     }
+    traceable(pid, &status)?;
     Ok(Target {
         pid,
         comm,
@@ -68,35 +87,97 @@ pub fn target(pid: u32) -> Result<Target, PreflightError> {
     })
 }
 
-/// Root, or CAP_BPF with CAP_PERFMON (CAP_SYS_ADMIN covers both on older kernels).
-pub fn privileges() -> Result<(), PreflightError> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status_field(&status, "CapEff:")
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .unwrap_or(0);
-    missing_capabilities(caps).map_or(Ok(()), |missing| Err(PreflightError::Privileges(missing)))
-}
-
-/// The capabilities the effective set `caps` lacks, as "CAP_BPF and CAP_PERFMON".
-pub fn missing_capabilities(caps: u64) -> Option<String> {
-    let has = |cap: u32| caps & (1 << cap) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        return None;
+/// Whether this process passes the kernel's ptrace access check on `pid`, as a debugger
+/// would: same user (and the target dumpable), or CAP_SYS_PTRACE. With CAP_SYS_ADMIN the perf
+/// events would attach to any process, so the rule is enforced here, by reading what the kernel
+/// guards with that very check (`PTRACE_MODE_ATTACH`): the target's /proc/PID/syscall, or
+/// /proc/PID/mem where the former does not exist.
+fn traceable(pid: u32, status: &str) -> Result<(), PreflightError> {
+    let dir = PathBuf::from(format!("/proc/{pid}"));
+    let read = match std::fs::read(dir.join("syscall")) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            std::fs::File::open(dir.join("mem")).map(drop)
+        }
+        other => other.map(drop),
+    };
+    match read {
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+            Err(PreflightError::NotTraceable {
+                pid,
+                uid: status_field(status, "Uid:")
+                    .and_then(|uids| uids.split_whitespace().next())
+                    .unwrap_or("?")
+                    .to_string(),
+                have: CapSet::current().describe(),
+            })
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Err(PreflightError::NoSuchProcess(pid))
+        }
+        _ => Ok(()),
     }
-    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
-        .into_iter()
-        .filter(|&(cap, _)| !has(cap))
-        .map(|(_, name)| name)
-        .collect();
-    Some(missing.join(" and "))
 }
 
-/// BTF, uprobes and ring buffers are there.
+/// The capabilities every step of observing needs, for this kernel and tracefs (see
+/// `capabilities`): root passes, and so does a user with exactly the ones the README lists.
+pub fn privileges() -> Result<(), PreflightError> {
+    let caps = CapSet::current();
+    // Only with CAP_PERFMON and without CAP_SYS_ADMIN does the kernel's uprobe rule (which of
+    // the two it wants) decide anything: then try it on this process.
+    let uprobes_need_sys_admin = if caps.has(CAP_PERFMON) && !caps.has(CAP_SYS_ADMIN) {
+        let pmu = std::fs::read_to_string(format!("{}/type", features::UPROBE_PMU));
+        !pmu.ok()
+            .and_then(|t| t.trim().parse().ok())
+            .map(selfprobe::probe)
+            .is_some_and(|p| matches!(p, SelfProbe::Attached { .. } | SelfProbe::NotHit))
+    } else {
+        true
+    };
+    let situation = Situation {
+        uprobes_need_sys_admin,
+        tracefs: features::tracefs().access,
+    };
+    let missing = capabilities::missing(&capabilities::needs(situation), caps);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PreflightError::Privileges {
+        missing: capabilities::describe_missing(&missing),
+        have: caps.describe(),
+    })
+}
+
+/// BTF, uprobes, the ring buffer and the tracepoints attached are there. A feature whose lack
+/// costs only speed (uprobes on a 5-byte NOP not optimized) is a note on stderr.
 pub fn kernel() -> Result<(), PreflightError> {
-    kernel_at(
-        Path::new("/"),
-        &std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
-    )
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    kernel_at(Path::new("/"), release)?;
+    if features::ringbuf() == Probe::Missing {
+        return Err(PreflightError::NoRingBuffer(release.to_string()));
+    }
+    let tracefs = features::tracefs();
+    if let (Some(mount), TracefsAccess::Readable) = (&tracefs.mount, tracefs.access)
+        && let Some((name, _)) = features::tracepoints(mount)
+            .into_iter()
+            .find(|(_, found)| !found)
+    {
+        return Err(PreflightError::NoTracepoint {
+            what: check::tracepoint_use(&name),
+            name,
+            tracefs: mount.display().to_string(),
+        });
+    }
+    let optimized = std::env::consts::ARCH == "x86_64"
+        && check::kernel_version(release).is_some_and(|v| v >= (6, 18));
+    if !optimized {
+        // Decided by the version: trying it costs a uprobe on this process (`--check` does).
+        eprintln!(
+            "qbench-trace: note: uprobes on a 5-byte NOP are optimized into calls from Linux 6.18 \
+             on x86-64 only; on {release} results are the same, each probe hit traps"
+        );
+    }
+    Ok(())
 }
 
 fn kernel_at(root: &Path, release: &str) -> Result<(), PreflightError> {
@@ -109,16 +190,10 @@ fn kernel_at(root: &Path, release: &str) -> Result<(), PreflightError> {
         return Err(PreflightError::NoUprobes(uprobe.display().to_string()));
     }
     let release = release.trim();
-    if kernel_version(release).is_some_and(|v| v < (5, 8)) {
+    if check::kernel_version(release).is_some_and(|v| v < (5, 8)) {
         return Err(PreflightError::NoRingBuffer(release.to_string()));
     }
     Ok(())
-}
-
-/// (major, minor) of a release such as "6.18.44-fc".
-fn kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 fn status_field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
@@ -138,24 +213,6 @@ fn stat_flags(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capabilities() {
-        assert_eq!(missing_capabilities(u64::MAX), None);
-        assert_eq!(missing_capabilities(1 << CAP_SYS_ADMIN), None);
-        assert_eq!(
-            missing_capabilities((1 << CAP_BPF) | (1 << CAP_PERFMON)),
-            None
-        );
-        assert_eq!(
-            missing_capabilities(0),
-            Some("CAP_BPF and CAP_PERFMON".into())
-        );
-        assert_eq!(
-            missing_capabilities(1 << CAP_BPF),
-            Some("CAP_PERFMON".into())
-        );
-    }
 
     #[test]
     fn kernel_threads_are_recognised_by_their_flags() {
@@ -214,6 +271,5 @@ mod tests {
         );
         assert_eq!(kernel_at(&dir, "6.18.44-fc-v657"), Ok(()));
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(kernel_version("6.18.44-fc"), Some((6, 18)));
     }
 }

@@ -39,6 +39,11 @@ pub enum RequestError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "qbench-trace may not signal pid {pid} (another user's process): --request needs \
+         CAP_KILL for it, or run it as that user"
+    )]
+    NotPermitted { pid: u32 },
     #[error("cannot send {signal} to pid {pid}: {source}")]
     Send {
         pid: u32,
@@ -179,6 +184,17 @@ impl Requester {
             pidfd,
             image: Image::of(pid),
         };
+        // Signal 0 is the kernel's permission check alone: refused now, not after attaching.
+        requester
+            .raw_send(0)
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::EPERM) => RequestError::NotPermitted { pid },
+                _ => RequestError::Send {
+                    pid,
+                    signal: signal_name(signal),
+                    source,
+                },
+            })?;
         requester.check()?;
         Ok(requester)
     }
@@ -216,25 +232,35 @@ impl Requester {
         }
     }
 
-    /// Checks again, then sends the signal through the pidfd: to this process or to none.
-    pub fn send(&self) -> Result<(), RequestError> {
-        self.check()?;
-        // SAFETY: a valid pidfd, a signal number, no siginfo (the kernel fills SI_USER), flags 0.
+    /// `pidfd_send_signal(2)` of `signal` (0: only the permission check), no siginfo (the
+    /// kernel fills SI_USER).
+    fn raw_send(&self, signal: i32) -> io::Result<()> {
+        // SAFETY: a valid pidfd, a signal number, a null siginfo, flags 0.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.pidfd.as_raw_fd(),
-                self.signal,
+                signal,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
             )
         };
         if rc == 0 {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
-        let source = io::Error::last_os_error();
+    }
+
+    /// Checks again, then sends the signal through the pidfd: to this process or to none.
+    pub fn send(&self) -> Result<(), RequestError> {
+        self.check()?;
+        let Err(source) = self.raw_send(self.signal) else {
+            return Ok(());
+        };
         Err(match source.raw_os_error() {
             Some(libc::ESRCH) => RequestError::Exited(self.pid),
+            Some(libc::EPERM) => RequestError::NotPermitted { pid: self.pid },
             _ => RequestError::Send {
                 pid: self.pid,
                 signal: signal_name(self.signal),

@@ -17,7 +17,7 @@ pub fn privileged() -> Option<MutexGuard<'static, ()>> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!(
-            "skipped: qbench-trace needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs"
+            "skipped: qbench-trace needs root (CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH) to load eBPF programs"
         );
         return None;
     }

@@ -498,9 +498,15 @@ fn without_privileges_it_names_the_missing_capabilities() {
         .expect("run as nobody");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The target is root's: the first thing missing is the right to trace it at all.
     assert_eq!(
         stderr.trim_end(),
-        "qbench-trace: error: qbench-trace needs root, or the capabilities CAP_BPF and CAP_PERFMON (run it with sudo)"
+        format!(
+            "qbench-trace: error: qbench-trace may not trace pid {} (uid 0): like a debugger it \
+             observes only processes it could ptrace; run it as uid 0 or with CAP_SYS_PTRACE \
+             (have: none)",
+            target.pid
+        )
     );
 }
 

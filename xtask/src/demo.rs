@@ -92,7 +92,7 @@ fn drive(demo: &mut Child, bin: &Path, report: &Path, updates: usize) -> anyhow:
             .collect::<Result<Vec<serde_json::Value>, _>>()?
     } else {
         println!(
-            "demo: not root, so qbench-trace is skipped (it needs CAP_BPF and CAP_PERFMON); sending SIGUSR2 instead"
+            "demo: not root, so qbench-trace is skipped (it needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH); sending SIGUSR2 instead"
         );
         for n in 1..=updates {
             std::thread::sleep(Duration::from_millis(50));
