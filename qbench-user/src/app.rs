@@ -4,11 +4,12 @@
 use std::num::NonZeroU32;
 
 use crate::cli::Args;
-use crate::loader::symbols::TargetObjects;
-use crate::loader::{AttachMode, LoadOptions, Probes};
+use crate::host::preflight;
+use crate::host::request::Requester;
+use crate::kernel::loader::{AttachMode, LoadOptions, Probes};
+use crate::kernel::symbols::TargetObjects;
 use crate::observe::{self, Kernel, Summary};
-use crate::request::Requester;
-use crate::{preflight, syscalls};
+use crate::syscalls;
 
 impl Kernel for Probes {
     fn snapshot_threads(&self) -> anyhow::Result<Vec<(u32, qbench_common::ThreadState)>> {
@@ -62,7 +63,7 @@ pub fn run(args: &Args) -> anyhow::Result<Summary> {
         eprintln!(
             "qbench-trace: attached to pid {} ({}): {}; {} blocking syscalls tracked; {}",
             args.pid(),
-            crate::output::escape(&target.comm),
+            crate::report::output::escape(&target.comm),
             describe(&mode),
             syscalls::TRACKED.len(),
             if args.request {

@@ -1,30 +1,20 @@
 //! qbench-trace library: the eBPF quiescence observer.
+//!
+//! The layers, from the kernel up: [`kernel`] loads, attaches and reads the eBPF programs;
+//! [`tracker`] turns their events into one report per update; [`diagnosis`] says why a thread
+//! did not quiesce; [`report`] writes what was seen. [`procfs`] parses /proc, [`host`] checks
+//! the machine and the target, [`observe`] and [`watch`] drive one target or many, and [`app`]
+//! ties them to the command line ([`cli`]).
 
 pub mod app;
-pub mod capabilities;
-pub mod check;
 pub mod cli;
 pub mod clock;
-pub mod decode;
-pub mod diagnose;
-pub mod evidence;
-pub mod features;
-pub mod file_output;
-pub mod loader;
-pub mod maps;
-pub mod memory;
+pub mod diagnosis;
+pub mod host;
+pub mod kernel;
 pub mod observe;
-pub mod output;
-pub mod pictures;
-pub mod preflight;
 pub mod procfs;
-pub mod reader;
-pub mod readiness;
-pub mod refusal;
-pub mod request;
-pub mod selfprobe;
-pub mod stack;
+pub mod report;
 pub mod syscalls;
-pub mod tracepoint_layout;
 pub mod tracker;
 pub mod watch;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use qbench_user::{app, check, cli::Args};
+use qbench_user::{app, cli::Args, host::check};
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.

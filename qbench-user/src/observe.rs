@@ -12,11 +12,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::Args;
-use crate::output::{self, Context};
-use crate::pictures;
+use crate::host::request::{Image, RequestError, Requester};
+use crate::kernel::reader;
 use crate::procfs;
-use crate::reader;
-use crate::request::{Image, RequestError, Requester};
+use crate::report::output::{self, Context};
+use crate::report::pictures;
 use crate::tracker::{Outcome, Tracker, Update};
 
 /// How often the loop wakes to check timeouts and whether the target still lives.
@@ -139,7 +139,7 @@ pub async fn run<K: Kernel>(
                     if let Some(update) = l.tracker.on_exit(crate::clock::monotonic_ns(), how) {
                         l.report(&update)?;
                     }
-                    Some(crate::output::exit_words(how))
+                    Some(crate::report::output::exit_words(how))
                 } else if l.image.is_some() && Image::of(args.pid()).is_some_and(|now| Some(now) != l.image) {
                     // Report what was seen of an update in progress, then stop.
                     if let Some(update) = l.tracker.on_tick(u64::MAX) {
@@ -188,7 +188,7 @@ impl<K: Kernel> Loop<'_, K> {
             eprintln!(
                 "qbench-trace: process {} {}",
                 self.args.pid(),
-                crate::output::exit_words(how)
+                crate::report::output::exit_words(how)
             );
             self.summary.target_exited = true;
             return Ok(true);
@@ -228,7 +228,7 @@ impl<K: Kernel> Loop<'_, K> {
         }
         let pid = self.args.pid();
         let state_of = move |tid: u32| procfs::state(pid, tid);
-        let diagnoses = crate::evidence::diagnose(pid, update, self.summary.updates);
+        let diagnoses = crate::diagnosis::evidence::diagnose(pid, update, self.summary.updates);
         let ctx = Context {
             pid,
             lost_events: lost,

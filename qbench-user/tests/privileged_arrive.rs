@@ -11,7 +11,7 @@ use std::{
 };
 
 use qbench_common::symbols;
-use qbench_user::loader::{LoadOptions, Probes};
+use qbench_user::kernel::loader::{LoadOptions, Probes};
 
 /// A running copy of the C target, stopped before its threads start.
 struct Target {

@@ -9,7 +9,8 @@ use std::{collections::BTreeSet, path::Path, thread, time::Duration};
 use qbench_common::{
     MISS_RINGBUF_FULL, SOURCE_POINT, SOURCE_RUNTIME, SOURCE_SIGNAL, SysEnterEvent, SysExitEvent,
 };
-use qbench_user::loader::{AttachMode, LoadOptions, Probes, symbols::TargetObjects};
+use qbench_user::kernel::loader::{AttachMode, LoadOptions, Probes};
+use qbench_user::kernel::symbols::TargetObjects;
 use support::{Event, Target, blocking_syscalls, build_c, chain, read_events, root_or_skip};
 
 const SIGUSR2: u32 = 12;
@@ -340,13 +341,13 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
     if !root_or_skip("every_tracepoint_field_the_programs_read_is_found_on_this_kernel") {
         return;
     }
-    let offsets = qbench_user::loader::attach::tracepoint_offsets(true)
+    let offsets = qbench_user::kernel::attach::tracepoint_offsets(true)
         .unwrap_or_else(|e| panic!("{}", chain(&e)));
     // Every field belongs to an attached event, and each offset is the one its format file gives.
     for field in qbench_common::tracepoints::ALL {
         let (category, event) = field.event.split_once('/').unwrap();
         assert!(
-            qbench_user::loader::attach::TRACEPOINTS
+            qbench_user::kernel::attach::TRACEPOINTS
                 .iter()
                 .any(|&(_, c, e)| (c, e) == (category, event)),
             "{field:?} belongs to no attached tracepoint"
@@ -354,7 +355,8 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
         let format =
             std::fs::read_to_string(format!("/sys/kernel/tracing/events/{}/format", field.event))
                 .unwrap();
-        let (offset, size) = qbench_user::tracepoint_layout::find(&format, field.name).unwrap();
+        let (offset, size) =
+            qbench_user::kernel::tracepoint_layout::find(&format, field.name).unwrap();
         assert_eq!(
             (offsets.get(field.id) as usize, size),
             (offset, field.size),
@@ -362,7 +364,7 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
         );
     }
     // Without syscall tracking the syscall fields are not read.
-    let watch = qbench_user::loader::attach::tracepoint_offsets(false).unwrap();
+    let watch = qbench_user::kernel::attach::tracepoint_offsets(false).unwrap();
     assert_eq!(
         watch.get(qbench_common::tracepoints::FieldId::SysEnterId),
         0

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use qbench_user::{
+use qbench_user::diagnosis::{
     memory,
     stack::{self, Frame, Stack, StackReader},
 };

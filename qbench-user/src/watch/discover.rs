@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use qbench_common::symbols::PROBE_REQUEST;
 
-use crate::loader::symbols;
+use crate::kernel::symbols;
 
 /// Cache of "does this file define the runtime's request anchor".
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::readiness;
+use crate::diagnosis::readiness;
 
 /// How many exited processes keep their series.
 pub const EXITED_KEPT: usize = 16;

@@ -15,11 +15,14 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
 
 use super::metrics::{Metrics, ProcessLabels};
-use crate::loader::symbols::TargetObjects;
-use crate::loader::{AttachMode, LoadOptions, Probes};
-use crate::output::{self, Context};
+use crate::diagnosis::{evidence, readiness};
+use crate::host::preflight;
+use crate::kernel::loader::{AttachMode, LoadOptions, Probes};
+use crate::kernel::reader;
+use crate::kernel::symbols::TargetObjects;
+use crate::report::output::{self, Context};
 use crate::tracker::{Outcome, Tracker, Update};
-use crate::{evidence, preflight, procfs, reader, readiness, syscalls};
+use crate::{procfs, syscalls};
 
 /// How often an open window is checked against its timeout.
 const FAST_TICK: Duration = Duration::from_millis(5);
@@ -200,7 +203,7 @@ impl Watched {
             .map(|(q, l)| (q as f64 / 1e9, l as f64 / 1e9));
         self.metrics.update(
             &self.labels,
-            crate::output::outcome_word(update.outcome),
+            crate::report::output::outcome_word(update.outcome),
             times,
             arrived,
         );
@@ -210,7 +213,7 @@ impl Watched {
             eprintln!(
                 "qbench-trace: pid {} {} during update {}",
                 self.pid(),
-                crate::output::exit_words(how),
+                crate::report::output::exit_words(how),
                 update.number
             );
             return Ok(());

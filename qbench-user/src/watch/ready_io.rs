@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::memory::Memory;
+use crate::diagnosis::memory::Memory;
+use crate::diagnosis::readiness::{self, ThreadView};
+use crate::diagnosis::stack::StackReader;
 use crate::procfs::ProcThread;
-use crate::readiness::{self, ThreadView};
-use crate::stack::StackReader;
 
 /// One view per thread of `pid`.
 pub fn views(pid: u32, threads: &[ProcThread]) -> Vec<ThreadView> {

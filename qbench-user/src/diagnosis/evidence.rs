@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use crate::diagnose::{self, Cause, Facts, Futex};
-use crate::stack::{Stack, StackReader};
+use crate::diagnosis::diagnose::{self, Cause, Facts, Futex};
+use crate::diagnosis::memory;
+use crate::diagnosis::stack::{Stack, StackReader};
 use crate::tracker::{Blocked, Outcome, ThreadReport, Update};
-use crate::{memory, procfs, syscalls};
+use crate::{procfs, syscalls};
 
 /// One thread's diagnosis.
 #[derive(Debug, Clone)]

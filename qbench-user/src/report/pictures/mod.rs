@@ -1,6 +1,8 @@
 //! Pictures of update windows: Chrome trace-event JSON (`--trace-out`, opens in Perfetto UI and
 //! chrome://tracing) and a static SVG timeline (`--svg`, for a bug report). Both are pure
 //! functions of the tracker's updates; `write_files` is the only I/O.
+//!
+//! This folder: the Chrome trace here, the SVG timeline in `timeline`, each with its tests.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -129,7 +131,7 @@ pub fn chrome_trace(pid: u32, updates: &[Update]) -> String {
         previous_end = update.end_ns;
         let label = update_label(update);
         let window = json!({
-            "outcome": crate::output::outcome_word(update.outcome),
+            "outcome": crate::report::output::outcome_word(update.outcome),
             "request_ns": update.request_ns,
             "end_ns": update.end_ns,
             "quiescence_ns": update.quiescence_ns(),
@@ -200,7 +202,7 @@ fn request_text(seen: RequestSeen) -> String {
 }
 
 /// Writes the trace of all `updates` to `trace_out` and the SVG of the last one to `svg_out`,
-/// each by [`crate::file_output::write`]: a regular file replaced atomically, a link written
+/// each by [`crate::report::file_output::write`]: a regular file replaced atomically, a link written
 /// through, a device or FIFO written in place.
 pub fn write_files(
     trace_out: Option<&Path>,
@@ -209,14 +211,13 @@ pub fn write_files(
     updates: &[Update],
 ) -> std::io::Result<()> {
     if let Some(path) = trace_out {
-        crate::file_output::write(path, chrome_trace(pid, updates).as_bytes())?;
+        crate::report::file_output::write(path, chrome_trace(pid, updates).as_bytes())?;
     }
     if let (Some(path), Some(last)) = (svg_out, updates.last()) {
-        crate::file_output::write(path, svg(pid, last).as_bytes())?;
+        crate::report::file_output::write(path, svg(pid, last).as_bytes())?;
     }
     Ok(())
 }
 
 #[cfg(test)]
-#[path = "pictures_tests.rs"]
 mod tests;

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::evidence::Diagnosis;
+use crate::diagnosis::evidence::Diagnosis;
+use crate::diagnosis::stack::format_frame;
 use crate::procfs;
-use crate::stack::format_frame;
 use crate::syscalls;
 use crate::tracker::{Exit, Outcome, RequestSeen, ThreadReport, Update};
 

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use super::*;
-use crate::pictures::tests::{scratch, updates};
+use crate::report::pictures::tests::{scratch, updates};
 use crate::tracker::ThreadReport;
 
 const MS: u64 = 1_000_000;

@@ -5,10 +5,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::capabilities::{self, CAP_PERFMON, CAP_SYS_ADMIN, CapSet, Situation, TracefsAccess};
-use crate::check;
-use crate::features::{self, Probe};
-use crate::selfprobe::{self, SelfProbe};
+use crate::host::capabilities::{
+    self, CAP_PERFMON, CAP_SYS_ADMIN, CapSet, Situation, TracefsAccess,
+};
+use crate::host::check;
+use crate::kernel::features::{self, Probe};
+use crate::kernel::selfprobe::{self, SelfProbe};
 
 /// A failed check. Each message is one line meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -222,7 +222,7 @@ impl Requester {
             None => Ok(()),
             Some(consequence) => Err(RequestError::NotCaught {
                 pid: self.pid,
-                comm: crate::output::escape(
+                comm: crate::report::output::escape(
                     &crate::procfs::comm(self.pid, self.pid).unwrap_or_default(),
                 ),
                 signal: signal_name(self.signal),

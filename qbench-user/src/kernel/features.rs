@@ -5,9 +5,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::capabilities::{CapSet, TracefsAccess};
-use crate::loader::attach::TRACEPOINTS;
-use crate::selfprobe::{self, SelfProbe};
+use crate::host::capabilities::{CapSet, TracefsAccess};
+use crate::kernel::attach::TRACEPOINTS;
+use crate::kernel::selfprobe::{self, SelfProbe};
 
 pub const BTF: &str = "/sys/kernel/btf/vmlinux";
 pub const UPROBE_PMU: &str = "/sys/bus/event_source/devices/uprobe";

@@ -3,6 +3,10 @@
 //! docs/ARCHITECTURE.md), and its own task; all of them feed one metrics registry, served by `--metrics`.
 //! With `--all`, /proc is rescanned every second for processes that map the runtime. Runs until
 //! SIGINT or SIGTERM; dropping the tasks detaches everything.
+//!
+//! This folder: finding the processes to watch (`discover`), one watched process (`process`) and
+//! which of its threads wait on ready I/O (`ready_io`), the metrics ([`metrics`]) and the HTTP
+//! endpoint that serves them (`http`).
 
 mod discover;
 mod http;
@@ -22,7 +26,7 @@ use self::discover::Discovery;
 use self::metrics::Metrics;
 use self::process::{Settings, Watched};
 use crate::cli::Args;
-use crate::preflight;
+use crate::host::preflight;
 
 /// How often `--all` looks for new processes.
 const RESCAN: Duration = Duration::from_secs(1);

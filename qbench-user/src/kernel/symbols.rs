@@ -150,7 +150,7 @@ impl TargetObjects {
         let pid = pid.get();
         let proc = PathBuf::from(format!("/proc/{pid}"));
         let maps_error = |source| SymbolError::Maps { pid, source };
-        let maps = crate::maps::read(pid).map_err(maps_error)?;
+        let maps = crate::procfs::maps::read(pid).map_err(maps_error)?;
         let exe = proc.join("exe");
         let exe_id = fs::metadata(&exe)
             .map(|m| file_id(&m))
@@ -245,7 +245,10 @@ fn file_id(meta: &fs::Metadata) -> (u64, u64) {
 pub fn mapped_files(pid: u32) -> Option<Vec<((u64, u64), PathBuf)>> {
     let mut seen = HashSet::new();
     let mut files = Vec::new();
-    for entry in crate::maps::mappings(pid)?.iter().filter(|m| m.is_file()) {
+    for entry in crate::procfs::maps::mappings(pid)?
+        .iter()
+        .filter(|m| m.is_file())
+    {
         if seen.insert((entry.dev, entry.inode)) {
             files.push(((entry.dev, entry.inode), entry.open_path(pid)));
         }

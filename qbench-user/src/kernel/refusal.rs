@@ -3,8 +3,8 @@
 
 use std::io;
 
-use crate::capabilities::{self, CapSet};
-use crate::loader::os_error_in_chain;
+use crate::host::capabilities::{self, CapSet};
+use crate::kernel::loader::os_error_in_chain;
 
 /// Why tracefs could not be mounted: already mounted (EBUSY) but not readable by this process,
 /// or not mounted and mounting refused.

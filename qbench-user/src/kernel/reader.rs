@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aya::maps::{MapData, RingBuf};
 
-use crate::decode::Event;
+use crate::kernel::decode::Event;
 use crate::tracker::{Tracker, Update};
 
 /// Records applied per wake-up: a target flooding the ring buffer with system calls must not

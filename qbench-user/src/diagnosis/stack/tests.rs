@@ -135,7 +135,7 @@ fn own_blocked_thread_unwinds_through_rust_frames() {
         frame
             .file
             .as_deref()
-            .is_some_and(|f| f.ends_with("stack_tests.rs"))
+            .is_some_and(|f| f.ends_with("stack/tests.rs"))
     );
     assert!(frame.line.is_some());
     assert!(

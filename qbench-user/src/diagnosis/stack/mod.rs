@@ -23,10 +23,8 @@ use framehop::{
 };
 use object::{Object as _, ObjectSection as _, ReadCache};
 
-use crate::{
-    maps::{self, MappedObject, Mapping},
-    memory::Memory,
-};
+use crate::diagnosis::memory::Memory;
+use crate::procfs::maps::{self, MappedObject, Mapping};
 
 /// How much of the stack is read at once from SP: enough for deep C stacks; a frame beyond it
 /// is read word by word.
@@ -400,5 +398,4 @@ fn unwind_module(pid: u32, object: &MappedObject) -> Option<Module<Vec<u8>>> {
 }
 
 #[cfg(test)]
-#[path = "stack_tests.rs"]
 mod tests;

@@ -1,11 +1,11 @@
 //! `qbench-trace --check`: what this host offers and lacks for observing, one line each, and
 //! whether observation would work. [`assess`] is the pure decision over the probed [`Facts`].
 
-use crate::capabilities::{
+use crate::host::capabilities::{
     self, CAP_KILL, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CapSet, Situation, TracefsAccess,
 };
-use crate::features::{self, Facts, Probe};
-use crate::selfprobe::SelfProbe;
+use crate::kernel::features::{self, Facts, Probe};
+use crate::kernel::selfprobe::SelfProbe;
 
 /// The lines to print, and whether observation would work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,5 +248,4 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
 }
 
 #[cfg(test)]
-#[path = "check_tests.rs"]
 mod tests;

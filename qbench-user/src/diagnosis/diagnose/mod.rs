@@ -256,5 +256,4 @@ pub fn evidence(cause: Cause, f: &Facts) -> String {
 }
 
 #[cfg(test)]
-#[path = "diagnose_tests.rs"]
 mod tests;

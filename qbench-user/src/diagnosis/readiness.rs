@@ -170,7 +170,10 @@ pub fn line(pid: u32, comm: &str, s: &Summary) -> String {
     } else {
         format!("an update now would wait for {}", parts.join(", "))
     };
-    format!("pid {pid} ({}): {what}", crate::output::escape(comm))
+    format!(
+        "pid {pid} ({}): {what}",
+        crate::report::output::escape(comm)
+    )
 }
 
 /// 800 ms, 1.5 s, 250 us: three significant digits at most.

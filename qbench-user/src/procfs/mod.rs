@@ -1,5 +1,9 @@
 //! What /proc says about the target's threads: the seed of the thread table at attach (a thread
 //! blocked since before attach emits no event), names, and scheduler states. Parsing is pure.
+//!
+//! This folder holds the /proc parsers: the threads here, the address space in [`maps`].
+
+pub mod maps;
 
 use std::path::PathBuf;
 

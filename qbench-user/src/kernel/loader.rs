@@ -2,7 +2,8 @@
 //!
 //! ```no_run
 //! # use std::num::NonZeroU32;
-//! # use qbench_user::loader::{AttachMode, LoadOptions, Probes, symbols::TargetObjects};
+//! # use qbench_user::kernel::loader::{AttachMode, LoadOptions, Probes};
+//! # use qbench_user::kernel::symbols::TargetObjects;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pid = NonZeroU32::new(1234).unwrap();
 //! let options = LoadOptions { blocking: vec![0, 202], ..LoadOptions::default() }; // read, futex
@@ -17,11 +18,6 @@
 //! build time it is an empty stub, and loading fails with [`LoaderError::NotBuilt`]. Nothing is
 //! pinned: dropping [`Probes`] detaches every link and unloads every program and map.
 
-#[path = "attach.rs"]
-pub mod attach;
-#[path = "symbols.rs"]
-pub mod symbols;
-
 use std::{collections::BTreeMap, fs, io, num::NonZeroU32, path::Path};
 
 use aya::{
@@ -34,9 +30,10 @@ use qbench_common::{
     programs,
 };
 
-use self::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
-use crate::capabilities::{self, CapSet};
-use crate::refusal::{refused_hint, tracefs_message};
+use super::attach;
+use super::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
+use crate::host::capabilities::{self, CapSet};
+use crate::kernel::refusal::{refused_hint, tracefs_message};
 
 /// The eBPF object, or an empty stub (see `build.rs`).
 #[cfg(not(qbench_ebpf_stub))]
@@ -105,7 +102,7 @@ pub enum LoaderError {
         source: io::Error,
     },
     #[error(transparent)]
-    TracepointLayout(#[from] crate::tracepoint_layout::LayoutError),
+    TracepointLayout(#[from] crate::kernel::tracepoint_layout::LayoutError),
     #[error(
         "cannot attach {program} to tracepoint {tracepoint}{}",
         refused_hint(
@@ -132,7 +129,7 @@ pub enum LoaderError {
 }
 
 impl LoaderError {
-    fn program(name: &'static str) -> impl FnOnce(ProgramError) -> Self {
+    pub(super) fn program(name: &'static str) -> impl FnOnce(ProgramError) -> Self {
         move |source| Self::Program {
             name,
             source: Box::new(source),

@@ -14,8 +14,9 @@ use aya::{
 };
 use qbench_common::{programs, tracepoints::Offsets};
 
-use super::{LoaderError, symbols::Location};
-use crate::tracepoint_layout;
+use super::loader::LoaderError;
+use super::symbols::Location;
+use crate::kernel::tracepoint_layout;
 
 /// The tracepoints attached in every mode: `(program, category, event)`.
 pub const TRACEPOINTS: [(&str, &str, &str); 5] = [

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{duration, request_text, span, view_start};
-use crate::output::escape;
+use crate::report::output::escape;
 use crate::syscalls;
 use crate::tracker::{Outcome, Update};
 
@@ -76,7 +76,7 @@ fn svg_title(pid: u32, update: &Update) -> String {
         ),
         (Outcome::Exited(how), _) => format!(
             "{head}: the process {} {} after the request, {threads} threads",
-            crate::output::exit_words(how),
+            crate::report::output::exit_words(how),
             duration(update.end_ns.saturating_sub(update.request_ns)),
         ),
         _ => format!(
@@ -329,5 +329,4 @@ fn legend(s: &mut String, y: f64, end_colour: &str) {
 }
 
 #[cfg(test)]
-#[path = "timeline_tests.rs"]
 mod tests;

@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::capabilities::{CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON};
-use crate::features::Tracefs;
+use crate::host::capabilities::{CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON};
+use crate::kernel::features::Tracefs;
 
 fn host() -> Facts {
     Facts {
@@ -141,7 +141,7 @@ fn each_missing_feature_says_what_it_costs() {
 
 #[test]
 fn missing_capabilities_are_named() {
-    let table: [(&[crate::capabilities::Cap], Option<&str>); 4] = [
+    let table: [(&[crate::host::capabilities::Cap], Option<&str>); 4] = [
         (
             &[],
             Some(

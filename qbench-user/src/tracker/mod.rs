@@ -1,12 +1,14 @@
 //! The observer's pure state machine: decoded events in, one report per update out. No I/O, no
 //! clock: the caller feeds events, the kernel's per-thread snapshot at each request, and ticks
 //! for the timeout, which is what makes it testable without root.
+//!
+//! This folder: the tracker here, and its tests (`tests.rs`), event sequences fed by hand.
 
 use std::collections::BTreeMap;
 
 use qbench_common::{NO_SYSCALL, ThreadState};
 
-use crate::decode::{ArriveSource, Event, RequestSource};
+use crate::kernel::decode::{ArriveSource, Event, RequestSource};
 
 /// The runtime's own helper thread: never a participant.
 pub const RUNTIME_HELPER_COMM: &str = "qbench-helper";
@@ -524,5 +526,4 @@ impl Tracker {
 }
 
 #[cfg(test)]
-#[path = "tracker_tests.rs"]
 mod tests;

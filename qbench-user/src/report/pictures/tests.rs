@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::*;
-use crate::decode::{Event, RequestSource};
+use crate::kernel::decode::{Event, RequestSource};
 use crate::tracker::{ThreadReport, Tracker};
 
 const MS: u64 = 1_000_000;

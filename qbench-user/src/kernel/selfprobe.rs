@@ -172,7 +172,7 @@ mod tests {
             return;
         };
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let new = crate::check::kernel_version(&release).is_some_and(|v| v >= (6, 18));
+        let new = crate::host::check::kernel_version(&release).is_some_and(|v| v >= (6, 18));
         match probe(pmu) {
             SelfProbe::Attached { optimized } => {
                 if cfg!(target_arch = "x86_64") && new {

@@ -1,0 +1,15 @@
+//! The eBPF side as userspace sees it: what loads the programs ([`loader`]), finds where to
+//! attach them in the target ([`symbols`]) and attaches them ([`attach`], with the tracepoint
+//! field offsets of the running kernel from [`tracepoint_layout`]), drains and decodes the ring
+//! buffer ([`reader`], [`decode`]), probes the kernel's features ([`features`], [`selfprobe`]),
+//! and words the kernel's refusals ([`refusal`]).
+
+pub mod attach;
+pub mod decode;
+pub mod features;
+pub mod loader;
+pub mod reader;
+pub mod refusal;
+pub mod selfprobe;
+pub mod symbols;
+pub mod tracepoint_layout;
