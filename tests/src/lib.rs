@@ -2,8 +2,10 @@
 //! target processes, request real updates with real signals, and read the runtime's reports.
 //!
 //! The tests expect the workspace to be built (`cargo xtask test` does it first): the runtime's
-//! libqbench.so and libqbench.a, and the Rust target programs of `workloads/`.
+//! libqbench.so and libqbench.a, and the Rust target programs of `workloads/`. [`observer`] runs
+//! qbench-trace; [`ebpf`] loads the eBPF programs directly through qbench-user's loader.
 
+pub mod ebpf;
 pub mod observer;
 
 use std::io::{BufRead, BufReader, Write};

@@ -379,7 +379,7 @@ fn observes_a_program_without_the_runtime_at_a_named_update_point() {
     let Some(_serial) = privileged() else { return };
     let dir = qbench_tests::TempDir::new();
     let exe = dir.0.join("plain_target");
-    let source = qbench_tests::workspace_root().join("qbench-user/tests/c/plain_target.c");
+    let source = qbench_tests::workspace_root().join("tests/c/plain_target.c");
     let cc = Command::new("cc")
         .args(["-O2", "-pthread", "-rdynamic"])
         .arg(&source)

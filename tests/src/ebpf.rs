@@ -1,6 +1,7 @@
-//! Support of the privileged observer tests: the root check, building C targets, running them,
-//! and reading the event ring buffer into typed events (a decoder of its own, so these tests
-//! check the wire format independently of the observer's).
+//! Support of the tests that load qbench's eBPF programs themselves, through qbench-user's
+//! loader: the root check, building the C targets of `tests/c/`, running them, and reading the
+//! event ring buffer into typed events (a decoder of its own, so these tests check the wire format
+//! independently of the observer's).
 
 use std::{
     io::{BufRead as _, BufReader, Lines, Write as _},
@@ -18,6 +19,8 @@ use qbench_common::{
     EVENT_SYS_ENTER, EVENT_SYS_EXIT, EVENT_THREAD_EXIT, EVENT_THREAD_NEW, EventHeader,
     ReleaseEvent, RequestEvent, SysEnterEvent, SysExitEvent, ThreadEvent,
 };
+
+use crate::{profile_dir, workspace_root};
 
 /// True when the tests may load eBPF programs; otherwise prints why the caller skips.
 pub fn root_or_skip(test: &str) -> bool {
@@ -41,31 +44,25 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// The profile directory the workspace was built into (target/debug): the test executable is
-/// target/debug/deps/NAME.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("profile directory")
-        .to_path_buf()
+/// A C source of `tests/c/`.
+pub fn c_source(file: &str) -> PathBuf {
+    workspace_root().join("tests/c").join(file)
 }
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Compiles `source` with `cc -O2 -pthread` and `extra` arguments into the test scratch dir.
+/// Compiles `source` with `cc -O2 -pthread` and `extra` arguments into the profile directory's
+/// `qbench-c/`.
 /// `-fcf-protection=none`: a function starting with `endbr64` costs 25 times more to probe.
 /// Built under a unique name, then renamed: tests running at once may build the same program,
 /// and executing a file another `cc` is still writing fails with ETXTBSY.
-pub fn build_c(source: &Path, name: &str, extra: &[&str]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+pub fn compile_c(source: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let dir = profile_dir().join("qbench-c");
+    std::fs::create_dir_all(&dir).expect("create output directory");
     let exe = dir.join(name);
-    let tmp = dir.join(format!("{name}.{:?}.tmp", thread::current().id()));
+    let tmp = dir.join(format!(
+        "{name}.{}.{:?}.tmp",
+        std::process::id(),
+        thread::current().id()
+    ));
     let status = Command::new("cc")
         .args([
             "-O2",
@@ -87,6 +84,7 @@ pub fn build_c(source: &Path, name: &str, extra: &[&str]) -> PathBuf {
 }
 
 /// A running target program, killed when dropped.
+#[derive(Debug)]
 pub struct Target {
     pub child: Child,
     pub stdin: ChildStdin,

@@ -29,7 +29,7 @@ fn skip_unless_root(test: &str) -> bool {
 }
 
 fn sources() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c")
+    qbench_tests::workspace_root().join("tests/c")
 }
 
 /// The line of `file` that carries the marker `line:NAME`.

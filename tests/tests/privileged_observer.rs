@@ -2,16 +2,16 @@
 //! update requested with a real signal, and the exact events, thread states, window and loss
 //! counts checked. Needs root; each test says it is skipped, and why, otherwise.
 
-mod support;
-
-use std::{collections::BTreeSet, path::Path, thread, time::Duration};
+use std::{collections::BTreeSet, thread, time::Duration};
 
 use qbench_common::{
     MISS_RINGBUF_FULL, SOURCE_POINT, SOURCE_RUNTIME, SOURCE_SIGNAL, SysEnterEvent, SysExitEvent,
 };
+use qbench_tests::ebpf::{
+    Event, Target, blocking_syscalls, c_source, chain, compile_c, read_events, root_or_skip,
+};
 use qbench_user::kernel::loader::{AttachMode, LoadOptions, Probes};
 use qbench_user::kernel::symbols::TargetObjects;
-use support::{Event, Target, blocking_syscalls, build_c, chain, read_events, root_or_skip};
 
 const SIGUSR2: u32 = 12;
 const SYS_READ: i64 = 0;
@@ -38,16 +38,16 @@ fn observe(target: &Target, points: &[&str], events_bytes: Option<u32>) -> (Prob
 
 /// `workloads/c/situations.c` linked to the runtime's libqbench.so of this build.
 fn build_situations() -> std::path::PathBuf {
-    let lib_dir = support::profile_dir();
+    let lib_dir = qbench_tests::profile_dir();
     assert!(
         lib_dir.join("libqbench.so").exists(),
         "{} has no libqbench.so: build the workspace first (`cargo xtask test` does)",
         lib_dir.display()
     );
-    let root = support::workspace_root();
+    let root = qbench_tests::workspace_root();
     let include = root.join("qbench-runtime/include");
     let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    build_c(
+    compile_c(
         &root.join("workloads/c/situations.c"),
         "situations",
         &[
@@ -62,8 +62,7 @@ fn build_situations() -> std::path::PathBuf {
 }
 
 fn build_plain_target() -> std::path::PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/plain_target.c");
-    build_c(&source, "plain_target", &["-rdynamic"])
+    compile_c(&c_source("plain_target.c"), "plain_target", &["-rdynamic"])
 }
 
 #[test]
