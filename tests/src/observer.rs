@@ -1,13 +1,13 @@
 //! Support for the tests that run qbench-trace: root check and serialization, running it to
 //! completion, and reading its JSON reports.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::artifact;
+use crate::{Linkage, Target, artifact, build_c};
 
 /// One qbench-trace test at a time within a test binary: tests that count the kernel's loaded
 /// programs must not see another test's, and the 2-core machines run one observer well. None,
@@ -26,15 +26,28 @@ pub fn privileged() -> Option<MutexGuard<'static, ()>> {
 
 /// Runs qbench-trace with `args` to completion (at most 60 s).
 pub fn trace(args: &[&str]) -> Output {
-    let mut child = Command::new(artifact("qbench-trace"))
+    finish(
+        spawn_trace(args),
+        Duration::from_secs(60),
+        "qbench-trace did not finish",
+    )
+}
+
+/// Starts qbench-trace with `args`, its output piped, and returns at once.
+pub fn spawn_trace(args: &[&str]) -> Child {
+    Command::new(artifact("qbench-trace"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start qbench-trace");
-    let deadline = Instant::now() + Duration::from_secs(60);
+        .expect("start qbench-trace")
+}
+
+/// Waits (at most `timeout`, else fails with `late`) until `child` exits, and returns its output.
+pub fn finish(mut child: Child, timeout: Duration, late: &str) -> Output {
+    let deadline = Instant::now() + timeout;
     while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "qbench-trace did not finish");
+        assert!(Instant::now() < deadline, "{late}");
         std::thread::sleep(Duration::from_millis(10));
     }
     child.wait_with_output().expect("output")
@@ -56,4 +69,38 @@ pub fn thread<'a>(report: &'a Value, comm: &str) -> &'a Value {
         .iter()
         .find(|t| t["comm"] == comm)
         .unwrap_or_else(|| panic!("no thread {comm} in {report}"))
+}
+
+/// `workloads/c/situations.c`, linked to libqbench.so, running `kinds` with `env`.
+pub fn situations(kinds: &[&str], env: &[(&str, &str)]) -> Target {
+    Target::start(&build_c("situations", Linkage::Dynamic), kinds, env)
+}
+
+/// Runs qbench-trace on `target` with `--request` and `args` to completion.
+pub fn request(target: &Target, args: &[&str]) -> Output {
+    let pid = target.pid.to_string();
+    let mut all = vec!["--pid", pid.as_str(), "--request"];
+    all.extend_from_slice(args);
+    trace(&all)
+}
+
+/// Asserts qbench-trace's exit status, with its stderr when it differs.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first JSON report qbench-trace printed; fails, with what it printed, when there is none.
+pub fn first_report(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().next().unwrap_or("")).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}): {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

@@ -4,39 +4,25 @@
 
 use std::time::Duration;
 
-use qbench_tests::observer::{privileged, thread, trace};
-use qbench_tests::{Linkage, Target, build_c};
+use qbench_tests::Target;
+use qbench_tests::observer::{assert_exit, first_report, privileged, request, situations, thread};
 use serde_json::Value;
+
+/// The situations program running `kinds`, its own update timeout well beyond the observer's.
+fn start(kinds: &[&str]) -> Target {
+    situations(kinds, &[("QBENCH_TIMEOUT_MS", "3000")])
+}
 
 /// Runs the kinds, requests one update (DNQ after 300 ms unless it quiesces), and returns the
 /// target and the observer's JSON report.
 fn observe(kinds: &[&str], wait_blocked: bool) -> (Target, Value) {
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
-        kinds,
-        &[("QBENCH_TIMEOUT_MS", "3000")],
-    );
+    let target = start(kinds);
     if wait_blocked {
         target.wait_blocked();
     } else {
         std::thread::sleep(Duration::from_millis(300));
     }
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-        "--json",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value =
-        serde_json::from_str(stdout.lines().next().unwrap_or("")).unwrap_or_else(|e| {
-            panic!(
-                "no report ({e}): {stdout} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let report = first_report(&request(&target, &["--timeout", "300ms", "--json"]));
     (target, report)
 }
 
@@ -214,30 +200,17 @@ fn uninterruptible_names_the_wait_channel() {
 #[test]
 fn stopped_threads_are_said_to_be_stopped() {
     let Some(_serial) = privileged() else { return };
-    let target = Target::start(&build_c("situations", Linkage::Dynamic), &["read:1"], &[]);
+    let target = situations(&["read:1"], &[]);
     target.wait_blocked();
     // SAFETY: plain kill(2) of the target this test started.
     assert_eq!(unsafe { libc::kill(target.pid, libc::SIGSTOP) }, 0);
     while qbench_tests::thread_state(target.pid, target.pid) != Some('T') {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-        "--json",
-    ]);
+    let out = request(&target, &["--timeout", "300ms", "--json"]);
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(target.pid, libc::SIGCONT) }, 0);
-    let report: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or(""),
-    )
-    .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let report = first_report(&out);
     assert_eq!(report["outcome"], "dnq", "{report}");
     for comm in ["read", "situations-dyn"] {
         let d = diagnosis(&report, comm);
@@ -292,19 +265,9 @@ fn the_last_thread_to_arrive_is_explained_too() {
 #[test]
 fn the_human_report_says_why() {
     let Some(_serial) = privileged() else { return };
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
-        &["read:1", "stuckread:1"],
-        &[("QBENCH_TIMEOUT_MS", "3000")],
-    );
+    let target = start(&["read:1", "stuckread:1"]);
     target.wait_blocked();
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-    ]);
+    let out = request(&target, &["--timeout", "300ms"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let why = text
         .lines()
@@ -333,7 +296,11 @@ fn a_deleted_executable_still_gets_a_report_with_what_could_be_had() {
     let Some(_serial) = privileged() else { return };
     let dir = qbench_tests::TempDir::new();
     let exe = dir.0.join("situations-deleted");
-    std::fs::copy(build_c("situations", Linkage::Dynamic), &exe).expect("copy");
+    std::fs::copy(
+        qbench_tests::build_c("situations", qbench_tests::Linkage::Dynamic),
+        &exe,
+    )
+    .expect("copy");
     let target = Target::start(
         &exe,
         &["read:1", "stuckread:1"],
@@ -341,20 +308,8 @@ fn a_deleted_executable_still_gets_a_report_with_what_could_be_had() {
     );
     target.wait_blocked();
     std::fs::remove_file(&exe).expect("delete the executable");
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = request(&target, &["--timeout", "300ms", "--json"]);
+    assert_exit(&out, 3);
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
     let d = diagnosis(&report, "stuckread");
     assert_eq!(d["cause"], "io_blocked", "{d}");
@@ -366,30 +321,13 @@ fn a_deleted_executable_still_gets_a_report_with_what_could_be_had() {
 fn a_hostile_thread_name_cannot_reach_the_terminal_raw() {
     let Some(_serial) = privileged() else { return };
     // The thread names itself "\x1b[2Jevil": an escape sequence that would clear the screen.
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
-        &["read:1", "hostile:1"],
-        &[("QBENCH_TIMEOUT_MS", "3000")],
-    );
+    let target = start(&["read:1", "hostile:1"]);
     target.wait_blocked();
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-    ]);
+    let out = request(&target, &["--timeout", "300ms"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains('\u{1b}'), "raw escape in {text:?}");
     assert!(text.contains("\\x1b[2Jevil"), "{text}");
-    let json = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-        "--json",
-    ]);
+    let json = request(&target, &["--timeout", "300ms", "--json"]);
     let report: Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert!(
         report["threads"]

@@ -4,12 +4,16 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qbench_tests::observer::{json_lines, privileged, thread, trace};
-use qbench_tests::{Linkage, Report, Target, artifact, build_c};
+use qbench_tests::ebpf::{c_source, compile_c};
+use qbench_tests::observer::{
+    assert_exit, finish, json_lines, privileged, request, spawn_trace, thread, trace,
+};
+use qbench_tests::{Report, Target};
 use serde_json::Value;
 
+/// The situations program running `args`, once all its threads are blocked.
 fn situations(args: &[&str], env: &[(&str, &str)]) -> Target {
-    let target = Target::start(&build_c("situations", Linkage::Dynamic), args, env);
+    let target = qbench_tests::observer::situations(args, env);
     target.wait_blocked();
     target
 }
@@ -26,14 +30,8 @@ fn fd_kind(pid: i32, fd: &Value) -> String {
 fn measures_the_same_updates_as_the_runtime_and_orders_both() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:2", "accept:1", "condwait:1", "sleep:1"], &[]);
-    let pid = target.pid.to_string();
-    let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = request(&target, &["--count", "3", "--json"]);
+    assert_exit(&out, 0);
     let observed = json_lines(&out);
     let reported: Vec<Report> = target.wait_reports(3, Duration::from_secs(10));
     assert_eq!(observed.len(), 3);
@@ -77,14 +75,8 @@ fn stuck(kind: &str) -> (Target, Value) {
         &["read:1", &format!("{kind}:1")],
         &[("QBENCH_TIMEOUT_MS", "2000")],
     );
-    let pid = target.pid.to_string();
-    let out = trace(&["--pid", &pid, "--request", "--timeout", "300ms", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "exit 3 for a DNQ; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = request(&target, &["--timeout", "300ms", "--json"]);
+    assert_exit(&out, 3);
     let updates = json_lines(&out);
     assert_eq!(updates.len(), 1);
     let update = updates[0].clone();
@@ -149,13 +141,7 @@ fn names_a_thread_stuck_in_sleep() {
 fn the_human_report_has_a_summary_and_a_header_row() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1", "stuckread:1"], &[("QBENCH_TIMEOUT_MS", "2000")]);
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "200ms",
-    ]);
+    let out = request(&target, &["--timeout", "200ms"]);
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
@@ -186,21 +172,14 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
     let Some(_serial) = privileged() else { return };
     // The spinning thread makes system calls as fast as it can while the window stays open
     // (it never arrives); a one-page ring buffer that nobody drains fast enough overflows.
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
+    let target = qbench_tests::observer::situations(
         &["read:1", "spin:1", "stuckread:1"],
         &[("QBENCH_TIMEOUT_MS", "2000")],
     );
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-        "--json",
-        "--ring-bytes",
-        "4096",
-    ]);
+    let out = request(
+        &target,
+        &["--timeout", "300ms", "--json", "--ring-bytes", "4096"],
+    );
     assert_eq!(out.status.code(), Some(3));
     let update = &json_lines(&out)[0];
     let lost = update["lost_events"].as_u64().expect("lost_events");
@@ -272,23 +251,14 @@ fn a_program_without_update_points_is_refused_with_a_hint() {
 fn the_target_exiting_ends_the_observation_cleanly() {
     let Some(_serial) = privileged() else { return };
     let mut target = situations(&["read:1"], &[]);
-    let mut child = Command::new(artifact("qbench-trace"))
-        .args(["--pid", &target.pid.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
+    let child = spawn_trace(&["--pid", &target.pid.to_string()]);
     std::thread::sleep(Duration::from_millis(700));
     target.send("q");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "qbench-trace did not notice the exit"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = finish(
+        child,
+        Duration::from_secs(10),
+        "qbench-trace did not notice the exit",
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -301,7 +271,7 @@ fn killing_the_observer_leaves_the_target_running_and_no_programs_behind() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1", "condwait:1"], &[]);
     let before = qbench_programs();
-    let mut child = Command::new(artifact("qbench-trace"))
+    let mut child = Command::new(qbench_tests::artifact("qbench-trace"))
         .args(["--pid", &target.pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -342,29 +312,14 @@ fn wait_unloaded(ours: &std::collections::BTreeSet<u32>) {
 fn a_child_process_forked_during_observation_is_not_a_thread() {
     let Some(_serial) = privileged() else { return };
     let mut target = situations(&["read:2"], &[]);
-    let mut child = Command::new(artifact("qbench-trace"))
-        .args(["--pid", &target.pid.to_string(), "--count", "1", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
+    let child = spawn_trace(&["--pid", &target.pid.to_string(), "--count", "1", "--json"]);
     std::thread::sleep(Duration::from_millis(700));
     // The target forks a child (which runs its own update and exits), then gets a request.
     target.send("f");
     assert!(target.read_line().starts_with("child "));
     target.request(libc::SIGUSR2);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "no report");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = finish(child, Duration::from_secs(10), "no report");
+    assert_exit(&out, 0);
     let update = &json_lines(&out)[0];
     assert_eq!(update["outcome"], "quiesced", "{update}");
     assert_eq!(
@@ -377,32 +332,11 @@ fn a_child_process_forked_during_observation_is_not_a_thread() {
 #[test]
 fn observes_a_program_without_the_runtime_at_a_named_update_point() {
     let Some(_serial) = privileged() else { return };
-    let dir = qbench_tests::TempDir::new();
-    let exe = dir.0.join("plain_target");
-    let source = qbench_tests::workspace_root().join("tests/c/plain_target.c");
-    let cc = Command::new("cc")
-        .args(["-O2", "-pthread", "-rdynamic"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&exe)
-        .status()
-        .expect("cc");
-    assert!(cc.success());
-    let mut target = Command::new(&exe)
-        .arg("points")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start plain_target");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(target.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("ready");
-    assert_eq!(line.trim(), "ready");
+    let exe = compile_c(&c_source("plain_target.c"), "plain_target", &["-rdynamic"]);
+    let mut target = qbench_tests::ebpf::Target::spawn(&exe, &["points"]);
+    assert_eq!(target.line(), "ready");
     std::thread::sleep(Duration::from_millis(100));
-    let pid = target.id().to_string();
+    let pid = target.pid().to_string();
     let out = trace(&[
         "--pid",
         &pid,
@@ -413,14 +347,8 @@ fn observes_a_program_without_the_runtime_at_a_named_update_point() {
         "2",
         "--json",
     ]);
-    let _ = target.kill();
-    let _ = target.wait();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    drop(target);
+    assert_exit(&out, 0);
     let updates = json_lines(&out);
     assert_eq!(updates.len(), 2);
     for (n, u) in updates.iter().enumerate() {
@@ -437,12 +365,7 @@ fn ctrl_c_detaches_cleanly() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1"], &[]);
     let before = qbench_programs();
-    let child = Command::new(artifact("qbench-trace"))
-        .args(["--pid", &target.pid.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
+    let child = spawn_trace(&["--pid", &target.pid.to_string()]);
     std::thread::sleep(Duration::from_millis(700));
     let ours: std::collections::BTreeSet<u32> =
         qbench_programs().difference(&before).copied().collect();
@@ -450,19 +373,14 @@ fn ctrl_c_detaches_cleanly() {
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().expect("output");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     wait_unloaded(&ours);
 }
 
 #[test]
 fn without_privileges_it_names_the_missing_capabilities() {
     let Some(_serial) = privileged() else { return };
-    let trace = artifact("qbench-trace");
+    let trace = qbench_tests::artifact("qbench-trace");
     // Run as nobody, with no capabilities; the binary must be reachable by that user.
     let probe = Command::new("setpriv")
         .args([
@@ -514,13 +432,8 @@ fn without_privileges_it_names_the_missing_capabilities() {
 fn a_thread_the_runtime_does_not_know_is_reported_as_not_participating() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:2", "outsider:1"], &[]);
-    let out = trace(&["--pid", &target.pid.to_string(), "--request", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = request(&target, &["--json"]);
+    assert_exit(&out, 0);
     let update = &json_lines(&out)[0];
     // The runtime quiesced without the outsider, and said so at its release anchor.
     assert_eq!(update["outcome"], "quiesced", "{update}");

@@ -5,8 +5,8 @@
 
 use std::process::Command;
 
-use qbench_tests::observer::{privileged, trace};
-use qbench_tests::{Linkage, Target, TempDir, build_c};
+use qbench_tests::TempDir;
+use qbench_tests::observer::{assert_exit, privileged, request, situations};
 use serde_json::Value;
 
 /// The fields the Trace Event Format requires of each phase: every event has `name`, `ph`,
@@ -57,31 +57,23 @@ fn svg_attr(svg: &str, attr: &str) -> u32 {
 #[test]
 fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
     let Some(_serial) = privileged() else { return };
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
-        &["read:1", "stuckread:1"],
-        &[("QBENCH_TIMEOUT_MS", "2000")],
-    );
+    let target = situations(&["read:1", "stuckread:1"], &[("QBENCH_TIMEOUT_MS", "2000")]);
     target.wait_blocked();
     let dir = TempDir::new();
     let (trace_path, svg_path) = (dir.0.join("update.json"), dir.0.join("update.svg"));
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--timeout",
-        "300ms",
-        "--trace-out",
-        trace_path.to_str().expect("utf-8 path"),
-        "--svg",
-        svg_path.to_str().expect("utf-8 path"),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "exit 3 for a DNQ; stderr: {stderr}"
+    let out = request(
+        &target,
+        &[
+            "--timeout",
+            "300ms",
+            "--trace-out",
+            trace_path.to_str().expect("utf-8 path"),
+            "--svg",
+            svg_path.to_str().expect("utf-8 path"),
+        ],
     );
+    assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("cannot write"), "{stderr}");
 
     let doc: Value =
@@ -139,27 +131,23 @@ fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
 fn dev_null_stays_a_device_and_a_linked_picture_keeps_its_link() {
     use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     let Some(_serial) = privileged() else { return };
-    let target = Target::start(&build_c("situations", Linkage::Dynamic), &["read:2"], &[]);
+    let target = situations(&["read:2"], &[]);
     target.wait_blocked();
     let dir = TempDir::new();
     let (real, link) = (dir.0.join("real.svg"), dir.0.join("link.svg"));
     std::fs::write(&real, "old").expect("write");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
-    let out = trace(&[
-        "--pid",
-        &target.pid.to_string(),
-        "--request",
-        "--trace-out",
-        "/dev/null",
-        "--svg",
-        link.to_str().expect("utf-8 path"),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "a quiesced update; stderr: {stderr}"
+    let out = request(
+        &target,
+        &[
+            "--trace-out",
+            "/dev/null",
+            "--svg",
+            link.to_str().expect("utf-8 path"),
+        ],
     );
+    assert_exit(&out, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("cannot write"), "{stderr}");
     let null = std::fs::symlink_metadata("/dev/null").expect("/dev/null");
     assert!(null.file_type().is_char_device(), "/dev/null was replaced");

@@ -2,11 +2,12 @@
 //! does not catch it (its default action would kill it), never to the program a target executed
 //! after attach, never to another process. Skipped, with the reason printed, when not root.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qbench_tests::observer::{privileged, trace};
-use qbench_tests::{Linkage, Target, build_c};
+use qbench_tests::observer::{
+    assert_exit, finish, json_lines, privileged, request, situations, spawn_trace, thread, trace,
+};
 
 /// A process without the runtime, and a libqbench process whose update signal is SIGUSR1: a
 /// SIGUSR2 would kill either. Both are refused before anything is loaded and both live on.
@@ -33,11 +34,7 @@ fn a_target_that_does_not_catch_the_signal_is_not_sent_it() {
     sleeper.kill().expect("kill sleep");
     let _ = sleeper.wait();
 
-    let mut target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
-        &["read:1"],
-        &[("QBENCH_SIGNAL", "SIGUSR1")],
-    );
+    let mut target = situations(&["read:1"], &[("QBENCH_SIGNAL", "SIGUSR1")]);
     let pid = target.pid.to_string();
     let out = trace(&["--pid", &pid, "--request"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -50,13 +47,8 @@ fn a_target_that_does_not_catch_the_signal_is_not_sent_it() {
     );
     assert!(target.is_running(), "the target was killed");
     // Its own signal is caught: the update is requested and quiesces.
-    let out = trace(&["--pid", &pid, "--request", "--signal", "USR1", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = request(&target, &["--signal", "USR1", "--json"]);
+    assert_exit(&out, 0);
     assert!(target.is_running());
 }
 
@@ -66,14 +58,9 @@ fn a_target_that_does_not_catch_the_signal_is_not_sent_it() {
 #[test]
 fn a_target_that_executes_another_program_is_not_signalled_again() {
     let Some(_serial) = privileged() else { return };
-    let mut target = Target::start(&build_c("situations", Linkage::Dynamic), &["read:1"], &[]);
+    let mut target = situations(&["read:1"], &[]);
     let pid = target.pid.to_string();
-    let mut observer = Command::new(qbench_tests::artifact("qbench-trace"))
-        .args(["--pid", &pid, "--request", "--count", "1000", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start qbench-trace");
+    let observer = spawn_trace(&["--pid", &pid, "--request", "--count", "1000", "--json"]);
     // Let a few updates through, then exec.
     let reports = target.report_path.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -82,12 +69,11 @@ fn a_target_that_executes_another_program_is_not_signalled_again() {
         std::thread::sleep(Duration::from_millis(10));
     }
     target.send("x");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while observer.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "qbench-trace did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = observer.wait_with_output().expect("output");
+    let out = finish(
+        observer,
+        Duration::from_secs(30),
+        "qbench-trace did not stop",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
@@ -106,16 +92,10 @@ fn a_target_that_executes_another_program_is_not_signalled_again() {
 #[test]
 fn names_that_are_not_utf8_are_threads_like_any_other() {
     let Some(_serial) = privileged() else { return };
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
-        &["badname:1", "read:1"],
-        &[],
-    );
-    let pid = target.pid.to_string();
-    let out = trace(&["--pid", &pid, "--request", "--json"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let reports = qbench_tests::observer::json_lines(&out);
+    let target = situations(&["badname:1", "read:1"], &[]);
+    let out = request(&target, &["--json"]);
+    assert_exit(&out, 0);
+    let reports = json_lines(&out);
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
     let mut names: Vec<&str> = reports[0]["threads"]
@@ -127,13 +107,10 @@ fn names_that_are_not_utf8_are_threads_like_any_other() {
     names.sort_unstable();
     assert_eq!(names, ["\\xff\\xfe bad\\\\", "\\xffmain", "read"]);
     for comm in ["\\xff\\xfe bad\\\\", "\\xffmain"] {
-        assert_eq!(
-            qbench_tests::observer::thread(&reports[0], comm)["state"],
-            "arrived"
-        );
+        assert_eq!(thread(&reports[0], comm)["state"], "arrived");
     }
     // The human report names them the same way, with nothing raw reaching the terminal.
-    let out = trace(&["--pid", &pid, "--request"]);
+    let out = request(&target, &[]);
     let stdout = String::from_utf8(out.stdout).expect("the report is UTF-8");
     assert!(
         stdout.contains("\\xff\\xfe bad\\\\") && stdout.contains("\\xffmain"),
@@ -154,18 +131,16 @@ fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
         odd.join("libqbench.so.0"),
     )
     .expect("copy");
-    let program = build_c("situations", Linkage::Dynamic);
     let library_path = odd.to_str().expect("utf-8").to_owned();
-    let target = Target::start(&program, &["read:2"], &[("LD_LIBRARY_PATH", &library_path)]);
+    let target = situations(&["read:2"], &[("LD_LIBRARY_PATH", &library_path)]);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
     assert!(
         maps.contains("lib dir\\012with newline/libqbench.so.0"),
         "{maps}"
     );
-    let out = trace(&["--pid", &target.pid.to_string(), "--request", "--json"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let reports = qbench_tests::observer::json_lines(&out);
+    let out = request(&target, &["--json"]);
+    assert_exit(&out, 0);
+    let reports = json_lines(&out);
     assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
     assert_eq!(reports[0]["threads"].as_array().expect("threads").len(), 3);
 }
@@ -175,26 +150,21 @@ fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
 #[test]
 fn a_target_that_dies_during_an_update_is_reported_as_exited() {
     let Some(_serial) = privileged() else { return };
-    let target = Target::start(
-        &build_c("situations", Linkage::Dynamic),
+    let target = situations(
         &["read:1", "stuckread:1"],
         &[("QBENCH_TIMEOUT_MS", "60000")],
     );
     target.wait_blocked();
     let pid = target.pid;
-    let observer = Command::new(qbench_tests::artifact("qbench-trace"))
-        .args([
-            "--pid",
-            &pid.to_string(),
-            "--request",
-            "--timeout",
-            "30s",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start qbench-trace");
+    let pid_text = pid.to_string();
+    let observer = spawn_trace(&[
+        "--pid",
+        &pid_text,
+        "--request",
+        "--timeout",
+        "30s",
+        "--json",
+    ]);
     // The update is pending once the reader has parked and stuckread has not.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall"))
@@ -215,7 +185,7 @@ fn a_target_that_dies_during_an_update_is_reported_as_exited() {
         )),
         "{stderr}"
     );
-    let reports = qbench_tests::observer::json_lines(&out);
+    let reports = json_lines(&out);
     assert_eq!(reports.len(), 1, "{reports:?}");
     let report = &reports[0];
     assert_eq!(report["outcome"], "exited", "{report}");
