@@ -198,6 +198,30 @@ impl Event {
         }
     }
 
+    /// The request, if this is one.
+    pub fn request(&self) -> Option<RequestEvent> {
+        match self {
+            Self::Request(e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// The arrival, if this is one.
+    pub fn arrive(&self) -> Option<ArriveEvent> {
+        match self {
+            Self::Arrive(e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// The departure, if this is one.
+    pub fn depart(&self) -> Option<DepartEvent> {
+        match self {
+            Self::Depart(e) => Some(*e),
+            _ => None,
+        }
+    }
+
     /// Decodes one ring-buffer record; panics on a malformed one (a wire-format bug).
     pub fn decode(bytes: &[u8]) -> Self {
         fn read<T: Copy>(bytes: &[u8]) -> T {

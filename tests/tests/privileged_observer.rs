@@ -115,16 +115,7 @@ fn runtime_target_streams_one_request_and_every_arrival_and_departure() {
     target.kill(12);
     let events = read_events(&mut ring, Duration::from_millis(500));
 
-    let requests: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Request(r) = e {
-                Some(*r)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let requests: Vec<_> = events.iter().filter_map(Event::request).collect();
     assert_eq!(requests.len(), 1, "one request: {requests:?}");
     let request = requests[0];
     assert_eq!(
@@ -140,16 +131,7 @@ fn runtime_target_streams_one_request_and_every_arrival_and_departure() {
     assert_eq!(request.sender_tgid, std::process::id(), "sent by this test");
 
     let threads: BTreeSet<u32> = target.tids().into_iter().collect();
-    let arrivals: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Arrive(a) = e {
-                Some(*a)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let arrivals: Vec<_> = events.iter().filter_map(Event::arrive).collect();
     assert_eq!(arrivals.len(), 4, "main and 3 workers arrive: {arrivals:?}");
     let arrived: BTreeSet<u32> = arrivals.iter().map(|a| a.header.tid).collect();
     assert_eq!(arrived.len(), 4, "4 distinct threads: {arrivals:?}");
@@ -167,13 +149,7 @@ fn runtime_target_streams_one_request_and_every_arrival_and_departure() {
 
     let departed: BTreeSet<u32> = events
         .iter()
-        .filter_map(|e| {
-            if let Event::Depart(d) = e {
-                Some(d.header.tid)
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| e.depart().map(|d| d.header.tid))
         .collect();
     assert_eq!(departed, arrived, "every parked thread is released once");
     let departures = events
@@ -236,16 +212,7 @@ fn plain_target_reports_each_threads_first_arrival_per_window() {
             .filter(|e| matches!(e, Event::Request(_)))
             .count();
         assert_eq!(requests, 1, "window {window_seq}: {events:?}");
-        let arrivals: Vec<_> = events
-            .iter()
-            .filter_map(|e| {
-                if let Event::Arrive(a) = e {
-                    Some(*a)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let arrivals: Vec<_> = events.iter().filter_map(Event::arrive).collect();
         let arrived: BTreeSet<u32> = arrivals.iter().map(|a| a.header.tid).collect();
         assert_eq!(
             arrived, threads,

@@ -383,15 +383,9 @@ fn stripped_target_degrades_to_addresses() {
     );
 }
 
-#[test]
-fn deleted_executable_still_symbolizes() {
-    if skip_unless_root("deleted_executable_still_symbolizes") {
-        return;
-    }
-    let copy = built().join("stack_target.deleted");
-    std::fs::copy(built().join("stack_target"), &copy).expect("copy target");
-    let target = Target::run(&mut Command::new(&copy));
-    std::fs::remove_file(&copy).expect("delete the executable");
+/// The condition-waiting thread of `target` unwinds to `wait_for_work` at its line, and the
+/// flag it waits on is named.
+fn assert_waits_for_work(target: &Target) {
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
     let stack = stack::user_stack(target.pid, cond);
     let line = marked_line("stack_target.c", "wait_for_work");
@@ -406,6 +400,18 @@ fn deleted_executable_still_symbolizes() {
         stack::data_symbol(target.pid, target.work_ready),
         Some(("work_ready".to_owned(), 0))
     );
+}
+
+#[test]
+fn deleted_executable_still_symbolizes() {
+    if skip_unless_root("deleted_executable_still_symbolizes") {
+        return;
+    }
+    let copy = built().join("stack_target.deleted");
+    std::fs::copy(built().join("stack_target"), &copy).expect("copy target");
+    let target = Target::run(&mut Command::new(&copy));
+    std::fs::remove_file(&copy).expect("delete the executable");
+    assert_waits_for_work(&target);
 }
 
 #[test]
@@ -448,18 +454,5 @@ fn target_in_other_mount_and_pid_namespaces_symbolizes() {
         !inside.join("stack_target").exists(),
         "the path exists only inside"
     );
-    let (cond, _) = target.blocked("cond", SYS_FUTEX);
-    let stack = stack::user_stack(target.pid, cond);
-    let line = marked_line("stack_target.c", "wait_for_work");
-    assert_frames(
-        &stack,
-        &[
-            want("pthread_cond_wait"),
-            want_at("wait_for_work", "stack_target.c", line),
-        ],
-    );
-    assert_eq!(
-        stack::data_symbol(target.pid, target.work_ready),
-        Some(("work_ready".to_owned(), 0))
-    );
+    assert_waits_for_work(&target);
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qbench_tests::observer::{json_lines, privileged, trace};
+use qbench_tests::observer::{finish, json_lines, privileged, trace};
 use qbench_tests::{Linkage, Target, TempDir, artifact, build_c, read_reports};
 
 /// The README's list, as setpriv spells it.
@@ -43,7 +43,7 @@ fn as_nobody(caps: &[&str]) -> Vec<String> {
 
 /// Runs qbench-trace as uid 65534 with `caps`, to completion (at most 60 s).
 fn trace_as_nobody(caps: &[&str], args: &[&str]) -> Output {
-    let mut child = Command::new(SETPRIV)
+    let child = Command::new(SETPRIV)
         .args(as_nobody(caps))
         .arg(artifact("qbench-trace"))
         .args(args)
@@ -51,12 +51,11 @@ fn trace_as_nobody(caps: &[&str], args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start setpriv");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "qbench-trace did not finish");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
+    finish(
+        child,
+        Duration::from_secs(60),
+        "qbench-trace did not finish",
+    )
 }
 
 /// `situations read:2` running as uid 65534, reporting to a file that user may write.
