@@ -27,6 +27,56 @@ fn arrive(tid: u32, ts_ns: u64) -> Event {
     }
 }
 
+fn enter(tid: u32, ts_ns: u64, nr: i64, args: [u64; 6]) -> Event {
+    Event::SysEnter {
+        tid,
+        ts_ns,
+        nr,
+        args,
+    }
+}
+
+fn exit(tid: u32, ts_ns: u64, nr: i64, ret: i64) -> Event {
+    Event::SysExit {
+        tid,
+        ts_ns,
+        nr,
+        ret,
+    }
+}
+
+fn depart(tid: u32, ts_ns: u64) -> Event {
+    Event::Depart { tid, ts_ns, seq: 1 }
+}
+
+fn thread_exit(tid: u32, ts_ns: u64) -> Event {
+    Event::ThreadExit { tid, ts_ns }
+}
+
+/// The runtime's helper (103) releasing update 1.
+fn release(ts_ns: u64, quiesced: bool, threads: u32) -> Event {
+    Event::Release {
+        tid: 103,
+        ts_ns,
+        seq: 1,
+        quiesced,
+        threads,
+    }
+}
+
+fn blocked(nr: i64, args: [u64; 6], since_ns: Option<u64>) -> Option<Blocked> {
+    Some(Blocked { nr, args, since_ns })
+}
+
+/// The report of thread `tid` in `update`.
+fn thread(update: &Update, tid: u32) -> &ThreadReport {
+    update
+        .threads
+        .iter()
+        .find(|t| t.tid == tid)
+        .unwrap_or_else(|| panic!("no thread {tid}"))
+}
+
 /// main (100) blocked in read on stdin, two workers, and the runtime's helper.
 fn tracker() -> Tracker {
     let mut t = Tracker::new(1000 * MS);
@@ -78,12 +128,7 @@ fn the_timeout_ends_a_window_as_dnq_naming_missing_threads_first() {
     let mut t = tracker();
     t.on_event(request(1000));
     t.on_event(arrive(100, 1200));
-    t.on_event(Event::SysEnter {
-        tid: 102,
-        ts_ns: 1300,
-        nr: 202,
-        args: [0xabc, 128, 0, 0, 0, 0],
-    });
+    t.on_event(enter(102, 1300, 202, [0xabc, 128, 0, 0, 0, 0]));
     assert_eq!(t.on_tick(1000 + 999 * MS), None);
     let update = t.on_tick(1000 + 1000 * MS).expect("timed out");
     assert_eq!(update.outcome, Outcome::Dnq);
@@ -100,11 +145,7 @@ fn the_timeout_ends_a_window_as_dnq_naming_missing_threads_first() {
     );
     assert_eq!(
         update.threads[1].blocked,
-        Some(Blocked {
-            nr: 202,
-            args: [0xabc, 128, 0, 0, 0, 0],
-            since_ns: Some(1300)
-        })
+        blocked(202, [0xabc, 128, 0, 0, 0, 0], Some(1300))
     );
     assert_eq!(update.threads[2].tid, 100);
     assert_eq!(t.on_tick(u64::MAX), None, "nothing left open");
@@ -116,27 +157,14 @@ fn the_runtime_releasing_before_everyone_arrived_is_a_dnq() {
     t.on_event(request(1000));
     t.on_event(arrive(100, 1100));
     t.on_event(arrive(101, 1200));
-    let update = t
-        .on_event(Event::Depart {
-            tid: 100,
-            ts_ns: 5000,
-            seq: 1,
-        })
-        .expect("released");
+    let update = t.on_event(depart(100, 5000)).expect("released");
     assert_eq!(update.outcome, Outcome::Dnq);
     assert_eq!(
         update.missing().map(|t| t.tid).collect::<Vec<_>>(),
         vec![102]
     );
     // The other departures of the same release change nothing.
-    assert_eq!(
-        t.on_event(Event::Depart {
-            tid: 101,
-            ts_ns: 5001,
-            seq: 1
-        }),
-        None
-    );
+    assert_eq!(t.on_event(depart(101, 5001)), None);
 }
 
 #[test]
@@ -151,13 +179,7 @@ fn threads_exiting_or_born_during_the_window() {
     });
     t.on_event(arrive(101, 1200));
     // 102 exits without arriving; 104 is now a participant and still missing.
-    assert_eq!(
-        t.on_event(Event::ThreadExit {
-            tid: 102,
-            ts_ns: 1300
-        }),
-        None
-    );
+    assert_eq!(t.on_event(thread_exit(102, 1300)), None);
     let update = t.on_event(arrive(104, 1400)).expect("complete");
     assert_eq!(update.outcome, Outcome::Quiesced);
     assert_eq!(
@@ -172,12 +194,7 @@ fn the_last_missing_thread_exiting_completes_the_update() {
     t.on_event(request(1000));
     t.on_event(arrive(100, 1100));
     t.on_event(arrive(101, 1200));
-    let update = t
-        .on_event(Event::ThreadExit {
-            tid: 102,
-            ts_ns: 1300,
-        })
-        .expect("complete");
+    let update = t.on_event(thread_exit(102, 1300)).expect("complete");
     assert_eq!(update.outcome, Outcome::Quiesced);
     assert_eq!(update.last_arrival_ns, Some(1200));
     // Said so, for the caller to check the process is not dying.
@@ -225,20 +242,13 @@ fn the_snapshot_marks_threads_blocked_since_before_the_request() {
         (999, state(0, 1)),            // not a thread we know
     ]);
     let update = t.on_tick(u64::MAX).expect("dnq");
-    let blocked: Vec<(u32, Option<Blocked>)> =
+    let seen: Vec<(u32, Option<Blocked>)> =
         update.threads.iter().map(|t| (t.tid, t.blocked)).collect();
     assert_eq!(
-        blocked,
+        seen,
         vec![
             (100, None),
-            (
-                101,
-                Some(Blocked {
-                    nr: 0,
-                    args: [7, 0, 1, 0, 0, 0],
-                    since_ns: Some(800)
-                })
-            ),
+            (101, blocked(0, [7, 0, 1, 0, 0, 0], Some(800))),
             (102, None),
         ]
     );
@@ -249,15 +259,8 @@ fn the_seed_is_what_a_thread_blocked_before_attach_shows() {
     let mut t = tracker();
     t.on_event(request(1000));
     let update = t.on_tick(u64::MAX).expect("dnq");
-    let main = update.threads.iter().find(|t| t.tid == 100).expect("main");
-    assert_eq!(
-        main.blocked,
-        Some(Blocked {
-            nr: 0,
-            args: [0, 0, 1, 0, 0, 0],
-            since_ns: None
-        })
-    );
+    let main = thread(&update, 100);
+    assert_eq!(main.blocked, blocked(0, [0, 0, 1, 0, 0, 0], None));
 }
 
 #[test]
@@ -273,12 +276,7 @@ fn out_of_order_duplicate_and_unknown_events() {
     // A thread never seen before arrives: it joins the table.
     t.on_event(arrive(200, 600));
     // Syscalls of a parked thread (the runtime's own futex) do not make it blocked.
-    t.on_event(Event::SysEnter {
-        tid: 100,
-        ts_ns: 700,
-        nr: 202,
-        args: [0; 6],
-    });
+    t.on_event(enter(100, 700, 202, [0; 6]));
     t.on_event(arrive(101, 800));
     let update = t.on_event(arrive(102, 1000)).expect("complete");
     assert_eq!(update.seen, RequestSeen::Arrival);
@@ -309,22 +307,8 @@ fn out_of_order_duplicate_and_unknown_events() {
     assert_eq!(t.on_event(late), None);
     assert!(!t.window_open());
     // Events for threads that are gone, and exits of unknown threads, are harmless.
-    assert_eq!(
-        t.on_event(Event::SysExit {
-            tid: 4242,
-            ts_ns: 2100,
-            nr: 0,
-            ret: -4
-        }),
-        None
-    );
-    assert_eq!(
-        t.on_event(Event::ThreadExit {
-            tid: 4243,
-            ts_ns: 2200
-        }),
-        None
-    );
+    assert_eq!(t.on_event(exit(4242, 2100, 0, -4)), None);
+    assert_eq!(t.on_event(thread_exit(4243, 2200)), None);
 }
 
 #[test]
@@ -367,7 +351,7 @@ fn a_process_with_only_the_helper_never_quiesces_by_itself() {
     let mut t = Tracker::new(10);
     t.seed(5, RUNTIME_HELPER_COMM, None);
     t.on_event(request(100));
-    assert_eq!(t.on_event(Event::ThreadExit { tid: 6, ts_ns: 101 }), None);
+    assert_eq!(t.on_event(thread_exit(6, 101)), None);
     assert_eq!(t.on_tick(110).map(|u| u.outcome), Some(Outcome::Dnq));
 }
 
@@ -383,52 +367,17 @@ fn calls_of_the_window_are_kept_in_order_with_restarts() {
         arrived_seq: 0,
     };
     t.apply_snapshot(&[(101, state)]);
-    t.on_event(Event::SysExit {
-        tid: 101,
-        ts_ns: 1100,
-        nr: 0,
-        ret: -512,
-    });
+    t.on_event(exit(101, 1100, 0, -512));
     // The handler returns; rt_sigreturn restores rax = 0, the read's number: a restart.
-    t.on_event(Event::SysEnter {
-        tid: 101,
-        ts_ns: 1100,
-        nr: 15,
-        args: [0; 6],
-    });
-    t.on_event(Event::SysExit {
-        tid: 101,
-        ts_ns: 1101,
-        nr: 15,
-        ret: 0,
-    });
-    t.on_event(Event::SysEnter {
-        tid: 101,
-        ts_ns: 1101,
-        nr: 0,
-        args: [5, 0, 1, 0, 0, 0],
-    });
+    t.on_event(enter(101, 1100, 15, [0; 6]));
+    t.on_event(exit(101, 1101, 15, 0));
+    t.on_event(enter(101, 1101, 0, [5, 0, 1, 0, 0, 0]));
     // 102 is interrupted too, but its program sees EINTR (rt_sigreturn restores -4).
-    t.on_event(Event::SysEnter {
-        tid: 102,
-        ts_ns: 1010,
-        nr: 43,
-        args: [4, 0, 0, 0, 0, 0],
-    });
-    t.on_event(Event::SysExit {
-        tid: 102,
-        ts_ns: 1100,
-        nr: 43,
-        ret: -512,
-    });
-    t.on_event(Event::SysExit {
-        tid: 102,
-        ts_ns: 1101,
-        nr: 15,
-        ret: -4,
-    });
+    t.on_event(enter(102, 1010, 43, [4, 0, 0, 0, 0, 0]));
+    t.on_event(exit(102, 1100, 43, -512));
+    t.on_event(exit(102, 1101, 15, -4));
     let update = t.on_tick(u64::MAX).expect("dnq");
-    let reader = update.threads.iter().find(|t| t.tid == 101).expect("101");
+    let reader = thread(&update, 101);
     assert_eq!(reader.calls.len(), 2);
     assert_eq!(
         (
@@ -445,7 +394,7 @@ fn calls_of_the_window_are_kept_in_order_with_restarts() {
     );
     assert!(!reader.calls[1].restarted());
     assert!(!reader.ever_arrived);
-    let acceptor = update.threads.iter().find(|t| t.tid == 102).expect("102");
+    let acceptor = thread(&update, 102);
     assert_eq!(
         acceptor.calls.len(),
         1,
@@ -453,7 +402,7 @@ fn calls_of_the_window_are_kept_in_order_with_restarts() {
     );
     assert!(!acceptor.calls[0].restarted());
     // The seeded main thread's call began before attach.
-    let main = update.threads.iter().find(|t| t.tid == 100).expect("main");
+    let main = thread(&update, 100);
     assert_eq!(main.calls.len(), 1);
     assert_eq!(main.calls[0].start_ns, None);
 }
@@ -480,19 +429,11 @@ fn the_runtime_quiescing_without_a_thread_means_it_does_not_participate() {
     t.on_event(request(1000));
     t.on_event(arrive(100, 1100));
     t.on_event(arrive(101, 1200));
-    let update = t
-        .on_event(Event::Release {
-            tid: 103,
-            ts_ns: 1300,
-            seq: 1,
-            quiesced: true,
-            threads: 2,
-        })
-        .expect("released");
+    let update = t.on_event(release(1300, true, 2)).expect("released");
     assert_eq!(update.outcome, Outcome::Quiesced);
     assert_eq!((update.quiescence_ns(), update.end_ns), (Some(100), 1200));
     assert_eq!(update.missing().count(), 0);
-    let outsider = update.threads.iter().find(|t| t.tid == 102).expect("102");
+    let outsider = thread(&update, 102);
     assert!(!outsider.participating && outsider.arrival_ns.is_none());
     assert!(
         update
@@ -508,28 +449,13 @@ fn the_runtime_abandoning_the_update_is_a_dnq() {
     let mut t = tracker();
     t.on_event(request(1000));
     t.on_event(arrive(100, 1100));
-    let update = t
-        .on_event(Event::Release {
-            tid: 103,
-            ts_ns: 9000,
-            seq: 1,
-            quiesced: false,
-            threads: 3,
-        })
-        .expect("released");
+    let update = t.on_event(release(9000, false, 3)).expect("released");
     assert_eq!((update.outcome, update.end_ns), (Outcome::Dnq, 9000));
     assert_eq!(
         update.missing().map(|t| t.tid).collect::<Vec<_>>(),
         vec![101, 102]
     );
-    assert_eq!(
-        t.on_event(Event::Depart {
-            tid: 100,
-            ts_ns: 9001,
-            seq: 1
-        }),
-        None
-    );
+    assert_eq!(t.on_event(depart(100, 9001)), None);
 }
 
 #[test]
@@ -537,32 +463,12 @@ fn a_flood_of_calls_is_capped_keeping_the_first_and_the_latest() {
     let mut t = tracker();
     t.on_event(request(1000));
     for i in 0..2000u64 {
-        t.on_event(Event::SysEnter {
-            tid: 101,
-            ts_ns: 2000 + 2 * i,
-            nr: 0,
-            args: [3, 0, 1, 0, 0, 0],
-        });
-        t.on_event(Event::SysExit {
-            tid: 101,
-            ts_ns: 2001 + 2 * i,
-            nr: 0,
-            ret: 1,
-        });
+        t.on_event(enter(101, 2000 + 2 * i, 0, [3, 0, 1, 0, 0, 0]));
+        t.on_event(exit(101, 2001 + 2 * i, 0, 1));
     }
-    t.on_event(Event::SysEnter {
-        tid: 101,
-        ts_ns: 9000,
-        nr: 43,
-        args: [4, 0, 0, 0, 0, 0],
-    });
+    t.on_event(enter(101, 9000, 43, [4, 0, 0, 0, 0, 0]));
     let update = t.on_tick(u64::MAX).expect("dnq");
-    let calls = &update
-        .threads
-        .iter()
-        .find(|t| t.tid == 101)
-        .expect("101")
-        .calls;
+    let calls = &thread(&update, 101).calls;
     assert_eq!(calls.len(), MAX_CALLS);
     assert_eq!(calls[0].start_ns, Some(2000));
     assert_eq!(
@@ -577,29 +483,15 @@ fn a_flood_of_calls_is_capped_keeping_the_first_and_the_latest() {
 fn an_exit_just_past_the_deadline_leaves_the_thread_in_its_call() {
     let mut t = tracker();
     t.on_event(request(1000));
-    let read = Event::SysEnter {
-        tid: 102,
-        ts_ns: 1300,
-        nr: 0,
-        args: [6, 0, 1, 0, 0, 0],
-    };
+    let read = enter(102, 1300, 0, [6, 0, 1, 0, 0, 0]);
     t.on_event(read);
-    let late = Event::SysExit {
-        tid: 102,
-        ts_ns: 1000 + 1000 * MS + 1,
-        nr: 0,
-        ret: -512,
-    };
+    let late = exit(102, 1000 + 1000 * MS + 1, 0, -512);
     let update = t.on_tick(late.ts_ns()).expect("past the deadline");
     assert_eq!(t.on_event(late), None);
     assert_eq!(update.end_ns, 1000 + 1000 * MS);
-    let straggler = update.threads.iter().find(|r| r.tid == 102).expect("102");
+    let straggler = thread(&update, 102);
     assert_eq!(
         straggler.blocked,
-        Some(Blocked {
-            nr: 0,
-            args: [6, 0, 1, 0, 0, 0],
-            since_ns: Some(1300)
-        })
+        blocked(0, [6, 0, 1, 0, 0, 0], Some(1300))
     );
 }
