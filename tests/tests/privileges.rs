@@ -5,7 +5,9 @@
 //! setpriv.
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use qbench_tests::observer::{finish, json_lines, privileged, trace};
@@ -59,7 +61,7 @@ fn trace_as_nobody(caps: &[&str], args: &[&str]) -> Output {
 }
 
 /// `situations read:2` running as uid 65534, reporting to a file that user may write.
-fn nobodys_target(reports: &TempDir) -> (Target, std::path::PathBuf) {
+fn nobodys_target(reports: &TempDir) -> (Target, PathBuf) {
     std::fs::set_permissions(&reports.0, std::fs::Permissions::from_mode(0o777))
         .expect("chmod report dir");
     let report = reports.0.join("report.jsonl");
@@ -83,18 +85,30 @@ fn nobodys_target(reports: &TempDir) -> (Target, std::path::PathBuf) {
     (target, report)
 }
 
+/// The serial lock of a test that runs qbench-trace as nobody; None, with the reason printed,
+/// when not root or without setpriv.
+fn nobody_test() -> Option<MutexGuard<'static, ()>> {
+    let serial = privileged()?;
+    setpriv_available().then_some(serial)
+}
+
+/// [`nobody_test`] with nobody's target (reporting into `dir`) running.
+fn nobody_target_test(dir: &TempDir) -> Option<(MutexGuard<'static, ()>, Target, PathBuf)> {
+    let serial = nobody_test()?;
+    let (target, report) = nobodys_target(dir);
+    Some((serial, target, report))
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
 fn the_readme_capabilities_observe_the_users_own_process() {
-    let Some(_serial) = privileged() else { return };
-    if !setpriv_available() {
-        return;
-    }
     let dir = TempDir::new();
-    let (target, report) = nobodys_target(&dir);
+    let Some((_serial, target, report)) = nobody_target_test(&dir) else {
+        return;
+    };
     let pid = target.pid.to_string();
     let out = trace_as_nobody(&README_CAPS, &["--pid", &pid, "--request", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
@@ -122,12 +136,10 @@ fn the_readme_capabilities_observe_the_users_own_process() {
 
 #[test]
 fn the_watch_mode_runs_with_the_readme_capabilities() {
-    let Some(_serial) = privileged() else { return };
-    if !setpriv_available() {
-        return;
-    }
     let dir = TempDir::new();
-    let (target, _) = nobodys_target(&dir);
+    let Some((_serial, target, _)) = nobody_target_test(&dir) else {
+        return;
+    };
     let pid = target.pid.to_string();
     let mut child = Command::new(SETPRIV)
         .args(as_nobody(&README_CAPS))
@@ -174,12 +186,10 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_capability_taken_away_is_named() {
-    let Some(_serial) = privileged() else { return };
-    if !setpriv_available() {
-        return;
-    }
     let dir = TempDir::new();
-    let (target, _) = nobodys_target(&dir);
+    let Some((_serial, target, _)) = nobody_target_test(&dir) else {
+        return;
+    };
     let pid = target.pid.to_string();
     for (kept, named) in [
         ("dac_read_search", "CAP_SYS_ADMIN (to attach uprobes"),
@@ -198,10 +208,7 @@ fn a_capability_taken_away_is_named() {
 
 #[test]
 fn another_users_process_is_refused() {
-    let Some(_serial) = privileged() else { return };
-    if !setpriv_available() {
-        return;
-    }
+    let Some(_serial) = nobody_test() else { return };
     // A root process: uid 65534 may not ptrace it, so it may not observe it either.
     let mut sleeper = Command::new("sleep").arg("60").spawn().expect("sleep");
     let pid = sleeper.id().to_string();
@@ -255,10 +262,7 @@ fn check_as_root_says_observation_would_work() {
 
 #[test]
 fn check_without_capabilities_names_the_missing_ones() {
-    let Some(_serial) = privileged() else { return };
-    if !setpriv_available() {
-        return;
-    }
+    let Some(_serial) = nobody_test() else { return };
     let out = trace_as_nobody(&[], &["--check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));

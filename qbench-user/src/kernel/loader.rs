@@ -34,6 +34,7 @@ use super::attach;
 use super::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
 use crate::host::capabilities::{self, CapSet};
 use crate::kernel::refusal::{refused_hint, tracefs_message};
+use crate::procfs;
 
 /// The eBPF object, or an empty stub (see `build.rs`).
 #[cfg(not(qbench_ebpf_stub))]
@@ -498,18 +499,10 @@ where
 /// `bpf_map_update_elem` flag: only insert a key that is not there yet (uapi `BPF_NOEXIST`).
 const BPF_NOEXIST: u64 = 1;
 
-/// `/proc/PID/task/TID/syscall` of a thread blocked in a syscall: `NR ARG1..ARG6 SP PC`, the
-/// arguments in hex. `running` or `-1 SP PC` (blocked outside a syscall) give `None`.
+/// `/proc/PID/task/TID/syscall` of a thread blocked in a syscall ([`procfs::parse_syscall`]), as
+/// the thread map's entry. `running` or `-1 SP PC` (blocked outside a syscall) give `None`.
 fn parse_proc_syscall(text: &str) -> Option<ThreadState> {
-    let mut fields = text.split_whitespace();
-    let nr: i64 = fields.next()?.parse().ok()?;
-    if nr < 0 {
-        return None;
-    }
-    let mut args = [0u64; 6];
-    for arg in &mut args {
-        *arg = u64::from_str_radix(fields.next()?.strip_prefix("0x")?, 16).ok()?;
-    }
+    let (nr, args) = procfs::parse_syscall(text)?;
     Some(ThreadState {
         nr,
         since_ns: 0,
