@@ -69,8 +69,8 @@ fn measures_the_same_updates_as_the_runtime_and_orders_both() {
 }
 
 /// Starts `situations read:1 KIND:1`, requests one update with a short timeout, and returns the
-/// observer's DNQ report and the stuck thread's entry.
-fn stuck(kind: &str) -> (Target, Value) {
+/// observer's DNQ report and the stuck thread's entry, checked to be blocked in `syscall`.
+fn stuck(kind: &str, syscall: &str) -> (Target, Value) {
     let target = situations(
         &["read:1", &format!("{kind}:1")],
         &[("QBENCH_TIMEOUT_MS", "2000")],
@@ -92,14 +92,23 @@ fn stuck(kind: &str) -> (Target, Value) {
         .filter(|t| t["arrival_ns"].is_null())
         .collect();
     assert_eq!(missing.len(), 1, "{update}");
-    (target, missing[0].clone())
+    let t = missing[0].clone();
+    assert_eq!(t["blocked_in"]["syscall"], syscall, "{t}");
+    (target, t)
+}
+
+/// Checks that the stuck thread `t` is blocked on a descriptor of the `kind` (`socket:`, ...).
+fn assert_fd(target: &Target, t: &Value, kind: &str) {
+    assert!(
+        fd_kind(target.pid, &t["blocked_in"]["args"][0]).starts_with(kind),
+        "{t}"
+    );
 }
 
 #[test]
 fn names_a_thread_stuck_in_a_plain_condition_wait() {
     let Some(_serial) = privileged() else { return };
-    let (_target, t) = stuck("plaincond");
-    assert_eq!(t["blocked_in"]["syscall"], "futex", "{t}");
+    let (_target, t) = stuck("plaincond", "futex");
     // The runtime keeps interrupting it (its handler runs, then the wait resumes), so it may be
     // caught on a CPU.
     assert!(t["state"] == "sleeping" || t["state"] == "running", "{t}");
@@ -108,12 +117,8 @@ fn names_a_thread_stuck_in_a_plain_condition_wait() {
 #[test]
 fn names_a_thread_stuck_in_accept_and_its_socket() {
     let Some(_serial) = privileged() else { return };
-    let (target, t) = stuck("stuckaccept");
-    assert_eq!(t["blocked_in"]["syscall"], "accept", "{t}");
-    assert!(
-        fd_kind(target.pid, &t["blocked_in"]["args"][0]).starts_with("socket:"),
-        "{t}"
-    );
+    let (target, t) = stuck("stuckaccept", "accept");
+    assert_fd(&target, &t, "socket:");
     // It re-entered accept after the request's interruption: the call began after the request.
     assert!(t["blocked_in"]["since_ns"].as_u64().is_some(), "{t}");
 }
@@ -121,20 +126,15 @@ fn names_a_thread_stuck_in_accept_and_its_socket() {
 #[test]
 fn names_a_thread_stuck_in_read_and_its_pipe() {
     let Some(_serial) = privileged() else { return };
-    let (target, t) = stuck("stuckread");
-    assert_eq!(t["blocked_in"]["syscall"], "read", "{t}");
-    assert!(
-        fd_kind(target.pid, &t["blocked_in"]["args"][0]).starts_with("pipe:"),
-        "{t}"
-    );
+    let (target, t) = stuck("stuckread", "read");
+    assert_fd(&target, &t, "pipe:");
     assert_eq!(t["blocked_in"]["args"][2], 1, "count");
 }
 
 #[test]
 fn names_a_thread_stuck_in_sleep() {
     let Some(_serial) = privileged() else { return };
-    let (_target, t) = stuck("stucksleep");
-    assert_eq!(t["blocked_in"]["syscall"], "clock_nanosleep", "{t}");
+    let _ = stuck("stucksleep", "clock_nanosleep");
 }
 
 #[test]
