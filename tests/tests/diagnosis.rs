@@ -26,6 +26,19 @@ fn observe(kinds: &[&str], wait_blocked: bool) -> (Target, Value) {
     (target, report)
 }
 
+/// [`observe`], then `comm`'s diagnosis, checked to name `cause`.
+fn diagnosed(
+    kinds: &[&str],
+    wait_blocked: bool,
+    comm: &str,
+    cause: &str,
+) -> (Target, Value, Value) {
+    let (target, report) = observe(kinds, wait_blocked);
+    let d = diagnosis(&report, comm).clone();
+    assert_eq!(d["cause"], cause, "{d}");
+    (target, report, d)
+}
+
 fn diagnosis<'a>(report: &'a Value, comm: &str) -> &'a Value {
     let d = &thread(report, comm)["diagnosis"];
     assert!(d.is_object(), "no diagnosis for {comm}: {report}");
@@ -67,8 +80,8 @@ fn cond_wait_unwrapped() {
             .is_some_and(|s| s.starts_with("stuck")),
         "{d}"
     );
-    assert!(stack_has(d, "pthread_cond_wait"), "{d}");
-    assert!(stack_has(d, "plaincond_loop"), "{d}");
+    assert!(stack_has(&d, "pthread_cond_wait"), "{d}");
+    assert!(stack_has(&d, "plaincond_loop"), "{d}");
     assert!(
         d["hint"]
             .as_str()
@@ -80,9 +93,12 @@ fn cond_wait_unwrapped() {
 #[test]
 fn mutex_wait_names_the_owner() {
     let Some(_serial) = privileged() else { return };
-    let (target, report) = observe(&["lockholder:1", "lockwaiter:1"], true);
-    let d = diagnosis(&report, "lockwaiter");
-    assert_eq!(d["cause"], "mutex_wait", "{d}");
+    let (target, report, d) = diagnosed(
+        &["lockholder:1", "lockwaiter:1"],
+        true,
+        "lockwaiter",
+        "mutex_wait",
+    );
     assert_eq!(
         d["details"]["owner_tid"],
         tid_of(&target, "lockholder"),
@@ -97,9 +113,12 @@ fn mutex_wait_names_the_owner() {
 #[test]
 fn lock_held_at_update_point_names_both_threads_and_the_lock() {
     let Some(_serial) = privileged() else { return };
-    let (target, report) = observe(&["parkholder:1", "heldwaiter:1"], false);
-    let d = diagnosis(&report, "heldwaiter");
-    assert_eq!(d["cause"], "lock_held_at_update_point", "{d}");
+    let (target, report, d) = diagnosed(
+        &["parkholder:1", "heldwaiter:1"],
+        false,
+        "heldwaiter",
+        "lock_held_at_update_point",
+    );
     let holder = tid_of(&target, "parkholder");
     assert_eq!(d["details"]["owner_tid"], holder);
     assert_eq!(d["details"]["owner_parked"], true);
@@ -117,9 +136,12 @@ fn lock_held_at_update_point_names_both_threads_and_the_lock() {
 #[test]
 fn io_restarted_when_the_handler_has_sa_restart() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["restartread:1", "condwait:1"], true);
-    let d = diagnosis(&report, "restartread");
-    assert_eq!(d["cause"], "io_restarted", "{d}");
+    let (_target, _, d) = diagnosed(
+        &["restartread:1", "condwait:1"],
+        true,
+        "restartread",
+        "io_restarted",
+    );
     assert!(
         d["details"]["restarts"].as_u64().is_some_and(|n| n >= 1),
         "{d}"
@@ -130,16 +152,19 @@ fn io_restarted_when_the_handler_has_sa_restart() {
 #[test]
 fn io_blocked_names_the_socket() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "stuckaccept:1"], true);
-    let d = diagnosis(&report, "stuckaccept");
-    assert_eq!(d["cause"], "io_blocked", "{d}");
+    let (_target, _, d) = diagnosed(
+        &["read:1", "stuckaccept:1"],
+        true,
+        "stuckaccept",
+        "io_blocked",
+    );
     assert_eq!(d["details"]["syscall"], "accept");
     let fd = d["details"]["fd"].as_str().unwrap_or("");
     assert!(
         fd.starts_with("TCP 127.0.0.1:") && fd.ends_with(" LISTEN"),
         "{d}"
     );
-    assert!(stack_has(d, "stuck_accept_loop"), "{d}");
+    assert!(stack_has(&d, "stuck_accept_loop"), "{d}");
 }
 
 #[test]
@@ -157,9 +182,7 @@ fn io_blocked_names_the_pipe() {
 #[test]
 fn sleeping_shows_the_requested_duration() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "stucksleep:1"], true);
-    let d = diagnosis(&report, "stucksleep");
-    assert_eq!(d["cause"], "sleeping", "{d}");
+    let (_target, _, d) = diagnosed(&["read:1", "stucksleep:1"], true, "stucksleep", "sleeping");
     assert_eq!(d["details"]["syscall"], "clock_nanosleep");
     // sleep(100), resumed with what is left after each interruption: whole seconds, at most 100.
     let ns = d["details"]["sleep_requested_ns"]
@@ -174,18 +197,19 @@ fn sleeping_shows_the_requested_duration() {
 #[test]
 fn running_without_update_points() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "spinner:1"], false);
-    let d = diagnosis(&report, "spinner");
-    assert_eq!(d["cause"], "running", "{d}");
+    let (_target, report, _) = diagnosed(&["read:1", "spinner:1"], false, "spinner", "running");
     assert_eq!(thread(&report, "spinner")["state"], "running");
 }
 
 #[test]
 fn uninterruptible_names_the_wait_channel() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "vforker:1"], false);
-    let d = diagnosis(&report, "vforker");
-    assert_eq!(d["cause"], "uninterruptible", "{d}");
+    let (_target, report, d) = diagnosed(
+        &["read:1", "vforker:1"],
+        false,
+        "vforker",
+        "uninterruptible",
+    );
     assert!(
         d["details"]["wchan"]
             .as_str()
