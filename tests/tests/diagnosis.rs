@@ -80,8 +80,8 @@ fn cond_wait_unwrapped() {
             .is_some_and(|s| s.starts_with("stuck")),
         "{d}"
     );
-    assert!(stack_has(&d, "pthread_cond_wait"), "{d}");
-    assert!(stack_has(&d, "plaincond_loop"), "{d}");
+    assert!(stack_has(d, "pthread_cond_wait"), "{d}");
+    assert!(stack_has(d, "plaincond_loop"), "{d}");
     assert!(
         d["hint"]
             .as_str()
