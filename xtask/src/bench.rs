@@ -100,14 +100,20 @@ fn runtime(quick: bool, requests: usize) -> anyhow::Result<()> {
     }
     println!("{}", bench_runtime::markdown(&cells));
     if !quick {
-        let dir = workspace::root().join("bench/results");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("runtime-quiescence.json");
         let json = bench_runtime::json(&cells, &machine());
-        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
+        let path = write_result("runtime-quiescence.json", &json)?;
         eprintln!("bench: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Writes `json`, pretty-printed, to bench/results/`name` and returns the path written.
+pub fn write_result(name: &str, json: &serde_json::Value) -> anyhow::Result<std::path::PathBuf> {
+    let dir = workspace::root().join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(json)? + "\n")?;
+    Ok(path)
 }
 
 /// CPU model, core count and kernel, for the record.

@@ -140,8 +140,6 @@ pub fn run(updates: usize) -> anyhow::Result<()> {
         ));
     }
     println!("{table}");
-    let dir = workspace::root().join("bench/results");
-    std::fs::create_dir_all(&dir)?;
     let json = serde_json::json!({
         "benchmark": "observer-accuracy",
         "machine": crate::bench::machine(),
@@ -150,8 +148,7 @@ pub fn run(updates: usize) -> anyhow::Result<()> {
             "observer_us": p.observer_us, "difference_us": p.difference_us,
         })).collect::<Vec<_>>(),
     });
-    let path = dir.join("observer-accuracy.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
+    let path = crate::bench::write_result("observer-accuracy.json", &json)?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
 }

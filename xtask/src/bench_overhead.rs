@@ -137,8 +137,6 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         ));
     }
     println!("{table}");
-    let dir = workspace::root().join("bench/results");
-    std::fs::create_dir_all(&dir)?;
     let json = serde_json::json!({
         "benchmark": "observer-overhead",
         "machine": crate::bench::machine(),
@@ -163,8 +161,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         (false, false) => "observer-overhead.json",
         (false, true) => "observer-overhead-pinned.json",
     };
-    let path = dir.join(name);
-    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
+    let path = crate::bench::write_result(name, &json)?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
 }

@@ -64,9 +64,7 @@ pub fn run(rounds: usize) -> anyhow::Result<()> {
     }
     let machine = crate::bench::machine();
     let json = report_json(&results, &machine, rounds);
-    let out = workspace::root().join("bench/results/watch-overhead.json");
-    std::fs::create_dir_all(out.parent().expect("parent"))?;
-    std::fs::write(&out, serde_json::to_string_pretty(&json)? + "\n")?;
+    let out = crate::bench::write_result("watch-overhead.json", &json)?;
     println!("{}", markdown(&results, &machine));
     println!("written {}", out.display());
     Ok(())
@@ -174,14 +172,7 @@ fn start_bpftrace(pid: u32) -> anyhow::Result<Child> {
         .spawn()
         .context("cannot start bpftrace")?;
     let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("Attaching") {
-                let _ = tx.send(());
-            }
-        }
-    });
+    let rx = on_line(stdout, |line| line.starts_with("Attaching"));
     rx.recv_timeout(Duration::from_secs(30))
         .context("bpftrace did not attach")?;
     // "Attaching N probes..." comes before the probes are attached: give them time.
@@ -197,17 +188,29 @@ fn start_observer(mut cmd: Command) -> anyhow::Result<Child> {
         .spawn()
         .context("cannot start qbench-trace")?;
     let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("watching pid") || line.contains("attached to pid") {
-                let _ = tx.send(());
-            }
-        }
+    let rx = on_line(stderr, |line| {
+        line.contains("watching pid") || line.contains("attached to pid")
     });
     rx.recv_timeout(Duration::from_secs(10))
         .context("qbench-trace did not attach")?;
     Ok(child)
+}
+
+/// Reads `output` to its end on a thread of its own (so the writer never blocks on a full pipe),
+/// and sends on the channel returned each time a line satisfies `wanted`.
+fn on_line(
+    output: impl std::io::Read + Send + 'static,
+    wanted: fn(&str) -> bool,
+) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if wanted(&line) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx
 }
 
 /// utime + stime of `pid` in milliseconds (/proc/PID/stat fields 14 and 15, in clock ticks).
