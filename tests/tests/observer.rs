@@ -382,16 +382,19 @@ fn without_privileges_it_names_the_missing_capabilities() {
     let Some(_serial) = privileged() else { return };
     let trace = qbench_tests::artifact("qbench-trace");
     // Run as nobody, with no capabilities; the binary must be reachable by that user.
-    let probe = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(&trace)
-        .arg("--version")
-        .output();
+    let as_nobody = || {
+        let mut setpriv = Command::new("setpriv");
+        setpriv
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(&trace);
+        setpriv
+    };
+    let probe = as_nobody().arg("--version").output();
     match probe {
         Ok(out) if out.status.success() => {}
         _ => {
@@ -403,14 +406,7 @@ fn without_privileges_it_names_the_missing_capabilities() {
         }
     }
     let target = situations(&["read:1"], &[]);
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(&trace)
+    let out = as_nobody()
         .args(["--pid", &target.pid.to_string()])
         .output()
         .expect("run as nobody");

@@ -220,6 +220,19 @@ fn libc_debug_info() -> bool {
     Path::new("/usr/lib/debug/.build-id").is_dir()
 }
 
+/// `function` at the line of `file` marked `line:FUNCTION`.
+fn want_marked<'a>(function: &'a str, file: &'a str) -> Want<'a> {
+    want_at(function, file, marked_line(file, function))
+}
+
+/// Checks `stack` against `wants` followed by the frames every thread starts from; returns the
+/// whole list.
+fn assert_from_root<'a>(stack: &Stack, mut wants: Vec<Want<'a>>) -> Vec<Want<'a>> {
+    wants.extend(thread_root());
+    assert_frames(stack, &wants);
+    wants
+}
+
 fn thread_root<'a>() -> Vec<Want<'a>> {
     if libc_debug_info() {
         vec![want("start_thread")]
@@ -266,39 +279,30 @@ fn blocked_threads_unwind_to_named_frames_with_lines() {
         }
     }
 
-    let mut cond_wants = vec![
-        want("pthread_cond_wait"),
-        want_at(
-            "wait_for_work",
-            "stack_target.c",
-            marked_line("stack_target.c", "wait_for_work"),
-        ),
-        want("cond_main"),
-    ];
-    cond_wants.extend(thread_root());
-    assert_frames(&cond_stack, &cond_wants);
+    assert_from_root(
+        &cond_stack,
+        vec![
+            want("pthread_cond_wait"),
+            want_marked("wait_for_work", "stack_target.c"),
+            want("cond_main"),
+        ],
+    );
 
-    let mut mutex_wants = vec![
-        want("pthread_mutex_lock"),
-        want_at(
-            "take_lock",
-            "stack_target.c",
-            marked_line("stack_target.c", "take_lock"),
-        ),
-    ];
-    mutex_wants.extend(thread_root());
-    assert_frames(&mutex_stack, &mutex_wants);
+    assert_from_root(
+        &mutex_stack,
+        vec![
+            want("pthread_mutex_lock"),
+            want_marked("take_lock", "stack_target.c"),
+        ],
+    );
 
-    let mut pipe_wants = vec![
-        want_at(
-            "blocking_read",
-            "stack_lib.c",
-            marked_line("stack_lib.c", "blocking_read"),
-        ),
-        want("pipe_main"),
-    ];
-    pipe_wants.extend(thread_root());
-    assert_frames(&pipe_stack, &pipe_wants);
+    let pipe_wants = assert_from_root(
+        &pipe_stack,
+        vec![
+            want_marked("blocking_read", "stack_lib.c"),
+            want("pipe_main"),
+        ],
+    );
     let lib_frame = pipe_stack
         .frames
         .iter()
