@@ -61,8 +61,12 @@ fn build_situations() -> std::path::PathBuf {
     )
 }
 
-fn build_plain_target() -> std::path::PathBuf {
-    compile_c(&c_source("plain_target.c"), "plain_target", &["-rdynamic"])
+/// `tests/c/plain_target.c` running with `args`, once it is ready.
+fn plain_target(args: &[&str]) -> Target {
+    let exe = compile_c(&c_source("plain_target.c"), "plain_target", &["-rdynamic"]);
+    let mut target = Target::spawn(&exe, args);
+    assert_eq!(target.line(), "ready");
+    target
 }
 
 #[test]
@@ -189,9 +193,7 @@ fn plain_target_reports_each_threads_first_arrival_per_window() {
     if !root_or_skip("plain_target_reports_each_threads_first_arrival_per_window") {
         return;
     }
-    let exe = build_plain_target();
-    let mut target = Target::spawn(&exe, &["points"]);
-    assert_eq!(target.line(), "ready");
+    let mut target = plain_target(&["points"]);
     let (mut probes, mode) = observe(&target, &["update_point"], None);
     match &mode {
         AttachMode::Points(points) => {
@@ -241,9 +243,7 @@ fn a_full_ring_buffer_counts_every_lost_event() {
     if !root_or_skip("a_full_ring_buffer_counts_every_lost_event") {
         return;
     }
-    let exe = build_plain_target();
-    let mut target = Target::spawn(&exe, &["spin", "2"]);
-    assert_eq!(target.line(), "ready");
+    let target = plain_target(&["spin", "2"]);
     // One page: about 35 pairs of nanosleep events.
     const RING: u32 = 4096;
     let (mut probes, _) = observe(&target, &["update_point"], Some(RING));
