@@ -270,22 +270,14 @@ impl Tracker {
                 sender_tgid,
                 ..
             } => {
-                if self.window.is_none() {
-                    let seen = match source {
-                        RequestSource::Signal => RequestSeen::Signal {
-                            signal,
-                            sender_tgid,
-                        },
-                        RequestSource::Runtime => RequestSeen::Runtime,
-                    };
-                    let runtime_seq = (source == RequestSource::Runtime).then_some(runtime_seq);
-                    self.open(ts_ns, seen, window_seq, runtime_seq);
-                } else if let Some(w) = self.window.as_mut()
-                    && source == RequestSource::Runtime
-                {
-                    // The signal opened the window; the runtime's anchor names its sequence.
-                    w.runtime_seq.get_or_insert(runtime_seq);
-                }
+                let seen = match source {
+                    RequestSource::Signal => RequestSeen::Signal {
+                        signal,
+                        sender_tgid,
+                    },
+                    RequestSource::Runtime => RequestSeen::Runtime,
+                };
+                self.on_request(ts_ns, seen, window_seq, runtime_seq);
                 None
             }
             Event::Arrive {
@@ -293,30 +285,7 @@ impl Tracker {
                 ts_ns,
                 seq,
                 source,
-            } => {
-                if self.window.is_none() {
-                    if source == ArriveSource::Point {
-                        return None; // a late hit after the update was reported
-                    }
-                    self.open(ts_ns, RequestSeen::Arrival, 0, Some(seq));
-                }
-                if source == ArriveSource::Runtime
-                    && let Some(w) = self.window.as_mut()
-                {
-                    // The runtime's arrival anchor names its own sequence number of the update.
-                    w.runtime_seq.get_or_insert(seq);
-                }
-                let thread = self.threads.entry(tid).or_default();
-                if thread.arrival_ns.is_none() {
-                    thread.arrival_ns = Some(ts_ns);
-                    thread.ever_arrived = true;
-                    thread.blocked = None;
-                    let w = self.window.as_mut().expect("opened above");
-                    w.first_arrival_ns = Some(w.first_arrival_ns.map_or(ts_ns, |f| f.min(ts_ns)));
-                    w.last_arrival_ns = Some(w.last_arrival_ns.map_or(ts_ns, |l| l.max(ts_ns)));
-                }
-                self.complete_if_quiesced(ts_ns)
-            }
+            } => self.on_arrive(tid, ts_ns, seq, source),
             Event::Depart { ts_ns, .. } => {
                 // The runtime released its threads before every thread we see arrived: it gave
                 // up (its own timeout), so this update did not quiesce.
@@ -332,34 +301,7 @@ impl Tracker {
                 nr,
                 args,
             } => {
-                let thread = self.threads.entry(tid).or_default();
-                // The return from a signal handler is no blocking call: only its exit matters.
-                if nr == crate::syscalls::RT_SIGRETURN {
-                    return None;
-                }
-                // A parked thread's own futex wait is the runtime's, not a reason it is late.
-                if thread.arrival_ns.is_none() {
-                    thread.blocked = Some(Blocked {
-                        nr,
-                        args,
-                        since_ns: Some(ts_ns),
-                    });
-                    if self.window.is_some() {
-                        // A thread looping over system calls must not grow this without bound:
-                        // past the cap, the newest call replaces the last kept one.
-                        if thread.calls.len() >= MAX_CALLS {
-                            thread.calls.pop();
-                        }
-                        thread.calls.push(Call {
-                            nr,
-                            args,
-                            start_ns: Some(ts_ns),
-                            end_ns: None,
-                            ret: None,
-                            restarted: false,
-                        });
-                    }
-                }
+                self.on_sys_enter(tid, ts_ns, nr, args);
                 None
             }
             Event::SysExit {
@@ -368,43 +310,12 @@ impl Tracker {
                 ret,
                 nr,
             } => {
-                if nr == crate::syscalls::RT_SIGRETURN {
-                    // rt_sigreturn returns the restored rax: the interrupted call's number when
-                    // the kernel restarts it (SA_RESTART), -EINTR when the program sees EINTR.
-                    if let Some(call) = self
-                        .threads
-                        .get_mut(&tid)
-                        .and_then(|t| t.calls.last_mut())
-                        .filter(|c| c.ret.is_some_and(|r| RESTART_RETURNS.contains(&r)))
-                    {
-                        call.restarted = ret == call.nr;
-                    }
-                    return None;
-                }
-                if let Some(thread) = self.threads.get_mut(&tid) {
-                    thread.blocked = None;
-                    if let Some(call) = thread.calls.last_mut().filter(|c| c.end_ns.is_none()) {
-                        call.end_ns = Some(ts_ns);
-                        call.ret = Some(ret);
-                    }
-                }
+                self.on_sys_exit(tid, ts_ns, nr, ret);
                 None
             }
             Event::Release {
                 ts_ns, quiesced, ..
-            } => {
-                let w = self.window.as_ref()?;
-                if !quiesced {
-                    return Some(self.finish(Outcome::Dnq, ts_ns));
-                }
-                // The runtime reached full quiescence: the threads that have not arrived are
-                // ones it does not wait for (never registered, or a library's own threads).
-                let end = w.last_arrival_ns.unwrap_or(ts_ns);
-                for thread in self.threads.values_mut().filter(|t| t.arrival_ns.is_none()) {
-                    thread.outside_runtime = true;
-                }
-                Some(self.finish(Outcome::Quiesced, end))
-            }
+            } => self.on_release(ts_ns, quiesced),
             Event::ThreadNew { tid, .. } => {
                 self.threads.entry(tid).or_default();
                 None
@@ -419,6 +330,119 @@ impl Tracker {
                 })
             }
         }
+    }
+
+    /// A request (`seen` as the signal or the runtime's anchor) opens the window, unless one is
+    /// open already.
+    fn on_request(&mut self, ts_ns: u64, seen: RequestSeen, window_seq: u64, runtime_seq: u64) {
+        let from_runtime = seen == RequestSeen::Runtime;
+        if self.window.is_none() {
+            self.open(ts_ns, seen, window_seq, from_runtime.then_some(runtime_seq));
+        } else if let Some(w) = self.window.as_mut()
+            && from_runtime
+        {
+            // The signal opened the window; the runtime's anchor names its sequence.
+            w.runtime_seq.get_or_insert(runtime_seq);
+        }
+    }
+
+    fn on_arrive(
+        &mut self,
+        tid: u32,
+        ts_ns: u64,
+        seq: u64,
+        source: ArriveSource,
+    ) -> Option<Update> {
+        if self.window.is_none() {
+            if source == ArriveSource::Point {
+                return None; // a late hit after the update was reported
+            }
+            self.open(ts_ns, RequestSeen::Arrival, 0, Some(seq));
+        }
+        if source == ArriveSource::Runtime
+            && let Some(w) = self.window.as_mut()
+        {
+            // The runtime's arrival anchor names its own sequence number of the update.
+            w.runtime_seq.get_or_insert(seq);
+        }
+        let thread = self.threads.entry(tid).or_default();
+        if thread.arrival_ns.is_none() {
+            thread.arrival_ns = Some(ts_ns);
+            thread.ever_arrived = true;
+            thread.blocked = None;
+            let w = self.window.as_mut().expect("opened above");
+            w.first_arrival_ns = Some(w.first_arrival_ns.map_or(ts_ns, |f| f.min(ts_ns)));
+            w.last_arrival_ns = Some(w.last_arrival_ns.map_or(ts_ns, |l| l.max(ts_ns)));
+        }
+        self.complete_if_quiesced(ts_ns)
+    }
+
+    fn on_sys_enter(&mut self, tid: u32, ts_ns: u64, nr: i64, args: [u64; 6]) {
+        let thread = self.threads.entry(tid).or_default();
+        // The return from a signal handler is no blocking call: only its exit matters.
+        if nr == crate::syscalls::RT_SIGRETURN {
+            return;
+        }
+        // A parked thread's own futex wait is the runtime's, not a reason it is late.
+        if thread.arrival_ns.is_none() {
+            thread.blocked = Some(Blocked {
+                nr,
+                args,
+                since_ns: Some(ts_ns),
+            });
+            if self.window.is_some() {
+                // A thread looping over system calls must not grow this without bound:
+                // past the cap, the newest call replaces the last kept one.
+                if thread.calls.len() >= MAX_CALLS {
+                    thread.calls.pop();
+                }
+                thread.calls.push(Call {
+                    nr,
+                    args,
+                    start_ns: Some(ts_ns),
+                    end_ns: None,
+                    ret: None,
+                    restarted: false,
+                });
+            }
+        }
+    }
+
+    fn on_sys_exit(&mut self, tid: u32, ts_ns: u64, nr: i64, ret: i64) {
+        if nr == crate::syscalls::RT_SIGRETURN {
+            // rt_sigreturn returns the restored rax: the interrupted call's number when
+            // the kernel restarts it (SA_RESTART), -EINTR when the program sees EINTR.
+            if let Some(call) = self
+                .threads
+                .get_mut(&tid)
+                .and_then(|t| t.calls.last_mut())
+                .filter(|c| c.ret.is_some_and(|r| RESTART_RETURNS.contains(&r)))
+            {
+                call.restarted = ret == call.nr;
+            }
+            return;
+        }
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            thread.blocked = None;
+            if let Some(call) = thread.calls.last_mut().filter(|c| c.end_ns.is_none()) {
+                call.end_ns = Some(ts_ns);
+                call.ret = Some(ret);
+            }
+        }
+    }
+
+    fn on_release(&mut self, ts_ns: u64, quiesced: bool) -> Option<Update> {
+        let w = self.window.as_ref()?;
+        if !quiesced {
+            return Some(self.finish(Outcome::Dnq, ts_ns));
+        }
+        // The runtime reached full quiescence: the threads that have not arrived are
+        // ones it does not wait for (never registered, or a library's own threads).
+        let end = w.last_arrival_ns.unwrap_or(ts_ns);
+        for thread in self.threads.values_mut().filter(|t| t.arrival_ns.is_none()) {
+            thread.outside_runtime = true;
+        }
+        Some(self.finish(Outcome::Quiesced, end))
     }
 
     /// The target has exited (`how`), noticed at `now_ns`: an update in progress ends as
