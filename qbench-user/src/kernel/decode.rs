@@ -144,16 +144,7 @@ impl TryFrom<&[u8]> for Event {
         }
         let mut f = Fields { bytes, at: 0 };
         let kind = f.u32();
-        let need = match kind {
-            wire::EVENT_REQUEST => size_of::<wire::RequestEvent>(),
-            wire::EVENT_ARRIVE => size_of::<wire::ArriveEvent>(),
-            wire::EVENT_DEPART => size_of::<wire::DepartEvent>(),
-            wire::EVENT_SYS_ENTER => size_of::<wire::SysEnterEvent>(),
-            wire::EVENT_SYS_EXIT => size_of::<wire::SysExitEvent>(),
-            wire::EVENT_THREAD_NEW | wire::EVENT_THREAD_EXIT => size_of::<wire::ThreadEvent>(),
-            wire::EVENT_RELEASE => size_of::<wire::ReleaseEvent>(),
-            kind => return Err(DecodeError::UnknownKind { kind }),
-        };
+        let need = wire_size(kind)?;
         if bytes.len() < need {
             return Err(DecodeError::Short {
                 kind,
@@ -164,42 +155,8 @@ impl TryFrom<&[u8]> for Event {
         let tid = f.u32();
         let ts_ns = f.u64();
         Ok(match kind {
-            wire::EVENT_REQUEST => {
-                let window_seq = f.u64();
-                let runtime_seq = f.u64();
-                let source = match f.u32() {
-                    wire::SOURCE_SIGNAL => RequestSource::Signal,
-                    wire::SOURCE_RUNTIME => RequestSource::Runtime,
-                    source_id => return Err(DecodeError::BadSource { kind, source_id }),
-                };
-                let signal = f.u32();
-                let code = f.i32();
-                let sender_tgid = f.u32();
-                Event::Request {
-                    tid,
-                    ts_ns,
-                    window_seq,
-                    runtime_seq,
-                    source,
-                    signal,
-                    code,
-                    sender_tgid,
-                }
-            }
-            wire::EVENT_ARRIVE => {
-                let seq = f.u64();
-                let source = match f.u32() {
-                    wire::SOURCE_RUNTIME => ArriveSource::Runtime,
-                    wire::SOURCE_POINT => ArriveSource::Point,
-                    source_id => return Err(DecodeError::BadSource { kind, source_id }),
-                };
-                Event::Arrive {
-                    tid,
-                    ts_ns,
-                    seq,
-                    source,
-                }
-            }
+            wire::EVENT_REQUEST => request(&mut f, tid, ts_ns)?,
+            wire::EVENT_ARRIVE => arrive(&mut f, tid, ts_ns)?,
             wire::EVENT_DEPART => Event::Depart {
                 tid,
                 ts_ns,
@@ -241,6 +198,70 @@ impl TryFrom<&[u8]> for Event {
             _ => Event::ThreadExit { tid, ts_ns },
         })
     }
+}
+
+/// The size of a record of `kind` on the wire.
+fn wire_size(kind: u32) -> Result<usize, DecodeError> {
+    Ok(match kind {
+        wire::EVENT_REQUEST => size_of::<wire::RequestEvent>(),
+        wire::EVENT_ARRIVE => size_of::<wire::ArriveEvent>(),
+        wire::EVENT_DEPART => size_of::<wire::DepartEvent>(),
+        wire::EVENT_SYS_ENTER => size_of::<wire::SysEnterEvent>(),
+        wire::EVENT_SYS_EXIT => size_of::<wire::SysExitEvent>(),
+        wire::EVENT_THREAD_NEW | wire::EVENT_THREAD_EXIT => size_of::<wire::ThreadEvent>(),
+        wire::EVENT_RELEASE => size_of::<wire::ReleaseEvent>(),
+        kind => return Err(DecodeError::UnknownKind { kind }),
+    })
+}
+
+/// The rest of a request record, after its header.
+fn request(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeError> {
+    let window_seq = f.u64();
+    let runtime_seq = f.u64();
+    let source = match f.u32() {
+        wire::SOURCE_SIGNAL => RequestSource::Signal,
+        wire::SOURCE_RUNTIME => RequestSource::Runtime,
+        source_id => {
+            return Err(DecodeError::BadSource {
+                kind: wire::EVENT_REQUEST,
+                source_id,
+            });
+        }
+    };
+    let signal = f.u32();
+    let code = f.i32();
+    let sender_tgid = f.u32();
+    Ok(Event::Request {
+        tid,
+        ts_ns,
+        window_seq,
+        runtime_seq,
+        source,
+        signal,
+        code,
+        sender_tgid,
+    })
+}
+
+/// The rest of an arrival record, after its header.
+fn arrive(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeError> {
+    let seq = f.u64();
+    let source = match f.u32() {
+        wire::SOURCE_RUNTIME => ArriveSource::Runtime,
+        wire::SOURCE_POINT => ArriveSource::Point,
+        source_id => {
+            return Err(DecodeError::BadSource {
+                kind: wire::EVENT_ARRIVE,
+                source_id,
+            });
+        }
+    };
+    Ok(Event::Arrive {
+        tid,
+        ts_ns,
+        seq,
+        source,
+    })
 }
 
 #[cfg(test)]
