@@ -67,33 +67,7 @@ pub async fn run<K: Kernel>(
     events: RingBuf<MapData>,
     requester: Option<Requester>,
 ) -> anyhow::Result<Summary> {
-    let mut l = Loop {
-        args,
-        kernel,
-        tracker: Tracker::new(args.timeout.as_nanos() as u64),
-        summary: Summary {
-            updates: 0,
-            dnq: 0,
-            target_exited: false,
-        },
-        lost_reported: 0,
-        undecodable: 0,
-        reported: Vec::new(),
-        requester,
-        image: Image::of(args.pid()),
-    };
-    let threads = procfs::threads(args.pid())
-        .ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid()))?;
-    for t in &threads {
-        l.tracker.seed(t.tid, &t.comm, t.syscall);
-    }
-    if args.verbose > 0 {
-        eprintln!(
-            "qbench-trace: seeded {} threads of pid {} from /proc",
-            threads.len(),
-            args.pid()
-        );
-    }
+    let mut l = Loop::start(args, kernel, requester)?;
     // SAFETY: the ring buffer owns its map descriptor, which stays open and the same for as long
     // as the AsyncFd holds it.
     let mut events = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
@@ -113,51 +87,116 @@ pub async fn run<K: Kernel>(
                 if !more {
                     guard.clear_ready();
                 }
-                for update in finished {
-                    if l.finish(&update, wanted).await? {
-                        return Ok(l.summary);
-                    }
+                if l.finish_all(finished, wanted).await? {
+                    return Ok(l.summary);
                 }
             }
             _ = tick.tick() => {
-                // Records already written come first: a deadline is judged on all of them.
-                let (finished, _) = l.drain(events.get_mut())?;
-                for update in finished {
-                    if l.finish(&update, wanted).await? {
-                        return Ok(l.summary);
-                    }
-                }
-                if let Some(update) = l.tracker.on_tick(crate::clock::monotonic_ns())
-                    && l.finish(&update, wanted).await?
-                {
-                    return Ok(l.summary);
-                }
-                // Gone, or a zombie its parent has not reaped yet: either way it has exited.
-                let gone = if matches!(procfs::state(args.pid(), args.pid()), None | Some('Z' | 'X')) {
-                    // Read while it is a zombie, before its parent reaps it.
-                    let how = procfs::exit(args.pid());
-                    if let Some(update) = l.tracker.on_exit(crate::clock::monotonic_ns(), how) {
-                        l.report(&update)?;
-                    }
-                    Some(crate::report::output::exit_words(how))
-                } else if l.image.is_some() && Image::of(args.pid()).is_some_and(|now| Some(now) != l.image) {
-                    // Report what was seen of an update in progress, then stop.
-                    if let Some(update) = l.tracker.on_tick(u64::MAX) {
-                        l.report(&update)?;
-                    }
-                    Some("executed a new program; its update points are gone".to_string())
-                } else {
-                    None
-                };
-                if let Some(how) = gone {
-                    eprintln!("qbench-trace: process {} {how}", args.pid());
-                    l.summary.target_exited = true;
+                if l.tick(events.get_mut(), wanted).await? {
                     return Ok(l.summary);
                 }
             }
             _ = interrupt.recv() => return Ok(l.summary),
             _ = terminate.recv() => return Ok(l.summary),
         }
+    }
+}
+
+impl<'a, K: Kernel> Loop<'a, K> {
+    /// The loop's state, its tracker seeded with the target's threads as /proc shows them.
+    fn start(args: &'a Args, kernel: K, requester: Option<Requester>) -> anyhow::Result<Self> {
+        let mut l = Loop {
+            args,
+            kernel,
+            tracker: Tracker::new(args.timeout.as_nanos() as u64),
+            summary: Summary {
+                updates: 0,
+                dnq: 0,
+                target_exited: false,
+            },
+            lost_reported: 0,
+            undecodable: 0,
+            reported: Vec::new(),
+            requester,
+            image: Image::of(args.pid()),
+        };
+        let threads = procfs::threads(args.pid())
+            .ok_or_else(|| anyhow::anyhow!("process {} exited", args.pid()))?;
+        for t in &threads {
+            l.tracker.seed(t.tid, &t.comm, t.syscall);
+        }
+        if args.verbose > 0 {
+            eprintln!(
+                "qbench-trace: seeded {} threads of pid {} from /proc",
+                threads.len(),
+                args.pid()
+            );
+        }
+        Ok(l)
+    }
+
+    /// Finishes each of `updates` in turn; says whether the wanted count is reached.
+    async fn finish_all(
+        &mut self,
+        updates: Vec<Update>,
+        wanted: Option<u64>,
+    ) -> anyhow::Result<bool> {
+        for update in updates {
+            if self.finish(&update, wanted).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The periodic check: ends an update past its deadline, and notices that the target exited
+    /// or executed another program. Says whether observing is over.
+    async fn tick(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        wanted: Option<u64>,
+    ) -> anyhow::Result<bool> {
+        // Records already written come first: a deadline is judged on all of them.
+        let (finished, _) = self.drain(ring)?;
+        if self.finish_all(finished, wanted).await? {
+            return Ok(true);
+        }
+        if let Some(update) = self.tracker.on_tick(crate::clock::monotonic_ns())
+            && self.finish(&update, wanted).await?
+        {
+            return Ok(true);
+        }
+        let Some(how) = self.target_gone()? else {
+            return Ok(false);
+        };
+        eprintln!("qbench-trace: process {} {how}", self.args.pid());
+        self.summary.target_exited = true;
+        Ok(true)
+    }
+
+    /// How the target went away, if it did: exited, or executed a new program. What was seen of
+    /// an update in progress is reported first.
+    fn target_gone(&mut self) -> anyhow::Result<Option<String>> {
+        let pid = self.args.pid();
+        // Gone, or a zombie its parent has not reaped yet: either way it has exited.
+        if matches!(procfs::state(pid, pid), None | Some('Z' | 'X')) {
+            // Read while it is a zombie, before its parent reaps it.
+            let how = procfs::exit(pid);
+            if let Some(update) = self.tracker.on_exit(crate::clock::monotonic_ns(), how) {
+                self.report(&update)?;
+            }
+            return Ok(Some(crate::report::output::exit_words(how)));
+        }
+        if self.image.is_some() && Image::of(pid).is_some_and(|now| Some(now) != self.image) {
+            // Report what was seen of an update in progress, then stop.
+            if let Some(update) = self.tracker.on_tick(u64::MAX) {
+                self.report(&update)?;
+            }
+            return Ok(Some(
+                "executed a new program; its update points are gone".to_string(),
+            ));
+        }
+        Ok(None)
     }
 }
 
