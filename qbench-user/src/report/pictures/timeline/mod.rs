@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::{duration, request_text, span, view_start};
+use super::{Span, duration, request_text, span, view_start};
 use crate::report::output::escape;
 use crate::syscalls;
-use crate::tracker::{Outcome, Update};
+use crate::tracker::{Call, Outcome, ThreadReport, Update};
 
 /// Text from the target made safe for XML: control characters (which XML 1.0 cannot carry even
 /// as references) become `\xNN` as in the terminal, then the markup characters become entities.
@@ -115,85 +115,7 @@ pub fn svg(pid: u32, update: &Update) -> String {
         xml_text(&request_text(update.seen)),
     );
     for (i, t) in update.threads.iter().take(shown).enumerate() {
-        let y = ROWS_TOP + ROW_H * i as f64;
-        let missing = t.participating && t.arrival_ns.is_none();
-        let band = match (missing, i % 2) {
-            (true, _) => "#fbe9e7",
-            (false, 0) => "#f3f3f3",
-            _ => "#ffffff",
-        };
-        let (colour, state) = match t.arrival_ns {
-            Some(a) => (
-                "#222222",
-                format!("+{}", duration(a.saturating_sub(update.request_ns))),
-            ),
-            None if missing => (BLOCKED, "missing".to_string()),
-            None => ("#777777", "not participating".to_string()),
-        };
-        let _ = writeln!(
-            s,
-            r##"<rect x="0" y="{y}" width="{WIDTH}" height="{ROW_H}" fill="{band}"/>
-<text x="12" y="{ty}" fill="{colour}" font-family="DejaVu Sans Mono, monospace">{} {}</text>
-<text x="{sx}" y="{ty}" fill="{colour}" text-anchor="end" font-size="11">{state}</text>"##,
-            t.tid,
-            xml_text(&t.comm.chars().take(24).collect::<String>()),
-            ty = y + 17.0,
-            sx = PLOT_X0 - 8.0,
-        );
-        for call in &t.calls {
-            let Some(sp) = span(call, update, start) else {
-                continue;
-            };
-            let (mut x0, x1) = (x(sp.start_ns), x(sp.end_ns).max(x(sp.start_ns) + 1.5));
-            if sp.still_blocked {
-                // Visible beside the end line even when it began just before the end.
-                x0 = x0.min(x1 - 8.0).max(PLOT_X0);
-            }
-            let fill = match (sp.still_blocked, call.restarted()) {
-                (true, _) => BLOCKED,
-                (false, true) => RESTARTED,
-                (false, false) => RETURNED,
-            };
-            let name = syscalls::name(call.nr);
-            let mut tip = syscalls::describe(call.nr, &call.args);
-            match (sp.still_blocked, call.ret) {
-                (true, _) => tip.push_str(": still blocked at the end"),
-                (false, Some(r)) if call.restarted() => {
-                    tip.push_str(&format!(" = {r}: restarted by the kernel (SA_RESTART)"));
-                }
-                (false, Some(r)) => tip.push_str(&format!(" = {r}")),
-                (false, None) => {}
-            }
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x0:.1}" y="{by}" width="{w:.1}" height="{bh}" fill="{fill}" rx="2"><title>{}</title></rect>"#,
-                xml_text(&tip),
-                by = y + 6.0,
-                w = x1 - x0,
-                bh = ROW_H - 12.0,
-            );
-            if sp.clamped {
-                let _ = writeln!(
-                    s,
-                    r##"<polygon points="{x0:.1},{m} {a:.1},{t} {a:.1},{b}" fill="#222222"/>"##,
-                    m = y + ROW_H / 2.0,
-                    a = x0 + 6.0,
-                    t = y + 8.0,
-                    b = y + ROW_H - 8.0,
-                );
-            }
-            if x1 - x0 > 7.0 * name.len() as f64 + 16.0 {
-                let _ = writeln!(
-                    s,
-                    r##"<text x="{:.1}" y="{}" fill="#ffffff" font-size="11">{name}</text>"##,
-                    x0 + if sp.clamped { 10.0 } else { 4.0 },
-                    y + 17.0,
-                );
-            }
-        }
-        if let Some(a) = t.arrival_ns {
-            s.push_str(&diamond(x(a), y + ROW_H / 2.0));
-        }
+        row(&mut s, i, t, update, start, &x);
     }
     if hidden > 0 {
         let _ = writeln!(
@@ -210,6 +132,101 @@ pub fn svg(pid: u32, update: &Update) -> String {
     legend(&mut s, rows_end + 62.0, end_colour);
     s.push_str("</svg>\n");
     s
+}
+
+/// Row `i` of the timeline: thread `t`'s name, state, calls and arrival.
+fn row(
+    s: &mut String,
+    i: usize,
+    t: &ThreadReport,
+    update: &Update,
+    start: u64,
+    x: &impl Fn(u64) -> f64,
+) {
+    let y = ROWS_TOP + ROW_H * i as f64;
+    let missing = t.participating && t.arrival_ns.is_none();
+    let band = match (missing, i % 2) {
+        (true, _) => "#fbe9e7",
+        (false, 0) => "#f3f3f3",
+        _ => "#ffffff",
+    };
+    let (colour, state) = match t.arrival_ns {
+        Some(a) => (
+            "#222222",
+            format!("+{}", duration(a.saturating_sub(update.request_ns))),
+        ),
+        None if missing => (BLOCKED, "missing".to_string()),
+        None => ("#777777", "not participating".to_string()),
+    };
+    let _ = writeln!(
+        s,
+        r##"<rect x="0" y="{y}" width="{WIDTH}" height="{ROW_H}" fill="{band}"/>
+<text x="12" y="{ty}" fill="{colour}" font-family="DejaVu Sans Mono, monospace">{} {}</text>
+<text x="{sx}" y="{ty}" fill="{colour}" text-anchor="end" font-size="11">{state}</text>"##,
+        t.tid,
+        xml_text(&t.comm.chars().take(24).collect::<String>()),
+        ty = y + 17.0,
+        sx = PLOT_X0 - 8.0,
+    );
+    for call in &t.calls {
+        if let Some(sp) = span(call, update, start) {
+            call_bar(s, call, &sp, y, x);
+        }
+    }
+    if let Some(a) = t.arrival_ns {
+        s.push_str(&diamond(x(a), y + ROW_H / 2.0));
+    }
+}
+
+/// One call of a row at `y`, as a bar from its start to its end with its description as a
+/// tooltip.
+fn call_bar(s: &mut String, call: &Call, sp: &Span, y: f64, x: &impl Fn(u64) -> f64) {
+    let (mut x0, x1) = (x(sp.start_ns), x(sp.end_ns).max(x(sp.start_ns) + 1.5));
+    if sp.still_blocked {
+        // Visible beside the end line even when it began just before the end.
+        x0 = x0.min(x1 - 8.0).max(PLOT_X0);
+    }
+    let fill = match (sp.still_blocked, call.restarted()) {
+        (true, _) => BLOCKED,
+        (false, true) => RESTARTED,
+        (false, false) => RETURNED,
+    };
+    let name = syscalls::name(call.nr);
+    let mut tip = syscalls::describe(call.nr, &call.args);
+    match (sp.still_blocked, call.ret) {
+        (true, _) => tip.push_str(": still blocked at the end"),
+        (false, Some(r)) if call.restarted() => {
+            tip.push_str(&format!(" = {r}: restarted by the kernel (SA_RESTART)"));
+        }
+        (false, Some(r)) => tip.push_str(&format!(" = {r}")),
+        (false, None) => {}
+    }
+    let _ = writeln!(
+        s,
+        r#"<rect x="{x0:.1}" y="{by}" width="{w:.1}" height="{bh}" fill="{fill}" rx="2"><title>{}</title></rect>"#,
+        xml_text(&tip),
+        by = y + 6.0,
+        w = x1 - x0,
+        bh = ROW_H - 12.0,
+    );
+    if sp.clamped {
+        let _ = writeln!(
+            s,
+            r##"<polygon points="{x0:.1},{m} {a:.1},{t} {a:.1},{b}" fill="#222222"/>"##,
+            m = y + ROW_H / 2.0,
+            a = x0 + 6.0,
+            t = y + 8.0,
+            b = y + ROW_H - 8.0,
+        );
+    }
+    if x1 - x0 > 7.0 * name.len() as f64 + 16.0 {
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{}" fill="#ffffff" font-size="11">{name}</text>"##,
+            x0 + if sp.clamped { 10.0 } else { 4.0 },
+            y + 17.0,
+        );
+    }
 }
 
 fn diamond(cx: f64, cy: f64) -> String {
