@@ -305,26 +305,35 @@ mod tests {
 
     #[test]
     fn socket_lines() {
-        let listen = "   0: 0100007F:A0F0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 100 0 0 10 0";
-        assert_eq!(
-            parse_socket_line("TCP", listen).as_deref(),
-            Some("TCP 127.0.0.1:41200 LISTEN")
-        );
-        let est = "   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 654321 1";
-        assert_eq!(
-            parse_socket_line("TCP", est).as_deref(),
-            Some("TCP 127.0.0.1:8080 -> 127.0.0.1:50000 ESTABLISHED")
-        );
-        let v6 = "   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 0 0 0 0 0 1";
-        assert_eq!(
-            parse_socket_line("TCP", v6).as_deref(),
-            Some("TCP [::1]:8080 LISTEN")
-        );
-        let udp = "   2: 00000000:0035 00000000:0000 07 0 0 0 0 0 42";
-        assert_eq!(
-            parse_socket_line("UDP", udp).as_deref(),
-            Some("UDP 0.0.0.0:53")
-        );
+        let cases = [
+            (
+                "TCP",
+                "   0: 0100007F:A0F0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 100 0 0 10 0",
+                "TCP 127.0.0.1:41200 LISTEN",
+            ),
+            (
+                "TCP",
+                "   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 654321 1",
+                "TCP 127.0.0.1:8080 -> 127.0.0.1:50000 ESTABLISHED",
+            ),
+            (
+                "TCP",
+                "   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 0 0 0 0 0 1",
+                "TCP [::1]:8080 LISTEN",
+            ),
+            (
+                "UDP",
+                "   2: 00000000:0035 00000000:0000 07 0 0 0 0 0 42",
+                "UDP 0.0.0.0:53",
+            ),
+        ];
+        for (proto, line, shown) in cases {
+            assert_eq!(
+                parse_socket_line(proto, line).as_deref(),
+                Some(shown),
+                "{line}"
+            );
+        }
         assert_eq!(parse_socket_line("TCP", "garbage"), None);
     }
 

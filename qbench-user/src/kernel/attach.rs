@@ -7,7 +7,7 @@ use std::{ffi::CStr, io, num::NonZeroU32, path::Path};
 use aya::{
     Ebpf,
     programs::{
-        TracePoint, UProbe,
+        Program, ProgramError, TracePoint, UProbe,
         trace_point::TracePointLinkId,
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
@@ -82,6 +82,20 @@ pub enum Attached {
     TracePoint(&'static str, TracePointLinkId),
 }
 
+/// Program `name` of `ebpf`, as the kind `T` it must be.
+pub(super) fn program_as<'e, T>(
+    ebpf: &'e mut Ebpf,
+    name: &'static str,
+) -> Result<&'e mut T, LoaderError>
+where
+    &'e mut T: TryFrom<&'e mut Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoaderError::NoProgram { name })?
+        .try_into()
+        .map_err(LoaderError::program(name))
+}
+
 /// Attaches uprobe `program` at `location`, firing for process `pid` only.
 pub fn uprobe(
     ebpf: &mut Ebpf,
@@ -89,11 +103,7 @@ pub fn uprobe(
     location: &Location,
     pid: NonZeroU32,
 ) -> Result<Attached, LoaderError> {
-    let uprobe: &mut UProbe = ebpf
-        .program_mut(program)
-        .ok_or(LoaderError::NoProgram { name: program })?
-        .try_into()
-        .map_err(LoaderError::program(program))?;
+    let uprobe: &mut UProbe = program_as(ebpf, program)?;
     let link = uprobe
         .attach(
             UProbeAttachLocation::AbsoluteOffset(location.offset),
@@ -136,11 +146,7 @@ fn wanted_tracepoints(
 pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, LoaderError> {
     let mut links = Vec::new();
     for (program, category, event) in wanted_tracepoints(syscalls) {
-        let tracepoint: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or(LoaderError::NoProgram { name: program })?
-            .try_into()
-            .map_err(LoaderError::program(program))?;
+        let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
         let link =
             tracepoint
                 .attach(category, event)
@@ -212,19 +218,11 @@ pub fn tracepoint_offsets(syscalls: bool) -> Result<Offsets, LoaderError> {
 /// rejection shows at load, not at attach.
 pub fn load_programs(ebpf: &mut Ebpf, syscalls: bool) -> Result<(), LoaderError> {
     for program in UPROBES {
-        let uprobe: &mut UProbe = ebpf
-            .program_mut(program)
-            .ok_or(LoaderError::NoProgram { name: program })?
-            .try_into()
-            .map_err(LoaderError::program(program))?;
+        let uprobe: &mut UProbe = program_as(ebpf, program)?;
         uprobe.load().map_err(LoaderError::program(program))?;
     }
     for (program, _, _) in wanted_tracepoints(syscalls) {
-        let tracepoint: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or(LoaderError::NoProgram { name: program })?
-            .try_into()
-            .map_err(LoaderError::program(program))?;
+        let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
         tracepoint.load().map_err(LoaderError::program(program))?;
     }
     Ok(())

@@ -342,12 +342,7 @@ impl Probes {
     /// path); [`Self::attach`] is the whole observer.
     pub fn attach_arrive(&mut self, target: &Path, symbol: &str) -> Result<(), LoaderError> {
         let name = programs::ARRIVE;
-        let program: &mut aya::programs::UProbe = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoaderError::NoProgram { name })?
-            .try_into()
-            .map_err(LoaderError::program(name))?;
+        let program: &mut aya::programs::UProbe = attach::program_as(&mut self.ebpf, name)?;
         program
             .attach(
                 symbol,

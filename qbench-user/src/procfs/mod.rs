@@ -81,24 +81,23 @@ pub fn thread(pid: u32, tid: u32) -> Option<ProcThread> {
     })
 }
 
-/// The name of thread `tid` of `pid`, if it still exists.
-pub fn comm(pid: u32, tid: u32) -> Option<String> {
-    let path = proc_root()
+/// `/proc/PID/task/TID/NAME`.
+fn task_file(pid: u32, tid: u32, name: &str) -> PathBuf {
+    proc_root()
         .join(pid.to_string())
         .join("task")
         .join(tid.to_string())
-        .join("comm");
-    read(path).map(|s| s.trim_end_matches('\n').to_string())
+        .join(name)
+}
+
+/// The name of thread `tid` of `pid`, if it still exists.
+pub fn comm(pid: u32, tid: u32) -> Option<String> {
+    read(task_file(pid, tid, "comm")).map(|s| s.trim_end_matches('\n').to_string())
 }
 
 /// The scheduler state letter of thread `tid` of `pid`.
 pub fn state(pid: u32, tid: u32) -> Option<char> {
-    let path = proc_root()
-        .join(pid.to_string())
-        .join("task")
-        .join(tid.to_string())
-        .join("stat");
-    parse_stat(&read(path)?).map(|(_, state)| state)
+    parse_stat(&read(task_file(pid, tid, "stat"))?).map(|(_, state)| state)
 }
 
 /// Whether process `pid` is gone or on its way out: its main thread a zombie or dead, exiting
@@ -106,11 +105,10 @@ pub fn state(pid: u32, tid: u32) -> Option<char> {
 /// that is killed or calls `exit_group` before any of them leaves.
 pub fn exiting(pid: u32) -> bool {
     const PF_EXITING: u64 = 0x4;
-    let task = proc_root()
-        .join(pid.to_string())
-        .join("task")
-        .join(pid.to_string());
-    let (Some(stat), Some(status)) = (read(task.join("stat")), read(task.join("status"))) else {
+    let (Some(stat), Some(status)) = (
+        read(task_file(pid, pid, "stat")),
+        read(task_file(pid, pid, "status")),
+    ) else {
         return true;
     };
     let after_name = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
