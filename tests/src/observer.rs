@@ -61,6 +61,16 @@ pub fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The threads of a JSON report for which `keep` holds.
+pub fn threads_where(report: &Value, keep: impl Fn(&Value) -> bool) -> Vec<&Value> {
+    report["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter(|t| keep(t))
+        .collect()
+}
+
 /// The thread named `comm` in a JSON report.
 pub fn thread<'a>(report: &'a Value, comm: &str) -> &'a Value {
     report["threads"]

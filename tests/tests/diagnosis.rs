@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use qbench_tests::Target;
-use qbench_tests::observer::{assert_exit, first_report, privileged, request, situations, thread};
+use qbench_tests::observer::{
+    assert_exit, first_report, privileged, request, situations, thread, threads_where,
+};
 use serde_json::Value;
 
 /// The situations program running `kinds`, its own update timeout well beyond the observer's.
@@ -270,12 +272,7 @@ fn the_last_thread_to_arrive_is_explained_too() {
     let Some(_serial) = privileged() else { return };
     let (_target, report) = observe(&["sleep:2"], true);
     assert_eq!(report["outcome"], "quiesced");
-    let explained: Vec<&Value> = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["diagnosis"].is_object())
-        .collect();
+    let explained: Vec<&Value> = threads_where(&report, |t| t["diagnosis"].is_object());
     assert_eq!(explained.len(), 1, "only the last arrival: {report}");
     let last = report["threads"]
         .as_array()

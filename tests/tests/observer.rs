@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use qbench_tests::ebpf::{c_source, compile_c};
 use qbench_tests::observer::{
-    assert_exit, finish, json_lines, privileged, request, spawn_trace, thread, trace,
+    assert_exit, finish, json_lines, privileged, request, spawn_trace, thread, threads_where, trace,
 };
 use qbench_tests::{Report, Target};
 use serde_json::Value;
@@ -85,12 +85,7 @@ fn stuck(kind: &str, syscall: &str) -> (Target, Value) {
     // The missing thread comes first; main and the reader arrived.
     assert_eq!(update["threads"][0]["comm"], kind, "{update}");
     assert_eq!(thread(&update, "read")["state"], "arrived");
-    let missing: Vec<&Value> = update["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["arrival_ns"].is_null())
-        .collect();
+    let missing: Vec<&Value> = threads_where(&update, |t| t["arrival_ns"].is_null());
     assert_eq!(missing.len(), 1, "{update}");
     let t = missing[0].clone();
     assert_eq!(t["blocked_in"]["syscall"], syscall, "{t}");

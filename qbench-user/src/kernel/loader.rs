@@ -414,11 +414,7 @@ impl Probes {
 
     /// Every thread of the target the kernel keeps state for, by tid.
     pub fn snapshot_threads(&self) -> Result<Vec<(u32, ThreadState)>, LoaderError> {
-        let name = maps::THREADS;
-        let map: HashMap<&MapData, u32, ThreadState> = map(&self.ebpf, name)?;
-        map.iter()
-            .collect::<Result<_, _>>()
-            .map_err(LoaderError::map(name))
+        self.by_tid(maps::THREADS)
     }
 
     /// The update window as the kernel last left it.
@@ -452,8 +448,15 @@ impl Probes {
 
     /// Arrivals at the runtime's anchor so far, by thread id.
     pub fn arrivals(&self) -> Result<BTreeMap<u32, Arrivals>, LoaderError> {
-        let name = maps::ARRIVALS;
-        let map: HashMap<&MapData, u32, Arrivals> = map(&self.ebpf, name)?;
+        self.by_tid(maps::ARRIVALS)
+    }
+
+    /// Every entry of the per-thread hash map `name`.
+    fn by_tid<V: aya::Pod, C: FromIterator<(u32, V)>>(
+        &self,
+        name: &'static str,
+    ) -> Result<C, LoaderError> {
+        let map: HashMap<&MapData, u32, V> = map(&self.ebpf, name)?;
         map.iter()
             .collect::<Result<_, _>>()
             .map_err(LoaderError::map(name))
