@@ -49,15 +49,7 @@ pub fn measure(exe: &Path, kind: &'static str, updates: usize) -> anyhow::Result
         let _ = target.wait();
         return Err(e);
     }
-    let out = Command::new(&trace)
-        .args([
-            "--pid",
-            &pid.to_string(),
-            "--request",
-            "--count",
-            &updates.to_string(),
-            "--json",
-        ])
+    let out = crate::target::observe_updates(&trace, pid, updates)
         .output()
         .with_context(|| format!("cannot run {}", trace.display()));
     let _ = target.kill();

@@ -69,15 +69,7 @@ fn drive(demo: &mut Child, bin: &Path, report: &Path, updates: usize) -> anyhow:
     // SAFETY: geteuid has no preconditions.
     let observed = if unsafe { libc::geteuid() } == 0 {
         println!("demo: qbench-trace --pid {pid} --request --count {updates} --json");
-        let out = Command::new(bin.join("qbench-trace"))
-            .args([
-                "--pid",
-                &pid.to_string(),
-                "--request",
-                "--count",
-                &updates.to_string(),
-                "--json",
-            ])
+        let out = crate::target::observe_updates(&bin.join("qbench-trace"), pid, updates)
             .stderr(Stdio::inherit())
             .output()
             .context("cannot run qbench-trace")?;

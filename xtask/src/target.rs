@@ -8,6 +8,25 @@ use anyhow::{Context as _, bail, ensure};
 
 use crate::workspace::{self, Profile};
 
+/// qbench-trace (`trace`) set to request `updates` updates of process `pid` and print each
+/// as a JSON line.
+pub fn observe_updates(
+    trace: &Path,
+    pid: impl std::fmt::Display,
+    updates: usize,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(trace);
+    command.args([
+        "--pid",
+        &pid.to_string(),
+        "--request",
+        "--count",
+        &updates.to_string(),
+        "--json",
+    ]);
+    command
+}
+
 /// Requests an update of process `pid` with SIGUSR2, the runtime's default request signal.
 pub fn request_update(pid: i32) -> anyhow::Result<()> {
     // SAFETY: kill has no memory-safety preconditions.

@@ -257,12 +257,16 @@ mod tests {
 7f00001b0000-7f00001b1000 r-xp 00001000 00:2a 7 /tmp/my lib.so (deleted)
 7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]";
 
+    /// The mappings of [`MAPS`].
+    fn sample() -> Vec<Mapping> {
+        MAPS.lines()
+            .filter_map(|l| Mapping::parse(l.as_bytes()))
+            .collect()
+    }
+
     #[test]
     fn lines_with_files_pseudo_names_and_nothing() {
-        let maps: Vec<Mapping> = MAPS
-            .lines()
-            .filter_map(|l| Mapping::parse(l.as_bytes()))
-            .collect();
+        let maps = sample();
         assert_eq!(maps.len(), 9);
         assert_eq!(
             maps[1],
@@ -322,10 +326,7 @@ mod tests {
 
     #[test]
     fn objects_group_the_mappings_of_each_file() {
-        let maps: Vec<Mapping> = MAPS
-            .lines()
-            .filter_map(|l| Mapping::parse(l.as_bytes()))
-            .collect();
+        let maps = sample();
         let objects = objects(&maps);
         let names: Vec<&str> = objects.iter().map(MappedObject::name).collect();
         assert_eq!(names, ["target", "libc.so.6", "my lib.so"]);
