@@ -68,6 +68,15 @@ fn blocked(nr: i64, args: [u64; 6], since_ns: Option<u64>) -> Option<Blocked> {
     Some(Blocked { nr, args, since_ns })
 }
 
+/// The request, first arrival and last arrival of `update`.
+fn instants(update: &Update) -> (u64, Option<u64>, Option<u64>) {
+    (
+        update.request_ns,
+        update.first_arrival_ns,
+        update.last_arrival_ns,
+    )
+}
+
 /// The report of thread `tid` in `update`.
 fn thread(update: &Update, tid: u32) -> &ThreadReport {
     update
@@ -96,14 +105,7 @@ fn all_arrivals_complete_a_quiesced_update_excluding_the_helper() {
     assert_eq!(t.on_event(arrive(100, 1200)), None);
     let update = t.on_event(arrive(102, 1900)).expect("complete");
     assert_eq!(update.outcome, Outcome::Quiesced);
-    assert_eq!(
-        (
-            update.request_ns,
-            update.first_arrival_ns,
-            update.last_arrival_ns
-        ),
-        (1000, Some(1200), Some(1900))
-    );
+    assert_eq!(instants(&update), (1000, Some(1200), Some(1900)));
     assert_eq!(
         (update.quiescence_ns(), update.request_latency_ns()),
         (Some(700), Some(900))
@@ -280,14 +282,7 @@ fn out_of_order_duplicate_and_unknown_events() {
     t.on_event(arrive(101, 800));
     let update = t.on_event(arrive(102, 1000)).expect("complete");
     assert_eq!(update.seen, RequestSeen::Arrival);
-    assert_eq!(
-        (
-            update.request_ns,
-            update.first_arrival_ns,
-            update.last_arrival_ns
-        ),
-        (500, Some(500), Some(1000))
-    );
+    assert_eq!(instants(&update), (500, Some(500), Some(1000)));
     assert_eq!(
         update
             .threads
