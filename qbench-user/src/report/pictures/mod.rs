@@ -129,52 +129,8 @@ pub fn chrome_trace(pid: u32, updates: &[Update]) -> String {
         // Calls never reach back into the previous window, so a thread's slices never overlap.
         let floor = view_start(update).max(previous_end);
         previous_end = update.end_ns;
-        let label = update_label(update);
-        let window = json!({
-            "outcome": crate::report::output::outcome_word(update.outcome),
-            "request_ns": update.request_ns,
-            "end_ns": update.end_ns,
-            "quiescence_ns": update.quiescence_ns(),
-            "missing_threads": update.missing().count(),
-        });
-        let (slice, scope) = (json!(1), "update");
-        events.push(json!({
-            "ph": "b", "cat": scope, "id": slice, "name": label, "ts": us(update.request_ns),
-            "pid": pid, "tid": pid, "args": window,
-        }));
-        events.push(json!({
-            "ph": "e", "cat": scope, "id": slice, "name": label, "ts": us(update.end_ns),
-            "pid": pid, "tid": pid,
-        }));
-        events.push(json!({
-            "ph": "i", "s": "p", "name": "update requested", "ts": us(update.request_ns),
-            "pid": pid, "tid": pid, "args": {"update": update.number, "by": request_text(update.seen)},
-        }));
-        if update.outcome == Outcome::Dnq {
-            events.push(json!({
-                "ph": "i", "s": "p", "name": "did not quiesce", "ts": us(update.end_ns),
-                "pid": pid, "tid": pid, "args": {"update": update.number},
-            }));
-        }
-        for t in &update.threads {
-            for call in &t.calls {
-                let Some(s) = span(call, update, floor) else {
-                    continue;
-                };
-                events.push(json!({
-                    "ph": "X", "cat": "syscall", "name": syscalls::name(call.nr),
-                    "ts": us(s.start_ns), "dur": (s.end_ns - s.start_ns) as f64 / 1e3,
-                    "pid": pid, "tid": t.tid, "args": call_args(call, &s, update),
-                }));
-            }
-            if let Some(arrival) = t.arrival_ns {
-                events.push(json!({
-                    "ph": "i", "s": "t", "name": "arrived at update point", "ts": us(arrival),
-                    "pid": pid, "tid": t.tid,
-                    "args": {"update": update.number, "after_request": duration(arrival.saturating_sub(update.request_ns))},
-                }));
-            }
-        }
+        window_events(&mut events, pid, update, &us);
+        thread_events(&mut events, pid, update, floor, &us);
     }
     let doc = json!({
         "traceEvents": events,
@@ -188,6 +144,67 @@ pub fn chrome_trace(pid: u32, updates: &[Update]) -> String {
         },
     });
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The window of `update` on the process's track: its slice, the request and, for a DNQ, the
+/// moment it was given up.
+fn window_events(events: &mut Vec<Value>, pid: u32, update: &Update, us: &impl Fn(u64) -> f64) {
+    let label = update_label(update);
+    let window = json!({
+        "outcome": crate::report::output::outcome_word(update.outcome),
+        "request_ns": update.request_ns,
+        "end_ns": update.end_ns,
+        "quiescence_ns": update.quiescence_ns(),
+        "missing_threads": update.missing().count(),
+    });
+    let (slice, scope) = (json!(1), "update");
+    events.push(json!({
+        "ph": "b", "cat": scope, "id": slice, "name": label, "ts": us(update.request_ns),
+        "pid": pid, "tid": pid, "args": window,
+    }));
+    events.push(json!({
+        "ph": "e", "cat": scope, "id": slice, "name": label, "ts": us(update.end_ns),
+        "pid": pid, "tid": pid,
+    }));
+    events.push(json!({
+        "ph": "i", "s": "p", "name": "update requested", "ts": us(update.request_ns),
+        "pid": pid, "tid": pid, "args": {"update": update.number, "by": request_text(update.seen)},
+    }));
+    if update.outcome == Outcome::Dnq {
+        events.push(json!({
+            "ph": "i", "s": "p", "name": "did not quiesce", "ts": us(update.end_ns),
+            "pid": pid, "tid": pid, "args": {"update": update.number},
+        }));
+    }
+}
+
+/// Each thread's calls during `update` (none before `floor`) and its arrival, on its own track.
+fn thread_events(
+    events: &mut Vec<Value>,
+    pid: u32,
+    update: &Update,
+    floor: u64,
+    us: &impl Fn(u64) -> f64,
+) {
+    for t in &update.threads {
+        for call in &t.calls {
+            let Some(s) = span(call, update, floor) else {
+                continue;
+            };
+            events.push(json!({
+                "ph": "X", "cat": "syscall", "name": syscalls::name(call.nr),
+                "ts": us(s.start_ns), "dur": (s.end_ns - s.start_ns) as f64 / 1e3,
+                "pid": pid, "tid": t.tid, "args": call_args(call, &s, update),
+            }));
+        }
+        if let Some(arrival) = t.arrival_ns {
+            events.push(json!({
+                "ph": "i", "s": "t", "name": "arrived at update point", "ts": us(arrival),
+                "pid": pid, "tid": t.tid,
+                "args": {"update": update.number, "after_request": duration(arrival.saturating_sub(update.request_ns))},
+            }));
+        }
+    }
 }
 
 fn request_text(seen: RequestSeen) -> String {
