@@ -62,6 +62,45 @@ fn exposure_warning(addr: std::net::SocketAddr) -> Option<String> {
     })
 }
 
+/// Serves `metrics` on `addr` (`--metrics`) from a task of its own, once the address is bound.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+    let addr = listener.local_addr()?;
+    eprintln!("qbench-trace: serving metrics at http://{addr}/metrics");
+    if let Some(warning) = exposure_warning(addr) {
+        eprintln!("qbench-trace: warning: {warning}");
+    }
+    Ok(tokio::task::spawn_local(http::serve(
+        listener,
+        Arc::clone(metrics),
+    )))
+}
+
+/// Starts watching `pid`, which `--all` found; one it cannot attach to is said and remembered
+/// in `refused`.
+fn watch_found(
+    pid: u32,
+    settings: &Arc<Settings>,
+    metrics: &Arc<Metrics>,
+    tasks: &mut HashMap<u32, JoinHandle<()>>,
+    refused: &mut HashSet<u32>,
+) {
+    match Watched::attach(pid, Arc::clone(settings), Arc::clone(metrics)) {
+        Ok((watched, events)) => {
+            tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
+        }
+        Err(err) => {
+            eprintln!("qbench-trace: cannot watch pid {pid}: {err:#}");
+            refused.insert(pid);
+        }
+    }
+}
+
 async fn supervise(args: &Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let settings = Arc::new(Settings {
@@ -76,20 +115,7 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let server = match args.metrics {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
-            let addr = listener.local_addr()?;
-            eprintln!("qbench-trace: serving metrics at http://{addr}/metrics");
-            if let Some(warning) = exposure_warning(addr) {
-                eprintln!("qbench-trace: warning: {warning}");
-            }
-            Some(tokio::task::spawn_local(http::serve(
-                listener,
-                Arc::clone(&metrics),
-            )))
-        }
+        Some(addr) => Some(serve_metrics(addr, &metrics).await?),
         None => None,
     };
     let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
@@ -115,15 +141,7 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
                     refused.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
                     let known: HashSet<u32> = tasks.keys().chain(&refused).copied().collect();
                     for pid in discovery.scan(&known) {
-                        match Watched::attach(pid, Arc::clone(&settings), Arc::clone(&metrics)) {
-                            Ok((watched, events)) => {
-                                tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
-                            }
-                            Err(err) => {
-                                eprintln!("qbench-trace: cannot watch pid {pid}: {err:#}");
-                                refused.insert(pid);
-                            }
-                        }
+                        watch_found(pid, &settings, &metrics, &mut tasks, &mut refused);
                     }
                 } else if tasks.is_empty() {
                     eprintln!("qbench-trace: every watched process has exited");
