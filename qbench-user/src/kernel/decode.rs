@@ -280,9 +280,9 @@ pub mod tests {
         wire::EventHeader { kind, tid, ts_ns }
     }
 
-    #[test]
-    fn every_kind_decodes() {
-        let mut cases: Vec<(Vec<u8>, Event)> = vec![
+    /// Records of the update window's kinds, and what each decodes to.
+    fn window_cases() -> Vec<(Vec<u8>, Event)> {
+        vec![
             (
                 bytes_of(&wire::RequestEvent {
                     header: header(wire::EVENT_REQUEST, 10, 100),
@@ -329,6 +329,28 @@ pub mod tests {
                     seq: 3,
                 },
             ),
+            (
+                bytes_of(&wire::ReleaseEvent {
+                    header: header(wire::EVENT_RELEASE, 14, 800),
+                    seq: 4,
+                    quiesced: 1,
+                    threads: 6,
+                }),
+                Event::Release {
+                    tid: 14,
+                    ts_ns: 800,
+                    seq: 4,
+                    quiesced: true,
+                    threads: 6,
+                },
+            ),
+        ]
+    }
+
+    /// Records of the per-thread kinds (system calls, threads born and gone), and what each
+    /// decodes to.
+    fn thread_cases() -> Vec<(Vec<u8>, Event)> {
+        vec![
             (
                 bytes_of(&wire::SysEnterEvent {
                     header: header(wire::EVENT_SYS_ENTER, 12, 400),
@@ -378,23 +400,12 @@ pub mod tests {
                     ts_ns: 700,
                 },
             ),
-        ];
-        cases.push((
-            bytes_of(&wire::ReleaseEvent {
-                header: header(wire::EVENT_RELEASE, 14, 800),
-                seq: 4,
-                quiesced: 1,
-                threads: 6,
-            }),
-            Event::Release {
-                tid: 14,
-                ts_ns: 800,
-                seq: 4,
-                quiesced: true,
-                threads: 6,
-            },
-        ));
-        for (bytes, want) in cases {
+        ]
+    }
+
+    #[test]
+    fn every_kind_decodes() {
+        for (bytes, want) in window_cases().into_iter().chain(thread_cases()) {
             assert_eq!(Event::try_from(bytes.as_slice()), Ok(want));
         }
     }
