@@ -33,6 +33,65 @@ fn call(nr: i64, ret: Option<i64>) -> Call {
     }
 }
 
+/// A thread waiting for a mutex that thread 7 (`holder`) owns.
+fn mutex_facts() -> Facts {
+    Facts {
+        blocked: blocked(FUTEX, [0x2000, 128, 2, 0, 0, 0]),
+        stack_functions: vec!["__lll_lock_wait".into(), "___pthread_mutex_lock".into()],
+        futex: Some(Futex {
+            owner_tid: Some(7),
+            owner_comm: Some("holder".into()),
+            ..Futex::default()
+        }),
+        ..facts()
+    }
+}
+
+/// A thread blocked in accept on a listening socket.
+fn io_facts() -> Facts {
+    Facts {
+        blocked: blocked(43, [4, 0, 0, 0, 0, 0]),
+        fd: Some("TCP 127.0.0.1:80 LISTEN".into()),
+        ..facts()
+    }
+}
+
+fn running_facts() -> Facts {
+    Facts {
+        state: Some('R'),
+        ..facts()
+    }
+}
+
+/// A stopped thread may still show the call it was in; being stopped is why it is late.
+fn stopped_facts() -> Facts {
+    Facts {
+        state: Some('T'),
+        ..io_facts()
+    }
+}
+
+fn traced_facts() -> Facts {
+    Facts {
+        state: Some('t'),
+        ..running_facts()
+    }
+}
+
+#[test]
+fn a_stopped_or_traced_thread_is_said_to_be_so() {
+    assert_eq!(
+        evidence(Cause::Stopped, &stopped_facts())
+            .split("; ")
+            .next(),
+        Some("state T: stopped by a signal")
+    );
+    assert_eq!(
+        hint(Cause::Stopped, &traced_facts()),
+        "a tracer (a debugger, strace) holds it stopped: detach it or continue the thread"
+    );
+}
+
 #[test]
 fn every_cause_from_its_facts() {
     let cond = Facts {
@@ -44,16 +103,7 @@ fn every_cause_from_its_facts() {
         ],
         ..facts()
     };
-    let mutex = Facts {
-        blocked: blocked(FUTEX, [0x2000, 128, 2, 0, 0, 0]),
-        stack_functions: vec!["__lll_lock_wait".into(), "___pthread_mutex_lock".into()],
-        futex: Some(Futex {
-            owner_tid: Some(7),
-            owner_comm: Some("holder".into()),
-            ..Futex::default()
-        }),
-        ..facts()
-    };
+    let mutex = mutex_facts();
     let deadlock = Facts {
         futex: Some(Futex {
             owner_tid: Some(7),
@@ -68,43 +118,20 @@ fn every_cause_from_its_facts() {
         calls: vec![call(0, Some(-512)), call(0, None)],
         ..facts()
     };
-    let io = Facts {
-        blocked: blocked(43, [4, 0, 0, 0, 0, 0]),
-        fd: Some("TCP 127.0.0.1:80 LISTEN".into()),
-        ..facts()
-    };
+    let io = io_facts();
     let sleeping = Facts {
         blocked: blocked(230, [0, 0, 0x10, 0x20, 0, 0]),
         sleep_ns: Some(100_000_000_000),
         ..facts()
     };
-    let running = Facts {
-        state: Some('R'),
-        ..facts()
-    };
+    let running = running_facts();
     let d = Facts {
         state: Some('D'),
         wchan: Some("io_schedule".into()),
         blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
         ..facts()
     };
-    // A stopped thread may still show the call it was in; being stopped is why it is late.
-    let stopped = Facts {
-        state: Some('T'),
-        ..io.clone()
-    };
-    let traced = Facts {
-        state: Some('t'),
-        ..running.clone()
-    };
-    assert_eq!(
-        evidence(Cause::Stopped, &stopped).split("; ").next(),
-        Some("state T: stopped by a signal")
-    );
-    assert_eq!(
-        hint(Cause::Stopped, &traced),
-        "a tracer (a debugger, strace) holds it stopped: detach it or continue the thread"
-    );
+    let (stopped, traced) = (stopped_facts(), traced_facts());
     let outside = Facts {
         participating: false,
         blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
