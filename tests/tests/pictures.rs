@@ -3,10 +3,11 @@
 //! renders in a real renderer (rsvg-convert, installed by `cargo xtask setup`). Skipped, with the
 //! reason printed, when not root.
 
+use std::path::Path;
 use std::process::Command;
 
-use qbench_tests::TempDir;
 use qbench_tests::observer::{assert_exit, privileged, request, situations};
+use qbench_tests::{Target, TempDir};
 use serde_json::Value;
 
 /// The fields the Trace Event Format requires of each phase: every event has `name`, `ph`,
@@ -54,6 +55,22 @@ fn svg_attr(svg: &str, attr: &str) -> u32 {
     value.parse::<f64>().expect("a number") as u32
 }
 
+/// Requests one update of `target` (with `args`) and draws it to `trace_out` and `svg`; checks
+/// the exit status (`code`) and that both files were written.
+fn draw(target: &Target, args: &[&str], trace_out: &str, svg: &Path, code: i32) {
+    let mut all = args.to_vec();
+    all.extend([
+        "--trace-out",
+        trace_out,
+        "--svg",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    let out = request(target, &all);
+    assert_exit(&out, code);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+}
+
 #[test]
 fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
     let Some(_serial) = privileged() else { return };
@@ -61,20 +78,13 @@ fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
     target.wait_blocked();
     let dir = TempDir::new();
     let (trace_path, svg_path) = (dir.0.join("update.json"), dir.0.join("update.svg"));
-    let out = request(
+    draw(
         &target,
-        &[
-            "--timeout",
-            "300ms",
-            "--trace-out",
-            trace_path.to_str().expect("utf-8 path"),
-            "--svg",
-            svg_path.to_str().expect("utf-8 path"),
-        ],
+        &["--timeout", "300ms"],
+        trace_path.to_str().expect("utf-8 path"),
+        &svg_path,
+        3,
     );
-    assert_exit(&out, 3);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("cannot write"), "{stderr}");
 
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(&trace_path).expect("the trace file"))
@@ -137,18 +147,7 @@ fn dev_null_stays_a_device_and_a_linked_picture_keeps_its_link() {
     let (real, link) = (dir.0.join("real.svg"), dir.0.join("link.svg"));
     std::fs::write(&real, "old").expect("write");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
-    let out = request(
-        &target,
-        &[
-            "--trace-out",
-            "/dev/null",
-            "--svg",
-            link.to_str().expect("utf-8 path"),
-        ],
-    );
-    assert_exit(&out, 0);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("cannot write"), "{stderr}");
+    draw(&target, &[], "/dev/null", &link, 0);
     let null = std::fs::symlink_metadata("/dev/null").expect("/dev/null");
     assert!(null.file_type().is_char_device(), "/dev/null was replaced");
     assert_eq!(null.rdev(), libc::makedev(1, 3));
@@ -160,5 +159,5 @@ fn dev_null_stays_a_device_and_a_linked_picture_keeps_its_link() {
     );
     let svg = std::fs::read_to_string(&real).expect("the linked file");
     assert!(svg.contains("<svg") && svg.contains("quiesced"), "{svg}");
-    assert!(!std::path::Path::new("/dev/.null.tmp").exists());
+    assert!(!Path::new("/dev/.null.tmp").exists());
 }
