@@ -17,6 +17,7 @@ mod run;
 mod setup;
 mod target;
 mod test;
+mod vm;
 mod workspace;
 
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Install(install::Args),
     /// Run a benchmark.
     Bench(bench::Args),
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under QEMU and check qbench-trace on each.
+    VmTest(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Install(args) => install::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::VmTest(args) => vm::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
