@@ -50,11 +50,13 @@ fail() {
     echo "QBENCH-CHECK $CHECK fail $*"
 }
 
-# wait_for FILE REGEX SECONDS: true once a line of FILE matches.
+# wait_for FILE REGEX SECONDS [PID]: true once a line of FILE matches; false after SECONDS, or
+# as soon as process PID has exited.
 wait_for() {
     n=0
     while [ $n -lt $(($3 * 10)) ]; do
         grep -qE "$2" "$1" 2>/dev/null && return 0
+        [ -n "$4" ] && ! kill -0 "$4" 2>/dev/null && return 1
         sleep 0.1
         n=$((n + 1))
     done
@@ -140,6 +142,10 @@ first_err() {
     head -n 1 "$D/err"
 }
 
+last_err() {
+    tail -n 1 "$D/err"
+}
+
 # --- checks ----------------------------------------------------------------------------------
 
 # Three requested updates of a program whose threads block in read, accept, a wrapped condition
@@ -221,9 +227,9 @@ check_watch() {
     W=$!
     PIDS="$PIDS $W"
     SHOW="$SHOW $D/err"
-    wait_for "$D/err" "serving metrics at http://127.0.0.1:$PORT/metrics" 120 ||
-        { fail "no 'serving metrics' line: $(first_err)"; return; }
-    wait_for "$D/err" "watching pid $P " 120 || { fail "no 'watching pid $P' line: $(first_err)"; return; }
+    wait_for "$D/err" "serving metrics at http://127.0.0.1:$PORT/metrics" 120 "$W" ||
+        { fail "no 'serving metrics' line: $(last_err)"; return; }
+    wait_for "$D/err" "watching pid $P " 120 "$W" || { fail "no 'watching pid $P' line: $(last_err)"; return; }
     kill -USR2 "$P"
     wait_for "$D/report" '"seq":1' 30 || { fail "the runtime reported no update"; return; }
     want="qbench_updates_total{pid=\"$P\",comm=\"situations\",outcome=\"quiesced\"} 1"

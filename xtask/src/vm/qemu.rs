@@ -18,12 +18,17 @@ pub struct Boot {
 
 /// The QEMU command line: TCG with every CPU feature it emulates (or KVM where it works), 2 GiB
 /// and 2 CPUs, no network device (the guest needs only loopback), the console on the serial port.
+///
+/// TCG runs both vCPUs in one thread (`thread=single`): with a thread per vCPU, QEMU 7.2 lets a
+/// vCPU execute a breakpoint the kernel's live code patching (static keys, as tracepoints and
+/// uprobes are enabled) has already removed, and the guest dies of `Oops: int3` in an idle
+/// CPU's `__schedule` (seen on 6.12).
 pub fn command(vmlinuz: &Path, initrd: &Path, kvm: bool) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     if kvm {
         cmd.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
-        cmd.args(["-accel", "tcg", "-cpu", "max"]);
+        cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]);
     }
     cmd.args([
         "-m",
