@@ -178,17 +178,20 @@ check_quiesced() {
 check_dnq() {
     begin dnq-lock-held
     start QBENCH_TIMEOUT_MS=3000 -- parkholder:1 heldwaiter:1 || return
-    sleep 1
     holder=$(tid_of "$P" parkholder)
+    waiter=$(tid_of "$P" heldwaiter)
+    # The waiter must be in its futex wait for the lock (syscall 202) before the request.
+    wait_for "/proc/$P/task/$waiter/syscall" '^202 ' 30 ||
+        { fail "heldwaiter ($waiter) never blocked in futex: $(cat "/proc/$P/task/$waiter/syscall")"; return; }
     trace --pid "$P" --request --timeout 300ms --json
     [ $RC = 3 ] || { fail "exit $RC, want 3 (a DNQ): $(first_err)"; return; }
     [ "$(wc -l <"$D/out")" = 1 ] || { fail "$(wc -l <"$D/out") reports, want 1"; return; }
     lack=$(has "$(cat "$D/out")" '"outcome":"dnq"') || { fail "report lacks $lack"; return; }
-    waiter=$(thread_of "$D/out" heldwaiter)
-    lack=$(has "$waiter" '"cause":"lock_held_at_update_point"' "\"owner_tid\":$holder," \
+    wjson=$(thread_of "$D/out" heldwaiter)
+    lack=$(has "$wjson" '"cause":"lock_held_at_update_point"' "\"owner_tid\":$holder," \
         '"owner_parked":true' '"futex_symbol":"held_lock"') ||
         { fail "heldwaiter's diagnosis lacks $lack"; return; }
-    hint=$(printf '%s' "$waiter" | sed -n 's/.*"hint":"\([^"]*\)".*/\1/p')
+    hint=$(printf '%s' "$wjson" | sed -n 's/.*"hint":"\([^"]*\)".*/\1/p')
     lack=$(has "$hint" held_lock "$holder" parkholder) || { fail "hint \"$hint\" lacks $lack"; return; }
     lack=$(has "$(thread_of "$D/out" parkholder)" '"state":"arrived"') ||
         { fail "parkholder lacks $lack"; return; }
