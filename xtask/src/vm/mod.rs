@@ -149,7 +149,11 @@ fn report_kernel(label: &str, boot: &qemu::Boot, console: &Console, log: &str, t
     for check in console.failures() {
         match check.status {
             results::Status::Fail => {
-                println!("vm-test: {label}: FAIL {}: {}", check.name, check.detail);
+                println!(
+                    "vm-test: {label}: FAIL {}: {}",
+                    check.name,
+                    results::printable(&check.detail)
+                );
                 let lines = results::relevant(log, &check.name);
                 for line in lines.iter().take(SHOWN_LINES) {
                     println!("    {line}");

@@ -98,6 +98,29 @@ fn marker(line: &str) -> Option<&str> {
         .map(|at| line[at..].trim_end_matches(['\r', ' ']))
 }
 
+/// `line` without terminal control: escape sequences (`ESC [ ... final`, `ESC c`, which the
+/// firmware sends and which would reset the terminal they are shown on) and other control
+/// characters are dropped.
+pub fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // A control sequence (ESC [) ends with a byte in @..~; other escapes are one
+            // character after ESC.
+            '\u{1b}' => {
+                if chars.next() == Some('[') {
+                    let _ = chars.by_ref().find(|c| ('@'..='~').contains(c));
+                }
+            }
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The console lines that explain a failed check: what `init.sh` printed after the previous
 /// check's result line, up to this check's.
 pub fn relevant(log: &str, check: &str) -> Vec<String> {
@@ -111,7 +134,7 @@ pub fn relevant(log: &str, check: &str) -> Vec<String> {
                 }
                 since_last.clear();
             }
-            None => since_last.push(line.to_owned()),
+            None => since_last.push(printable(line)),
         }
     }
     Vec::new()
@@ -121,7 +144,7 @@ pub fn relevant(log: &str, check: &str) -> Vec<String> {
 pub fn tail(log: &str, n: usize) -> Vec<String> {
     let lines: Vec<&str> = log.lines().map(|l| l.trim_end_matches('\r')).collect();
     let start = lines.len().saturating_sub(n);
-    lines[start..].iter().map(|l| (*l).to_owned()).collect()
+    lines[start..].iter().map(|l| printable(l)).collect()
 }
 
 /// The table: one row per check, one column per kernel (its label, and the guest's release when
@@ -224,6 +247,16 @@ QBENCH-CHECK point ok 2 updates\r
         assert!(relevant(LOG, "pictures").is_empty());
         assert_eq!(tail(LOG, 1), ["QBENCH-CHECK point ok 2 updates"]);
         assert_eq!(tail("a\nb", 5), ["a", "b"]);
+    }
+
+    #[test]
+    fn terminal_control_is_dropped_from_shown_lines() {
+        assert_eq!(
+            printable("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\x07"),
+            "SeaBIOS (version 1.16)"
+        );
+        assert_eq!(printable("a\tb \u{1b}"), "a\tb ");
+        assert_eq!(tail("\x1b[2Jlast\r\n", 1), ["last"]);
     }
 
     #[test]
