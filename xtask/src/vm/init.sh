@@ -271,11 +271,15 @@ check_pictures() {
         return
         ;;
     esac
-    lack=$(has "$json" '"traceEvents":[{' '"args":{"name":"stuckread"},"name":"thread_name"' \
-        '"still_blocked"' '"producer":"qbench-trace"') ||
+    # As the host's test: the update is a DNQ, stuckread has its track, and its last read is
+    # still blocked when the update ends.
+    lack=$(has "$json" '"traceEvents":[{' '"name":"update1:DNQ"' \
+        '"args":{"name":"stuckread"},"name":"thread_name"' '"still_blocked"' \
+        '"producer":"qbench-trace"') ||
         { SHOW="$SHOW $D/update.json"; fail "update.json lacks $lack"; return; }
     svg=$(cat "$D/update.svg" 2>/dev/null)
-    lack=$(has "$svg" '<svg' '</svg>' stuckread) || { fail "update.svg lacks $lack"; return; }
+    lack=$(has "$svg" '<svg' '</svg>' 'DID NOT QUIESCE' stuckread) ||
+        { SHOW="$SHOW $D/update.svg"; fail "update.svg lacks $lack"; return; }
     ok "update.json ($(wc -c <"$D/update.json") bytes) and update.svg ($(wc -c <"$D/update.svg") bytes) written"
 }
 
