@@ -33,6 +33,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ])?;
     stage("build");
     workspace::cargo(&["build", "--workspace", "--all-targets"])?;
+    stage("kernels: Debian 11, 12 and 13 under QEMU");
+    crate::vm::run(&crate::vm::Args::all_kernels())?;
     stage("install and pkg-config");
     pkg_config_smoke()?;
     stage("benchmark smoke");
