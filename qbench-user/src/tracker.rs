@@ -39,6 +39,12 @@ struct Thread {
 /// the handler's SA_RESTART: see [`crate::syscalls::RT_SIGRETURN`].
 pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
 
+/// How long past its deadline an update waits for a missing thread that is between two calls
+/// (just interrupted, in the update signal's handler, about to block again) to be back in one,
+/// so that it is reported in the call it keeps returning to rather than as running. The runtime
+/// interrupts stragglers every few milliseconds, and under load or emulation the gap is long.
+pub const BETWEEN_CALLS_GRACE_NS: u64 = 20_000_000;
+
 /// The calls kept per thread and window (the first ones and the latest).
 pub const MAX_CALLS: usize = 512;
 
@@ -84,6 +90,9 @@ struct Window {
     runtime_seq: Option<u64>,
     first_arrival_ns: Option<u64>,
     last_arrival_ns: Option<u64>,
+    /// Past the deadline, waiting (at most [`BETWEEN_CALLS_GRACE_NS`]) for missing threads
+    /// between two calls to block again: the update has not quiesced, whatever comes now.
+    closing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +301,10 @@ impl Tracker {
                 seq,
                 source,
             } => {
+                if self.window.as_ref().is_some_and(|w| w.closing) {
+                    // Past the deadline: too late to count; the update did not quiesce.
+                    return Some(self.finish(Outcome::Dnq, ts_ns));
+                }
                 if self.window.is_none() {
                     if source == ArriveSource::Point {
                         return None; // a late hit after the update was reported
@@ -358,7 +371,7 @@ impl Tracker {
                         });
                     }
                 }
-                None
+                self.finish_closing(ts_ns)
             }
             Event::SysExit {
                 tid,
@@ -392,7 +405,7 @@ impl Tracker {
                 ts_ns, quiesced, ..
             } => {
                 let w = self.window.as_ref()?;
-                if !quiesced {
+                if !quiesced || w.closing {
                     return Some(self.finish(Outcome::Dnq, ts_ns));
                 }
                 // The runtime reached full quiescence: the threads that have not arrived are
@@ -426,10 +439,24 @@ impl Tracker {
         Some(self.finish(Outcome::Exited(how), now_ns))
     }
 
-    /// Ends the window as DNQ when its timeout has passed at `now_ns`.
+    /// Ends the window as DNQ when its timeout has passed at `now_ns`: at the deadline, or, when
+    /// a missing thread is between two calls then, once it is back in one (at most
+    /// [`BETWEEN_CALLS_GRACE_NS`] later).
     pub fn on_tick(&mut self, now_ns: u64) -> Option<Update> {
-        let deadline = self.window.as_ref()?.deadline_ns;
-        (now_ns >= deadline).then(|| self.finish(Outcome::Dnq, deadline))
+        let w = self.window.as_ref()?;
+        let deadline = w.deadline_ns;
+        if now_ns < deadline {
+            return None;
+        }
+        let last_chance = deadline.saturating_add(BETWEEN_CALLS_GRACE_NS);
+        if w.closing {
+            return (now_ns >= last_chance).then(|| self.finish(Outcome::Dnq, last_chance));
+        }
+        if self.missing_between_calls() && now_ns < last_chance {
+            self.window.as_mut().expect("checked above").closing = true;
+            return None;
+        }
+        Some(self.finish(Outcome::Dnq, deadline))
     }
 
     fn open(
@@ -464,7 +491,29 @@ impl Tracker {
             runtime_seq,
             first_arrival_ns: None,
             last_arrival_ns: None,
+            closing: false,
         });
+    }
+
+    /// Whether a missing participant is between two calls: out of an interrupted call and not
+    /// yet back in one.
+    fn missing_between_calls(&self) -> bool {
+        self.participants().any(|(_, t)| {
+            t.arrival_ns.is_none()
+                && t.blocked.is_none()
+                && t.calls.last().is_some_and(|c| {
+                    c.ret.is_some_and(|r| {
+                        r == -i64::from(libc::EINTR) || RESTART_RETURNS.contains(&r)
+                    })
+                })
+        })
+    }
+
+    /// During the grace after the deadline: the DNQ, at `ts_ns`, once no missing thread is
+    /// between calls any more.
+    fn finish_closing(&mut self, ts_ns: u64) -> Option<Update> {
+        let closing = self.window.as_ref().is_some_and(|w| w.closing);
+        (closing && !self.missing_between_calls()).then(|| self.finish(Outcome::Dnq, ts_ns))
     }
 
     fn participants(&self) -> impl Iterator<Item = (&u32, &Thread)> {
