@@ -63,6 +63,18 @@ pub enum LoaderError {
         #[source]
         source: Box<aya::EbpfError>,
     },
+    #[error(
+        "loading the eBPF programs was refused: this kernel (before Linux 5.11) charges BPF \
+         memory to RLIMIT_MEMLOCK, which is {limit_kib} KiB here, and raising it needs \
+         CAP_SYS_RESOURCE (have: {have}); grant it, or raise the limit (`ulimit -l unlimited`, \
+         or LimitMEMLOCK=infinity in a systemd unit)"
+    )]
+    MemlockTooLow {
+        limit_kib: u64,
+        have: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing; CONFIG_DEBUG_INFO_BTF)")]
     NoBtf(#[source] Box<aya::EbpfError>),
     #[error("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF needs Linux 5.8 or newer)")]
@@ -148,6 +160,15 @@ impl LoaderError {
 
     /// Names the likely cause of a failed load: privileges, ring buffers, BTF.
     fn classify_load(err: aya::EbpfError) -> Self {
+        if os_error_in_chain(&err, &[libc::EPERM])
+            && let Some(limit_kib) = memlock_limit_that_applies()
+        {
+            return Self::MemlockTooLow {
+                limit_kib,
+                have: CapSet::current().describe(),
+                source: Box::new(err),
+            };
+        }
         if os_error_in_chain(&err, &[libc::EPERM, libc::EACCES]) {
             return Self::NeedsPrivilege {
                 have: CapSet::current().describe(),
@@ -521,8 +542,23 @@ fn parse_proc_syscall(text: &str) -> Option<ThreadState> {
     })
 }
 
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones charge the cgroup. Root
-/// without CAP_SYS_RESOURCE cannot raise the limit, which is harmless there (BPF memory is charged to the cgroup since Linux 5.11).
+/// On a kernel before 5.11, which charges BPF maps to RLIMIT_MEMLOCK, the limit in KiB when it
+/// is finite (raising it failed): then a refused map is that limit's doing, not a capability's.
+fn memlock_limit_that_applies() -> Option<u64> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let old_kernel = crate::check::kernel_version(release.trim()).is_some_and(|v| v < (5, 11));
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a valid rlimit struct.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0;
+    (old_kernel && read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur / 1024)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones charge the cgroup. Without
+/// CAP_SYS_RESOURCE the limit cannot be raised, which is harmless on a newer kernel and named
+/// in the error on an older one ([`LoaderError::MemlockTooLow`]).
 fn raise_memlock_rlimit() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,

@@ -63,7 +63,7 @@ wait_for() {
     return 1
 }
 
-# start ENV... -- ARGS...: starts the situations program (stdin held open by a pipe, its report in
+# start ENV... -- ARGS...: starts the situations program (as the command prefix $AS, if set) (stdin held open by a pipe, its report in
 # $D/report), waits for its "ready PID" line, and sets P.
 start() {
     envs=
@@ -72,7 +72,7 @@ start() {
         shift
     done
     shift
-    sleep 100000 | env QBENCH_REPORT="$D/report" $envs "$B/situations" "$@" \
+    sleep 100000 | env QBENCH_REPORT="$D/report" $envs $AS "$B/situations" "$@" \
         >"$D/target.out" 2>"$D/target.err" &
     SHOW="$D/target.out $D/target.err"
     if ! wait_for "$D/target.out" '^ready [0-9]+$' 60; then
@@ -147,6 +147,42 @@ last_err() {
 }
 
 # --- checks ----------------------------------------------------------------------------------
+
+# The README's capabilities are enough, as an unprivileged user, on that user's own process:
+# CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH, and CAP_SYS_RESOURCE before Linux 5.11 (which charges BPF
+# memory to RLIMIT_MEMLOCK). Without any one of them, the error names it.
+NOBODY="--reuid=65534 --regid=65534 --clear-groups"
+as_nobody() { # as_nobody CAPS NAME: qbench-trace as uid 65534 with CAPS, into $D/NAME.{out,err}
+    timeout 180 "$B/setpriv" $NOBODY --inh-caps="$1" --ambient-caps="$1" \
+        "$B/qbench-trace" --pid "$P" --request --timeout 5s --json >"$D/$2.out" 2>"$D/$2.err"
+    RC=$?
+    SHOW="$SHOW $D/$2.out $D/$2.err"
+}
+check_capabilities() {
+    begin capabilities
+    chmod 777 "$D"
+    AS="$B/setpriv $NOBODY" start -- read:2 || return
+    wait_blocked "$P" || { fail "threads of pid $P never all blocked"; return; }
+    case $(uname -r) in
+    [1-4].* | 5.[0-9].* | 5.10.*) needed="sys_admin dac_read_search sys_resource" ;;
+    *) needed="sys_admin dac_read_search" ;;
+    esac
+    all=$(printf '+%s,' $needed)
+    as_nobody "${all%,}" all
+    [ $RC = 0 ] || { fail "exit $RC as uid 65534 with $all want 0: $(tail -n 1 "$D/all.err")"; return; }
+    lack=$(has "$(cat "$D/all.out")" '"outcome":"quiesced"') || { fail "report lacks $lack"; return; }
+    n=$(count "$(cat "$D/all.out")" '"state":"arrived"')
+    [ "$n" = 3 ] || { fail "$n threads arrived, want 3"; return; }
+    for missing in $needed; do
+        rest=$(printf '+%s,' $needed | sed "s/+$missing,//")
+        as_nobody "${rest%,}" "no-$missing"
+        [ $RC = 1 ] || { fail "exit $RC without $missing, want 1"; return; }
+        name=CAP_$(echo "$missing" | tr a-z A-Z)
+        lack=$(has "$(cat "$D/no-$missing.err")" "$name") ||
+            { fail "the error without $missing lacks $lack: $(tail -n 1 "$D/no-$missing.err")"; return; }
+    done
+    ok "as uid 65534 with $needed: quiesced, 3 of 3 threads; without any one of them, the error names it"
+}
 
 # Three requested updates of a program whose threads block in read, accept, a wrapped condition
 # wait and a sleep: each quiesces with every thread, and matches the runtime's own report.
@@ -283,6 +319,7 @@ check_pictures() {
     ok "update.json ($(wc -c <"$D/update.json") bytes) and update.svg ($(wc -c <"$D/update.svg") bytes) written"
 }
 
+check_capabilities
 check_quiesced
 check_dnq
 check_point

@@ -221,7 +221,14 @@ fn build_programs() -> anyhow::Result<Vec<PathBuf>> {
         .arg(&plain))?;
     let trace = lib.join("qbench-trace");
     ensure!(trace.exists(), "{} was not built", trace.display());
-    Ok(vec![trace, situations, plain])
+    // For the capabilities check: util-linux's, present on every Debian system.
+    let setpriv = PathBuf::from("/usr/bin/setpriv");
+    ensure!(
+        setpriv.exists(),
+        "{} is missing (Debian package util-linux)",
+        setpriv.display()
+    );
+    Ok(vec![trace, situations, plain, setpriv])
 }
 
 fn cc(cmd: &mut Command) -> anyhow::Result<()> {

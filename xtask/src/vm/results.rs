@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 /// The checks `init.sh` runs, in its order.
-pub const CHECKS: [&str; 5] = [
+pub const CHECKS: [&str; 6] = [
+    "capabilities",
     "quiesced",
     "dnq-lock-held",
     "point",
@@ -211,6 +212,7 @@ QBENCH-CHECK point ok 2 updates\r
         assert_eq!(
             statuses,
             [
+                ("capabilities", &Status::NotRun),
                 ("quiesced", &Status::Ok),
                 ("dnq-lock-held", &Status::Fail),
                 ("point", &Status::Ok),
@@ -219,11 +221,14 @@ QBENCH-CHECK point ok 2 updates\r
             ]
         );
         assert_eq!(
-            console.checks[1].detail,
+            console.checks[2].detail,
             "exit 1, want 3: qbench-trace: tracepoint"
         );
         let failed: Vec<&str> = console.failures().map(|c| c.name.as_str()).collect();
-        assert_eq!(failed, ["dnq-lock-held", "watch-metrics", "pictures"]);
+        assert_eq!(
+            failed,
+            ["capabilities", "dnq-lock-held", "watch-metrics", "pictures"]
+        );
     }
 
     #[test]
@@ -270,6 +275,7 @@ QBENCH-CHECK point ok 2 updates\r
             "\
 check          6.1      6.12
 boot           ok       FAIL
+capabilities   not run  not run
 quiesced       ok       not run
 dnq-lock-held  FAIL     not run
 point          ok       not run
