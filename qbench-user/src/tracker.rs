@@ -495,17 +495,14 @@ impl Tracker {
         });
     }
 
-    /// Whether a missing participant is between two calls: out of an interrupted call and not
-    /// yet back in one.
+    /// Whether a missing participant is between two calls: out of a call it made in this window
+    /// (interrupted, or returned `EAGAIN` as a contended lock's futex does) and not yet back in
+    /// one.
     fn missing_between_calls(&self) -> bool {
         self.participants().any(|(_, t)| {
             t.arrival_ns.is_none()
                 && t.blocked.is_none()
-                && t.calls.last().is_some_and(|c| {
-                    c.ret.is_some_and(|r| {
-                        r == -i64::from(libc::EINTR) || RESTART_RETURNS.contains(&r)
-                    })
-                })
+                && t.calls.last().is_some_and(|c| c.end_ns.is_some())
         })
     }
 
