@@ -18,6 +18,7 @@ mod run;
 mod setup;
 mod target;
 mod test;
+mod vm;
 mod workspace;
 
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     /// Build the .deb and tarballs of qbench-trace and libqbench in target/dist/ (`--test`:
     /// install the .deb on a clean Debian system and check it works, as root).
     Dist(dist::Args),
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels under QEMU and check qbench-trace on each.
+    VmTest(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Install(args) => install::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Dist(args) => dist::run(&args),
+        Command::VmTest(args) => vm::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

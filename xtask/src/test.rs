@@ -33,6 +33,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ])?;
     stage("build");
     workspace::cargo(&["build", "--workspace", "--all-targets"])?;
+    stage("kernels: Debian 11, 12 and 13 under QEMU");
+    crate::vm::run(&crate::vm::Args::all_kernels())?;
+    stage("packages: the .deb on a clean Debian system");
+    crate::dist::run(&crate::dist::Args { test: true })?;
     stage("install and pkg-config");
     pkg_config_smoke()?;
     stage("benchmark smoke");

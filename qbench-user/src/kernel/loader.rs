@@ -30,8 +30,8 @@ use qbench_common::{
     programs,
 };
 
-use super::attach;
 use super::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
+use super::{attach, memlock};
 use crate::host::capabilities::{self, CapSet};
 use crate::kernel::refusal::{refused_hint, tracefs_message};
 use crate::procfs;
@@ -57,6 +57,18 @@ pub enum LoaderError {
          CAP_SYS_ADMIN (have: {have})"
     )]
     NeedsPrivilege {
+        have: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    #[error(
+        "loading the eBPF programs was refused: this kernel (before Linux 5.11) charges BPF \
+         memory to RLIMIT_MEMLOCK, which is {limit_kib} KiB here, and raising it needs \
+         CAP_SYS_RESOURCE (have: {have}); grant it, or raise the limit (`ulimit -l unlimited`, \
+         or LimitMEMLOCK=infinity in a systemd unit)"
+    )]
+    MemlockTooLow {
+        limit_kib: u64,
         have: String,
         #[source]
         source: Box<aya::EbpfError>,
@@ -146,6 +158,15 @@ impl LoaderError {
 
     /// Names the likely cause of a failed load: privileges, ring buffers, BTF.
     fn classify_load(err: aya::EbpfError) -> Self {
+        if os_error_in_chain(&err, &[libc::EPERM])
+            && let Some(limit_kib) = memlock::limit_that_applies()
+        {
+            return Self::MemlockTooLow {
+                limit_kib,
+                have: CapSet::current().describe(),
+                source: Box::new(err),
+            };
+        }
         if os_error_in_chain(&err, &[libc::EPERM, libc::EACCES]) {
             return Self::NeedsPrivilege {
                 have: CapSet::current().describe(),
@@ -259,7 +280,7 @@ impl Probes {
         if let Some(&nr) = options.blocking.iter().find(|&&nr| nr >= MAX_SYSCALLS) {
             return Err(LoaderError::SyscallOutOfRange { nr });
         }
-        raise_memlock_rlimit();
+        memlock::raise_limit();
         let target = tgid.get();
         // The fields the tracepoint programs read are wherever this kernel puts them.
         let offsets = attach::tracepoint_offsets(options.track_syscalls)?;
@@ -507,22 +528,6 @@ fn parse_proc_syscall(text: &str) -> Option<ThreadState> {
         args,
         arrived_seq: 0,
     })
-}
-
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones charge the cgroup. Root
-/// without CAP_SYS_RESOURCE cannot raise the limit, which is harmless there (BPF memory is charged to the cgroup since Linux 5.11).
-fn raise_memlock_rlimit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid, initialised rlimit struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        log::debug!(
-            "cannot raise RLIMIT_MEMLOCK ({}); relying on cgroup accounting of BPF memory",
-            io::Error::last_os_error()
-        );
-    }
 }
 
 #[cfg(test)]

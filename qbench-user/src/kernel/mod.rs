@@ -2,12 +2,14 @@
 //! attach them in the target ([`symbols`]) and attaches them ([`attach`], with the tracepoint
 //! field offsets of the running kernel from [`tracepoint_layout`]), drains and decodes the ring
 //! buffer ([`reader`], [`decode`]), probes the kernel's features ([`features`], [`selfprobe`]),
-//! and words the kernel's refusals ([`refusal`]).
+//! and words the kernel's refusals ([`refusal`]); `memlock` raises the locked-memory limit
+//! older kernels charge maps to.
 
 pub mod attach;
 pub mod decode;
 pub mod features;
 pub mod loader;
+mod memlock;
 pub mod reader;
 pub mod refusal;
 pub mod selfprobe;

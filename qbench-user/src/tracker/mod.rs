@@ -41,6 +41,12 @@ struct Thread {
 /// the handler's SA_RESTART: see [`crate::syscalls::RT_SIGRETURN`].
 pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
 
+/// How long past its deadline an update waits for a missing thread that is between two calls
+/// (just interrupted, in the update signal's handler, about to block again) to be back in one,
+/// so that it is reported in the call it keeps returning to rather than as running. The runtime
+/// interrupts stragglers every few milliseconds, and under load or emulation the gap is long.
+pub const BETWEEN_CALLS_GRACE_NS: u64 = 20_000_000;
+
 /// The calls kept per thread and window (the first ones and the latest).
 pub const MAX_CALLS: usize = 512;
 
@@ -86,6 +92,9 @@ struct Window {
     runtime_seq: Option<u64>,
     first_arrival_ns: Option<u64>,
     last_arrival_ns: Option<u64>,
+    /// Past the deadline, waiting (at most [`BETWEEN_CALLS_GRACE_NS`]) for missing threads
+    /// between two calls to block again: the update has not quiesced, whatever comes now.
+    closing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,10 +309,7 @@ impl Tracker {
                 ts_ns,
                 nr,
                 args,
-            } => {
-                self.on_sys_enter(tid, ts_ns, nr, args);
-                None
-            }
+            } => self.on_sys_enter(tid, ts_ns, nr, args),
             Event::SysExit {
                 tid,
                 ts_ns,
@@ -353,6 +359,10 @@ impl Tracker {
         seq: u64,
         source: ArriveSource,
     ) -> Option<Update> {
+        if self.window.as_ref().is_some_and(|w| w.closing) {
+            // Past the deadline: too late to count; the update did not quiesce.
+            return Some(self.finish(Outcome::Dnq, ts_ns));
+        }
         if self.window.is_none() {
             if source == ArriveSource::Point {
                 return None; // a late hit after the update was reported
@@ -377,11 +387,11 @@ impl Tracker {
         self.complete_if_quiesced(ts_ns)
     }
 
-    fn on_sys_enter(&mut self, tid: u32, ts_ns: u64, nr: i64, args: [u64; 6]) {
+    fn on_sys_enter(&mut self, tid: u32, ts_ns: u64, nr: i64, args: [u64; 6]) -> Option<Update> {
         let thread = self.threads.entry(tid).or_default();
         // The return from a signal handler is no blocking call: only its exit matters.
         if nr == crate::syscalls::RT_SIGRETURN {
-            return;
+            return None;
         }
         // A parked thread's own futex wait is the runtime's, not a reason it is late.
         if thread.arrival_ns.is_none() {
@@ -406,6 +416,7 @@ impl Tracker {
                 });
             }
         }
+        self.finish_closing(ts_ns)
     }
 
     fn on_sys_exit(&mut self, tid: u32, ts_ns: u64, nr: i64, ret: i64) {
@@ -433,7 +444,7 @@ impl Tracker {
 
     fn on_release(&mut self, ts_ns: u64, quiesced: bool) -> Option<Update> {
         let w = self.window.as_ref()?;
-        if !quiesced {
+        if !quiesced || w.closing {
             return Some(self.finish(Outcome::Dnq, ts_ns));
         }
         // The runtime reached full quiescence: the threads that have not arrived are
@@ -452,10 +463,24 @@ impl Tracker {
         Some(self.finish(Outcome::Exited(how), now_ns))
     }
 
-    /// Ends the window as DNQ when its timeout has passed at `now_ns`.
+    /// Ends the window as DNQ when its timeout has passed at `now_ns`: at the deadline, or, when
+    /// a missing thread is between two calls then, once it is back in one (at most
+    /// [`BETWEEN_CALLS_GRACE_NS`] later).
     pub fn on_tick(&mut self, now_ns: u64) -> Option<Update> {
-        let deadline = self.window.as_ref()?.deadline_ns;
-        (now_ns >= deadline).then(|| self.finish(Outcome::Dnq, deadline))
+        let w = self.window.as_ref()?;
+        let deadline = w.deadline_ns;
+        if now_ns < deadline {
+            return None;
+        }
+        let last_chance = deadline.saturating_add(BETWEEN_CALLS_GRACE_NS);
+        if w.closing {
+            return (now_ns >= last_chance).then(|| self.finish(Outcome::Dnq, last_chance));
+        }
+        if self.missing_between_calls() && now_ns < last_chance {
+            self.window.as_mut().expect("checked above").closing = true;
+            return None;
+        }
+        Some(self.finish(Outcome::Dnq, deadline))
     }
 
     fn open(
@@ -490,7 +515,26 @@ impl Tracker {
             runtime_seq,
             first_arrival_ns: None,
             last_arrival_ns: None,
+            closing: false,
         });
+    }
+
+    /// Whether a missing participant is between two calls: out of a call it made in this window
+    /// (interrupted, or returned `EAGAIN` as a contended lock's futex does) and not yet back in
+    /// one.
+    fn missing_between_calls(&self) -> bool {
+        self.participants().any(|(_, t)| {
+            t.arrival_ns.is_none()
+                && t.blocked.is_none()
+                && t.calls.last().is_some_and(|c| c.end_ns.is_some())
+        })
+    }
+
+    /// During the grace after the deadline: the DNQ, at `ts_ns`, once no missing thread is
+    /// between calls any more.
+    fn finish_closing(&mut self, ts_ns: u64) -> Option<Update> {
+        let closing = self.window.as_ref().is_some_and(|w| w.closing);
+        (closing && !self.missing_between_calls()).then(|| self.finish(Outcome::Dnq, ts_ns))
     }
 
     fn participants(&self) -> impl Iterator<Item = (&u32, &Thread)> {

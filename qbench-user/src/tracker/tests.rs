@@ -490,3 +490,64 @@ fn an_exit_just_past_the_deadline_leaves_the_thread_in_its_call() {
         blocked(0, [6, 0, 1, 0, 0, 0], Some(1300))
     );
 }
+
+/// At the deadline the straggler is between two calls (interrupted, not yet back in its read):
+/// the update waits for it to block again and reports it in that call, not as running.
+#[test]
+fn a_straggler_between_two_calls_at_the_deadline_is_reported_in_the_next() {
+    let mut t = tracker();
+    t.on_event(request(0));
+    t.on_event(arrive(100, 10));
+    t.on_event(arrive(101, 20));
+    let read = |ts_ns| Event::SysEnter {
+        tid: 102,
+        ts_ns,
+        nr: 0,
+        args: [5, 0, 1, 0, 0, 0],
+    };
+    t.on_event(read(30));
+    t.on_event(Event::SysExit {
+        tid: 102,
+        ts_ns: 999 * MS,
+        nr: 0,
+        ret: -512,
+    });
+    // The deadline (1000 ms) passes while it is in the handler: no verdict yet.
+    assert_eq!(t.on_tick(1000 * MS), None);
+    assert!(t.window_open());
+    // Back in its read: the DNQ, in that read.
+    let update = t.on_event(read(1003 * MS)).expect("the DNQ");
+    assert_eq!((update.outcome, update.end_ns), (Outcome::Dnq, 1003 * MS));
+    let straggler = &update.threads[0];
+    assert_eq!(straggler.tid, 102);
+    assert_eq!(straggler.blocked.map(|b| b.nr), Some(0));
+    assert_eq!(
+        straggler.calls.last().map(|c| c.end_ns),
+        Some(None),
+        "still blocked"
+    );
+
+    // One that never blocks again is judged at the end of the grace; one that arrives then is
+    // too late to count.
+    for late_arrival in [false, true] {
+        t.on_event(request(2000 * MS));
+        t.on_event(arrive(100, 2001 * MS));
+        t.on_event(arrive(101, 2001 * MS));
+        t.on_event(read(2002 * MS));
+        t.on_event(Event::SysExit {
+            tid: 102,
+            ts_ns: 2999 * MS,
+            nr: 0,
+            ret: -4,
+        });
+        assert_eq!(t.on_tick(3000 * MS), None);
+        let update = if late_arrival {
+            t.on_event(arrive(102, 3001 * MS)).expect("the DNQ")
+        } else {
+            assert_eq!(t.on_tick(3000 * MS + BETWEEN_CALLS_GRACE_NS - 1), None);
+            t.on_tick(u64::MAX).expect("the DNQ")
+        };
+        assert_eq!(update.outcome, Outcome::Dnq);
+        assert_eq!(update.missing().count(), 1, "{late_arrival}");
+    }
+}
