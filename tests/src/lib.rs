@@ -251,22 +251,23 @@ impl Target {
     /// Waits (at most 10 s) until every thread of the program sleeps, i.e. is blocked where the
     /// test put it, so that a request finds the situation under test.
     pub fn wait_blocked(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let states: Vec<char> = self
-                .threads()
-                .iter()
-                .filter_map(|(tid, _)| thread_state(self.pid, *tid))
-                .collect();
-            if !states.is_empty() && states.iter().all(|&s| s == 'S') {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "threads never all blocked: {states:?}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        poll(
+            Duration::from_secs(10),
+            Duration::from_millis(2),
+            || {
+                let states: Vec<char> = self
+                    .threads()
+                    .iter()
+                    .filter_map(|(tid, _)| thread_state(self.pid, *tid))
+                    .collect();
+                if !states.is_empty() && states.iter().all(|&s| s == 'S') {
+                    Ok(())
+                } else {
+                    Err(states)
+                }
+            },
+            |states| format!("threads never all blocked: {states:?}"),
+        );
     }
 
     /// Requests an update with a real signal from outside the process.
@@ -283,20 +284,24 @@ impl Target {
 
     /// Waits (at most `timeout`) until at least `n` reports were written, and returns them all.
     pub fn wait_reports(&self, n: usize, timeout: Duration) -> Vec<Report> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let reports = self.reports();
-            if reports.len() >= n {
-                return reports;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} reports after {timeout:?}; stderr: {}",
-                reports.len(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        poll(
+            timeout,
+            Duration::from_micros(200),
+            || {
+                let reports = self.reports();
+                if reports.len() >= n {
+                    Ok(reports)
+                } else {
+                    Err(reports.len())
+                }
+            },
+            |got| {
+                format!(
+                    "{got} of {n} reports after {timeout:?}; stderr: {}",
+                    self.stderr()
+                )
+            },
+        )
     }
 
     /// True while the process has not exited.
@@ -309,6 +314,24 @@ impl Drop for Target {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Tries `attempt` every `every` until it succeeds, for at most `timeout`; past that, fails the
+/// test with `late`'s account of what the last attempt saw.
+pub fn poll<T, Seen>(
+    timeout: Duration,
+    every: Duration,
+    mut attempt: impl FnMut() -> Result<T, Seen>,
+    late: impl Fn(Seen) -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match attempt() {
+            Ok(done) => return done,
+            Err(seen) => assert!(Instant::now() < deadline, "{}", late(seen)),
+        }
+        std::thread::sleep(every);
     }
 }
 

@@ -3,11 +3,11 @@
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{Linkage, Target, artifact, build_c};
+use crate::{Linkage, Target, artifact, build_c, poll};
 
 /// One qbench-trace test at a time within a test binary: tests that count the kernel's loaded
 /// programs must not see another test's, and the 2-core machines run one observer well. None,
@@ -45,11 +45,15 @@ pub fn spawn_trace(args: &[&str]) -> Child {
 
 /// Waits (at most `timeout`, else fails with `late`) until `child` exits, and returns its output.
 pub fn finish(mut child: Child, timeout: Duration, late: &str) -> Output {
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "{late}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll(
+        timeout,
+        Duration::from_millis(10),
+        || match child.try_wait().expect("wait") {
+            Some(_) => Ok(()),
+            None => Err(()),
+        },
+        |()| late.to_string(),
+    );
     child.wait_with_output().expect("output")
 }
 

@@ -2,7 +2,7 @@
 //! update requests by signal, exact outcomes. Skipped, with the reason printed, when not root.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qbench_tests::ebpf::{c_source, compile_c};
 use qbench_tests::observer::{
@@ -296,11 +296,15 @@ fn qbench_programs() -> std::collections::BTreeSet<u32> {
 
 /// Waits (at most 5 s) until none of `ours` is loaded any more.
 fn wait_unloaded(ours: &std::collections::BTreeSet<u32>) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while qbench_programs().intersection(ours).next().is_some() {
-        assert!(Instant::now() < deadline, "programs left loaded: {ours:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    qbench_tests::poll(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || match qbench_programs().intersection(ours).next() {
+            None => Ok(()),
+            Some(_) => Err(()),
+        },
+        |()| format!("programs left loaded: {ours:?}"),
+    );
 }
 
 #[test]

@@ -137,14 +137,16 @@ fn a_forked_child_starts_clean_and_updates_on_its_own() {
     child_reports[0].assert_quiesced(1);
     // The parent still works, and its own first update is its seq 1.
     target.request(libc::SIGUSR2);
-    let deadline = std::time::Instant::now() + WAIT;
-    let parent = loop {
-        if let Some(r) = target.reports().into_iter().find(|r| r.pid == target.pid) {
-            break r;
-        }
-        assert!(std::time::Instant::now() < deadline, "no parent report");
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let parent = qbench_tests::poll(
+        WAIT,
+        Duration::from_millis(1),
+        || {
+            (target.reports().into_iter())
+                .find(|r| r.pid == target.pid)
+                .ok_or(())
+        },
+        |()| "no parent report".to_string(),
+    );
     assert_eq!(parent.seq, 1);
     parent.assert_quiesced(3);
 }

@@ -3,7 +3,7 @@
 //! after attach, never to another process. Skipped, with the reason printed, when not root.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qbench_tests::observer::{
     assert_exit, finish, json_lines, privileged, request, situations, spawn_trace, thread, trace,
@@ -63,11 +63,16 @@ fn a_target_that_executes_another_program_is_not_signalled_again() {
     let observer = spawn_trace(&["--pid", &pid, "--request", "--count", "1000", "--json"]);
     // Let a few updates through, then exec.
     let reports = target.report_path.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while qbench_tests::read_reports(&reports).len() < 3 {
-        assert!(Instant::now() < deadline, "no updates were requested");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    qbench_tests::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        || {
+            (qbench_tests::read_reports(&reports).len() >= 3)
+                .then_some(())
+                .ok_or(())
+        },
+        |()| "no updates were requested".to_string(),
+    );
     target.send("x");
     let out = finish(
         observer,
@@ -166,13 +171,17 @@ fn a_target_that_dies_during_an_update_is_reported_as_exited() {
         "--json",
     ]);
     // The update is pending once the reader has parked and stuckread has not.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall"))
-        .is_ok_and(|s| s.starts_with("202 "))
-    {
-        assert!(Instant::now() < deadline, "the main thread never parked");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    qbench_tests::poll(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall"))
+                .is_ok_and(|s| s.starts_with("202 "))
+                .then_some(())
+                .ok_or(())
+        },
+        |()| "the main thread never parked".to_string(),
+    );
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill(2) of the target this test started; it stays a zombie until `target` drops.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);

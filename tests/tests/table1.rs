@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use qbench_tests::{Report, TempDir, artifact, profile_dir, read_reports, thread_state};
+use qbench_tests::{Report, TempDir, artifact, poll, profile_dir, read_reports, thread_state};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -97,19 +97,23 @@ impl Workload {
 
     /// Waits until every thread sleeps in its blocking call: the idle situation under test.
     fn wait_blocked(&self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let states: Vec<Option<char>> = self
-                .tasks()
-                .iter()
-                .map(|(tid, _)| thread_state(self.pid, *tid))
-                .collect();
-            if states.iter().all(|s| *s == Some('S')) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never all blocked: {states:?}");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        poll(
+            WAIT,
+            Duration::from_millis(2),
+            || {
+                let states: Vec<Option<char>> = self
+                    .tasks()
+                    .iter()
+                    .map(|(tid, _)| thread_state(self.pid, *tid))
+                    .collect();
+                if states.iter().all(|s| *s == Some('S')) {
+                    Ok(())
+                } else {
+                    Err(states)
+                }
+            },
+            |states| format!("never all blocked: {states:?}"),
+        );
     }
 
     fn request(&self) {
@@ -118,19 +122,19 @@ impl Workload {
     }
 
     fn wait_reports(&self, n: usize) -> Vec<Report> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let reports = read_reports(&self.report);
-            if reports.len() >= n {
-                return reports;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} reports",
-                reports.len()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        poll(
+            WAIT,
+            Duration::from_millis(1),
+            || {
+                let reports = read_reports(&self.report);
+                if reports.len() >= n {
+                    Ok(reports)
+                } else {
+                    Err(reports.len())
+                }
+            },
+            |got| format!("{got} of {n} reports"),
+        )
     }
 }
 

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qbench_tests::observer::privileged;
-use qbench_tests::{Linkage, Target, artifact, build_c};
+use qbench_tests::{Linkage, Target, artifact, build_c, poll};
 
 fn situations(args: &[&str], env: &[(&str, &str)]) -> Target {
     let target = Target::start(&build_c("situations", Linkage::Dynamic), args, env);
@@ -49,21 +49,17 @@ impl Watcher {
 
     /// Waits (at most 10 s) for a stderr line containing every one of `needles`.
     fn wait_line(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found = (self.stderr.lock().expect("lines").iter())
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-                .cloned();
-            if let Some(line) = found {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {needles:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll(
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || {
+                (self.stderr.lock().expect("lines").iter())
+                    .find(|l| needles.iter().all(|n| l.contains(n)))
+                    .cloned()
+                    .ok_or(())
+            },
+            |()| format!("no line with {needles:?}; stderr:\n{}", self.stderr()),
+        )
     }
 
     /// The metrics address it printed.
@@ -83,14 +79,13 @@ impl Watcher {
     fn terminate(&mut self) -> Option<i32> {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "qbench-trace did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || self.child.try_wait().expect("wait").ok_or(()),
+            |()| "qbench-trace did not stop".to_string(),
+        )
+        .code()
     }
 }
 
@@ -125,18 +120,19 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 /// Scrapes until `name{labels}` equals `want` (at most 10 s); returns the last exposition.
 fn wait_sample(url: &str, name: &str, labels: &[(&str, &str)], want: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(url);
-        if sample(&text, name, labels) == Some(want) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} never {want}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let text = scrape(url);
+            if sample(&text, name, labels) == Some(want) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+        |text| format!("{name}{labels:?} never {want}:\n{text}"),
+    )
 }
 
 #[test]
