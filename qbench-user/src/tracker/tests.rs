@@ -86,6 +86,20 @@ fn thread(update: &Update, tid: u32) -> &ThreadReport {
         .unwrap_or_else(|| panic!("no thread {tid}"))
 }
 
+/// [`tracker`] after a request at `request_ns` and the `arrivals` (tid, time) that followed.
+fn requested(request_ns: u64, arrivals: &[(u32, u64)]) -> Tracker {
+    let mut t = tracker();
+    assert_eq!(t.on_event(request(request_ns)), None);
+    for &(tid, ts_ns) in arrivals {
+        assert_eq!(
+            t.on_event(arrive(tid, ts_ns)),
+            None,
+            "{tid} completed the update"
+        );
+    }
+    t
+}
+
 /// main (100) blocked in read on stdin, two workers, and the runtime's helper.
 fn tracker() -> Tracker {
     let mut t = Tracker::new(1000 * MS);
@@ -127,9 +141,7 @@ fn all_arrivals_complete_a_quiesced_update_excluding_the_helper() {
 
 #[test]
 fn the_timeout_ends_a_window_as_dnq_naming_missing_threads_first() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(100, 1200));
+    let mut t = requested(1000, &[(100, 1200)]);
     t.on_event(enter(102, 1300, 202, [0xabc, 128, 0, 0, 0, 0]));
     assert_eq!(t.on_tick(1000 + 999 * MS), None);
     let update = t.on_tick(1000 + 1000 * MS).expect("timed out");
@@ -155,10 +167,7 @@ fn the_timeout_ends_a_window_as_dnq_naming_missing_threads_first() {
 
 #[test]
 fn the_runtime_releasing_before_everyone_arrived_is_a_dnq() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(100, 1100));
-    t.on_event(arrive(101, 1200));
+    let mut t = requested(1000, &[(100, 1100), (101, 1200)]);
     let update = t.on_event(depart(100, 5000)).expect("released");
     assert_eq!(update.outcome, Outcome::Dnq);
     assert_eq!(
@@ -171,9 +180,7 @@ fn the_runtime_releasing_before_everyone_arrived_is_a_dnq() {
 
 #[test]
 fn threads_exiting_or_born_during_the_window() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(100, 1100));
+    let mut t = requested(1000, &[(100, 1100)]);
     t.on_event(Event::ThreadNew {
         tid: 104,
         ts_ns: 1150,
@@ -192,10 +199,7 @@ fn threads_exiting_or_born_during_the_window() {
 
 #[test]
 fn the_last_missing_thread_exiting_completes_the_update() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(100, 1100));
-    t.on_event(arrive(101, 1200));
+    let mut t = requested(1000, &[(100, 1100), (101, 1200)]);
     let update = t.on_event(thread_exit(102, 1300)).expect("complete");
     assert_eq!(update.outcome, Outcome::Quiesced);
     assert_eq!(update.last_arrival_ns, Some(1200));
@@ -404,9 +408,7 @@ fn calls_of_the_window_are_kept_in_order_with_restarts() {
 
 #[test]
 fn ever_arrived_survives_later_windows() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(101, 1100));
+    let mut t = requested(1000, &[(101, 1100)]);
     t.on_tick(u64::MAX);
     t.on_event(request(5000));
     let update = t.on_tick(u64::MAX).expect("dnq");
@@ -420,10 +422,7 @@ fn ever_arrived_survives_later_windows() {
 
 #[test]
 fn the_runtime_quiescing_without_a_thread_means_it_does_not_participate() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(100, 1100));
-    t.on_event(arrive(101, 1200));
+    let mut t = requested(1000, &[(100, 1100), (101, 1200)]);
     let update = t.on_event(release(1300, true, 2)).expect("released");
     assert_eq!(update.outcome, Outcome::Quiesced);
     assert_eq!((update.quiescence_ns(), update.end_ns), (Some(100), 1200));
@@ -441,9 +440,7 @@ fn the_runtime_quiescing_without_a_thread_means_it_does_not_participate() {
 
 #[test]
 fn the_runtime_abandoning_the_update_is_a_dnq() {
-    let mut t = tracker();
-    t.on_event(request(1000));
-    t.on_event(arrive(100, 1100));
+    let mut t = requested(1000, &[(100, 1100)]);
     let update = t.on_event(release(9000, false, 3)).expect("released");
     assert_eq!((update.outcome, update.end_ns), (Outcome::Dnq, 9000));
     assert_eq!(
@@ -495,10 +492,7 @@ fn an_exit_just_past_the_deadline_leaves_the_thread_in_its_call() {
 /// the update waits for it to block again and reports it in that call, not as running.
 #[test]
 fn a_straggler_between_two_calls_at_the_deadline_is_reported_in_the_next() {
-    let mut t = tracker();
-    t.on_event(request(0));
-    t.on_event(arrive(100, 10));
-    t.on_event(arrive(101, 20));
+    let mut t = requested(0, &[(100, 10), (101, 20)]);
     let read = |ts_ns| Event::SysEnter {
         tid: 102,
         ts_ns,
