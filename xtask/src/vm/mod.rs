@@ -216,7 +216,7 @@ fn build_programs() -> anyhow::Result<Vec<PathBuf>> {
     let plain = out.join("plain_target");
     cc(Command::new("cc")
         .args(["-O2", "-g", "-pthread", "-rdynamic"])
-        .arg(root.join("qbench-user/tests/c/plain_target.c"))
+        .arg(root.join("tests/c/plain_target.c"))
         .arg("-o")
         .arg(&plain))?;
     let trace = lib.join("qbench-trace");
