@@ -60,9 +60,8 @@ fn drive(demo: &mut Child, bin: &Path, report: &Path, updates: usize) -> anyhow:
     let mut stdout = BufReader::new(demo.stdout.take().context("stdout")?);
     let mut line = String::new();
     stdout.read_line(&mut line)?;
-    let pid: i32 = line
-        .strip_prefix("ready ")
-        .and_then(|p| p.trim().parse().ok())
+    let pid: i32 = crate::target::parse_ready(&line)
+        .and_then(|p| p.parse().ok())
         .with_context(|| format!("qbench-demo did not start: {line:?}"))?;
     println!("demo: qbench-demo is pid {pid}");
 

@@ -4,13 +4,6 @@
 //! 2 bad usage.
 
 mod bench;
-mod bench_accuracy;
-mod bench_overhead;
-mod bench_runtime;
-mod bench_table1;
-mod bench_table1_report;
-mod bench_table1_svg;
-mod bench_watch;
 mod demo;
 mod dist;
 mod install;

@@ -28,6 +28,30 @@ pub fn observe_updates(
 }
 
 /// Requests an update of process `pid` with SIGUSR2, the runtime's default request signal.
+/// Reads the first line a target program prints, `ready X` (X its pid or its port), and returns
+/// X; `what` names the program in the error. It reads byte by byte, so nothing the program
+/// prints after that line is taken from its stdout.
+pub fn read_ready(child: &mut std::process::Child, what: &str) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let stdout = child
+        .stdout
+        .as_mut()
+        .with_context(|| format!("{what}: no stdout"))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while stdout.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&line);
+    parse_ready(&line).with_context(|| format!("{what} did not start: {line:?}"))
+}
+
+/// The X of a `ready X` line.
+pub fn parse_ready(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("ready ")?.trim();
+    (!rest.is_empty()).then(|| rest.to_string())
+}
+
 pub fn request_update(pid: i32) -> anyhow::Result<()> {
     // SAFETY: kill has no memory-safety preconditions.
     let rc = unsafe { libc::kill(pid, libc::SIGUSR2) };
@@ -73,4 +97,16 @@ pub fn ensure_release_runtime(pid: u32) -> anyhow::Result<()> {
         expected.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_gives_its_value() {
+        assert_eq!(parse_ready("ready 4242\n").as_deref(), Some("4242"));
+        assert_eq!(parse_ready("ready \n"), None);
+        assert_eq!(parse_ready("error: no\n"), None);
+    }
 }

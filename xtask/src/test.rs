@@ -174,15 +174,10 @@ fn run_once(exe: &Path) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    crate::target::read_ready(&mut child, &exe.display().to_string())?;
     child.stdin.take().context("stdin")?.write_all(b"q")?;
     let status = child.wait()?;
-    ensure!(
-        line.starts_with("ready ") && status.success(),
-        "{} did not run: {line:?} {status}",
-        exe.display()
-    );
+    ensure!(status.success(), "{} did not run: {status}", exe.display());
     Ok(())
 }
 

@@ -1,9 +1,17 @@
 //! `cargo xtask bench`: the project's benchmarks. Figures go to bench/results/ as JSON and to
 //! the terminal as the Markdown table BENCHMARKS.md shows.
 
+pub mod accuracy;
+pub mod overhead;
+pub mod runtime;
+pub mod table1;
+pub mod table1_report;
+pub mod table1_svg;
+pub mod watch;
+
 use anyhow::Context as _;
 
-use crate::bench_runtime::{self, KINDS, THREADS};
+use self::runtime::{KINDS, THREADS};
 use crate::workspace;
 
 #[derive(Debug, clap::Args)]
@@ -66,20 +74,20 @@ pub enum Which {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match args.which {
         Which::Runtime { quick, requests } => runtime(quick, requests),
-        Which::Accuracy { updates } => crate::bench_accuracy::run(updates),
-        Which::Watch { rounds } => crate::bench_watch::run(rounds),
-        Which::Table1 { quick } => crate::bench_table1_report::run(quick),
+        Which::Accuracy { updates } => crate::bench::accuracy::run(updates),
+        Which::Watch { rounds } => crate::bench::watch::run(rounds),
+        Which::Table1 { quick } => crate::bench::table1_report::run(quick),
         Which::Overhead {
             seconds,
             rounds,
             watch_only,
             pin,
-        } => crate::bench_overhead::run(seconds, rounds, watch_only, pin),
+        } => crate::bench::overhead::run(seconds, rounds, watch_only, pin),
     }
 }
 
 fn runtime(quick: bool, requests: usize) -> anyhow::Result<()> {
-    let exe = bench_runtime::build_target()?;
+    let exe = runtime::build_target()?;
     let (threads, requests): (&[usize], usize) = if quick {
         (&THREADS[..2], 3)
     } else {
@@ -88,19 +96,19 @@ fn runtime(quick: bool, requests: usize) -> anyhow::Result<()> {
     let mut cells = Vec::new();
     for &n in threads {
         for kind in KINDS {
-            let cell = bench_runtime::measure(&exe, kind, n, requests)
+            let cell = runtime::measure(&exe, kind, n, requests)
                 .with_context(|| format!("{kind} with {n} threads"))?;
             eprintln!(
                 "bench: {kind:>8} {n:>4} threads: median {:.1} µs, {} DNQ",
-                bench_runtime::percentile(&cell.quiescence_us, 50.0),
+                runtime::percentile(&cell.quiescence_us, 50.0),
                 cell.dnq
             );
             cells.push(cell);
         }
     }
-    println!("{}", bench_runtime::markdown(&cells));
+    println!("{}", runtime::markdown(&cells));
     if !quick {
-        let json = bench_runtime::json(&cells, &machine());
+        let json = runtime::json(&cells, &machine());
         let path = write_result("runtime-quiescence.json", &json)?;
         eprintln!("bench: wrote {}", path.display());
     }

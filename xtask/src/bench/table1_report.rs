@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bench_table1::{Cell, Sample, Setup, VARIANTS, WORKLOADS, build, run_all};
+use crate::bench::table1::{Cell, Sample, Setup, VARIANTS, WORKLOADS, build, run_all};
 use crate::workspace::{self, Profile};
 
 /// `cargo xtask bench table1 [--quick]`.
@@ -57,7 +57,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         dir.join("results/table1.json"),
         serde_json::to_string_pretty(&json)? + "\n",
     )?;
-    let svg = crate::bench_table1_svg::render(&cells, &machine);
+    let svg = crate::bench::table1_svg::render(&cells, &machine);
     std::fs::write(dir.join("table1.svg"), svg)?;
     render_into_benchmarks(&format!(
         "Measured on: {machine}; {} requests per cell, timeout {} ms.\n\n{table}\n{}",

@@ -1,17 +1,17 @@
-//! The measurements of `cargo xtask bench table1` (run and reported by bench_table1_report):
+//! The measurements of `cargo xtask bench table1` (run and reported by table1_report):
 //! the study's Table I on this machine. Six workloads (workloads/table1/) × {with load, idle} ×
 //! {all, update-only}, each update requested by a real signal from outside; the median
 //! quiescence time the runtime reports (QBENCH_REPORT) and, as root, the observer's
 //! (qbench-trace) for the same updates, in a second pass with it attached.
 
-use std::io::{BufRead, BufReader, Read as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::bench_table1_report::summary;
+use crate::bench::table1_report::summary;
 use crate::target;
 use crate::workspace::{self, Profile};
 
@@ -247,13 +247,7 @@ fn run_cell(p: &Programs, c: &Cell, s: &Setup, observer: Option<&Path>) -> anyho
             .spawn()
             .context("cannot start the workload")?,
     );
-    let mut line = String::new();
-    BufReader::new(workload.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
-    let port = line
-        .strip_prefix("ready ")
-        .map(str::trim)
-        .context("no ready line")?
-        .to_string();
+    let port = target::read_ready(&mut workload.0, "the workload")?;
     target::ensure_release_runtime(workload.0.id())?;
     let pid = workload.0.id() as i32;
     let timeout = Duration::from_millis(s.timeout_ms);

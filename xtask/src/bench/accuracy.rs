@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, ensure};
 
-use crate::bench_runtime::{self, KINDS, percentile};
+use crate::bench::runtime::{self, KINDS, percentile};
 use crate::workspace::{self, Profile};
 
 /// One situation's figures, in microseconds.
@@ -102,7 +102,7 @@ pub fn measure(exe: &Path, kind: &'static str, updates: usize) -> anyhow::Result
 }
 
 pub fn run(updates: usize) -> anyhow::Result<()> {
-    let exe = bench_runtime::build_target()?;
+    let exe = runtime::build_target()?;
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let mut pairs = Vec::new();
     for kind in KINDS {

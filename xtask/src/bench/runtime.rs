@@ -2,7 +2,6 @@
 //! blocked in each situation of workloads/c/situations.c, updates requested by real signals from
 //! outside the process, figures taken from the runtime's own reports (QBENCH_REPORT).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -121,9 +120,7 @@ fn drive(
     report: &Path,
     requests: usize,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().context("no stdout")?).read_line(&mut line)?;
-    ensure!(line.starts_with("ready "), "target did not start: {line:?}");
+    target::read_ready(child, "the target")?;
     target::ensure_release_runtime(child.id())?;
     let pid = child.id() as i32;
     for n in 1..=requests {

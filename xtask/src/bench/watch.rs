@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::bench_runtime::percentile;
+use crate::bench::runtime::percentile;
 use crate::workspace::{self, Profile};
 
 /// Calls per timed loop.
@@ -71,7 +71,7 @@ pub fn run(rounds: usize) -> anyhow::Result<()> {
 }
 
 fn build_program() -> anyhow::Result<PathBuf> {
-    crate::bench_runtime::build_c_release("watch_cost", "watch_cost")
+    crate::bench::runtime::build_c_release("watch_cost", "watch_cost")
 }
 
 fn measure(exe: &Path, trace: &Path, mode: &str) -> anyhow::Result<Round> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::bench_table1;
+use crate::bench::table1;
 use crate::target;
 use crate::workspace::{self, Profile};
 
@@ -52,7 +52,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         rounds >= 2,
         "--rounds must be at least 2 (the interval needs two pairs)"
     );
-    let programs = bench_table1::build()?;
+    let programs = table1::build()?;
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let trace = workspace::profile_dir(Profile::Release).join("qbench-trace");
     let (mut server, port) = start_server(&programs, pin)?;
@@ -168,7 +168,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
 
 /// Starts memcached-like (`all` variant) and returns it with its port, once it is ready and
 /// has loaded the release runtime. It exits when its stdin closes.
-fn start_server(programs: &bench_table1::Programs, pin: bool) -> anyhow::Result<(Guard, String)> {
+fn start_server(programs: &table1::Programs, pin: bool) -> anyhow::Result<(Guard, String)> {
     let mut server = Guard(
         on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
             .args(["--variant", "all"])
@@ -177,13 +177,7 @@ fn start_server(programs: &bench_table1::Programs, pin: bool) -> anyhow::Result<
             .spawn()
             .context("cannot start memcached-like")?,
     );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.as_mut().context("stdout")?).read_line(&mut line)?;
-    let port = line
-        .strip_prefix("ready ")
-        .with_context(|| format!("memcached-like did not start: {line:?}"))?
-        .trim()
-        .to_string();
+    let port = target::read_ready(&mut server.0, "memcached-like")?;
     target::ensure_release_runtime(server.0.id())?;
     Ok((server, port))
 }
@@ -219,10 +213,10 @@ struct Measured {
 
 impl Measured {
     fn observer(&mut self, mode: usize, obs: &Guard, cpu_before: f64, since: Instant) {
-        if let Ok(after) = crate::bench_watch::cpu_ms(obs.0.id()) {
+        if let Ok(after) = crate::bench::watch::cpu_ms(obs.0.id()) {
             self.observer_cpu[mode].push((after - cpu_before) / since.elapsed().as_secs_f64());
         }
-        if let Some(kib) = crate::bench_watch::rss_kib(obs.0.id()) {
+        if let Some(kib) = crate::bench::watch::rss_kib(obs.0.id()) {
             self.observer_rss[mode].push(kib as f64);
         }
     }
@@ -230,7 +224,7 @@ impl Measured {
 
 /// Every mode of every round is a load run of its own, qbench-trace attached before it starts.
 fn separate_loads(
-    programs: &bench_table1::Programs,
+    programs: &table1::Programs,
     trace: &Path,
     pid: i32,
     port: &str,
@@ -249,7 +243,7 @@ fn separate_loads(
             };
             let cpu_before = observer
                 .as_ref()
-                .map(|o| crate::bench_watch::cpu_ms(o.0.id()))
+                .map(|o| crate::bench::watch::cpu_ms(o.0.id()))
                 .transpose()?;
             let started = Instant::now();
             let mut load = Guard(
@@ -299,7 +293,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// (connections and threads land on the two cores differently each time), which would hide a
 /// 1 % cost; blocks of one run do not.
 fn one_load(
-    programs: &bench_table1::Programs,
+    programs: &table1::Programs,
     trace: &Path,
     pids: [i32; 2],
     port: &str,
@@ -341,7 +335,7 @@ fn one_load(
             std::thread::sleep(SETTLE);
             let cpu_before = observer
                 .as_ref()
-                .map(|o| crate::bench_watch::cpu_ms(o.0.id()))
+                .map(|o| crate::bench::watch::cpu_ms(o.0.id()))
                 .transpose()?;
             let started = Instant::now();
             let (ops0, t0) = sample()?;

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::bench_table1::{Cell, WORKLOADS};
-use crate::bench_table1_report::percentile;
+use crate::bench::table1::{Cell, WORKLOADS};
+use crate::bench::table1_report::percentile;
 
 const W: f64 = 960.0;
 const H: f64 = 440.0;
