@@ -147,15 +147,63 @@ pub struct Window {
 }
 const _: () = assert!(core::mem::size_of::<Window>() == 24);
 
-/// Event kinds: stable numbers, never reused.
-pub const EVENT_REQUEST: u32 = 1;
-pub const EVENT_ARRIVE: u32 = 2;
-pub const EVENT_DEPART: u32 = 3;
-pub const EVENT_SYS_ENTER: u32 = 4;
-pub const EVENT_SYS_EXIT: u32 = 5;
-pub const EVENT_THREAD_NEW: u32 = 6;
-pub const EVENT_THREAD_EXIT: u32 = 7;
-pub const EVENT_RELEASE: u32 = 8;
+/// Event kinds: stable numbers, never reused. On the wire as `EventHeader::kind`; decoded with
+/// `TryFrom<u32>`, so an unknown number is an error, never taken for another kind.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Request = 1,
+    Arrive = 2,
+    Depart = 3,
+    SysEnter = 4,
+    SysExit = 5,
+    ThreadNew = 6,
+    ThreadExit = 7,
+    Release = 8,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+
+    fn try_from(kind: u32) -> Result<Self, u32> {
+        Ok(match kind {
+            1 => Self::Request,
+            2 => Self::Arrive,
+            3 => Self::Depart,
+            4 => Self::SysEnter,
+            5 => Self::SysExit,
+            6 => Self::ThreadNew,
+            7 => Self::ThreadExit,
+            8 => Self::Release,
+            other => return Err(other),
+        })
+    }
+}
+
+pub const EVENT_REQUEST: u32 = EventKind::Request as u32;
+pub const EVENT_ARRIVE: u32 = EventKind::Arrive as u32;
+pub const EVENT_DEPART: u32 = EventKind::Depart as u32;
+pub const EVENT_SYS_ENTER: u32 = EventKind::SysEnter as u32;
+pub const EVENT_SYS_EXIT: u32 = EventKind::SysExit as u32;
+pub const EVENT_THREAD_NEW: u32 = EventKind::ThreadNew as u32;
+pub const EVENT_THREAD_EXIT: u32 = EventKind::ThreadExit as u32;
+pub const EVENT_RELEASE: u32 = EventKind::Release as u32;
+
+/// Facts about the runtime and the kernel that the runtime, the eBPF programs and the observer
+/// all rely on: defined here once.
+pub mod runtime {
+    /// The name of the runtime's helper thread, which is no participating thread.
+    pub const HELPER_COMM: &str = "qbench-helper";
+    /// `si_code` of `rt_sigqueueinfo`/`rt_tgsigqueueinfo` (SI_QUEUE): how the runtime's helper
+    /// interrupts its own blocked threads, which is no update request.
+    pub const SELF_INTERRUPT_CODE: i32 = -1;
+    /// x86-64 `rt_sigreturn`: its exit returns the interrupted call's number when the kernel
+    /// restarts the call (SA_RESTART), and -EINTR when the program sees the interruption.
+    pub const RT_SIGRETURN: i64 = 15;
+    /// What the exit tracepoint sees of a call a signal interrupted (ERESTARTSYS,
+    /// ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK); the program never sees these.
+    pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
+}
 
 /// The start of every event.
 #[repr(C)]
@@ -279,4 +327,20 @@ mod pod {
     unsafe impl aya::Pod for Window {}
     // SAFETY: as above.
     unsafe impl aya::Pod for crate::tracepoints::Offsets {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_round_trips_and_no_other_number_decodes() {
+        for kind in 0..=20u32 {
+            match EventKind::try_from(kind) {
+                Ok(decoded) => assert_eq!(decoded as u32, kind),
+                Err(unknown) => assert!(!(1..=8).contains(&unknown), "{unknown}"),
+            }
+        }
+        assert_eq!(EventKind::try_from(EVENT_RELEASE), Ok(EventKind::Release));
+    }
 }

@@ -25,9 +25,8 @@ use crate::{
 /// signals request nothing new.
 const DELIVERED: i32 = 0;
 const LOSE_INFO: i32 = 4;
-/// `si_code` of `rt_sigqueueinfo`/`rt_tgsigqueueinfo`: what the runtime's helper uses to
-/// interrupt the target's own blocked threads. Those are not requests.
-const SI_QUEUE: i32 = -1;
+/// How the runtime's helper interrupts the target's own blocked threads: not a request.
+const SI_QUEUE: i32 = qbench_common::runtime::SELF_INTERRUPT_CODE;
 
 /// `qbench_common::programs::SIGNAL`.
 #[tracepoint]

@@ -95,7 +95,7 @@ fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
 
 /// rt_sigreturn: tracked for its exit, whose return value is the restored rax (the interrupted
 /// call's number when the kernel restarts it under SA_RESTART, -EINTR otherwise).
-const RT_SIGRETURN: i64 = 15;
+const RT_SIGRETURN: i64 = qbench_common::runtime::RT_SIGRETURN;
 
 /// `qbench_common::programs::SYS_EXIT`.
 #[tracepoint]

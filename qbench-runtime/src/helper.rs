@@ -18,7 +18,7 @@ const MAX_REKICK: Duration = Duration::from_millis(5);
 
 pub fn spawn(rt: &'static Runtime) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("qbench-helper".to_string())
+        .name(qbench_common::runtime::HELPER_COMM.to_string())
         .spawn(move || {
             sys::block_all_signals();
             serve(rt)

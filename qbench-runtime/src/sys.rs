@@ -161,7 +161,7 @@ impl Sender {
         let info = QueuedSigInfo {
             signo: signal,
             errno: 0,
-            code: libc::SI_QUEUE,
+            code: qbench_common::runtime::SELF_INTERRUPT_CODE,
             _pad0: 0,
             pid: self.pid,
             uid: self.uid,
@@ -193,7 +193,9 @@ pub unsafe fn is_kick(info: *const libc::siginfo_t) -> bool {
     }
     // SAFETY: the caller passes the kernel's siginfo, which has QueuedSigInfo's layout.
     let info = unsafe { &*info.cast::<QueuedSigInfo>() };
-    info.code == libc::SI_QUEUE && info.value == KICK_COOKIE && info.pid == getpid()
+    info.code == qbench_common::runtime::SELF_INTERRUPT_CODE
+        && info.value == KICK_COOKIE
+        && info.pid == getpid()
 }
 
 /// The thread's name as the kernel knows it, or "?" when the thread is gone.

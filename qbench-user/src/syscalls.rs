@@ -104,7 +104,7 @@ pub const TRACKED: &[Syscall] = &[
 
 /// rt_sigreturn: not a blocking call, but its exit tells whether the call a signal interrupted
 /// is restarted by the kernel (it returns that call's number) or returns EINTR (it returns -4).
-pub const RT_SIGRETURN: i64 = 15;
+pub const RT_SIGRETURN: i64 = qbench_common::runtime::RT_SIGRETURN;
 
 /// The tracked syscall with number `nr`.
 pub fn by_number(nr: i64) -> Option<&'static Syscall> {

@@ -2,6 +2,7 @@
 //! little-endian bytes in the layout of `qbench_common` (no transmutes, no unsafe).
 
 use qbench_common as wire;
+use qbench_common::EventKind;
 
 /// One decoded event from the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +144,12 @@ impl TryFrom<&[u8]> for Event {
             return Err(DecodeError::NoHeader { len: bytes.len() });
         }
         let mut f = Fields { bytes, at: 0 };
-        let kind = f.u32();
-        let need = wire_size(kind)?;
+        let number = f.u32();
+        let kind = EventKind::try_from(number).map_err(|kind| DecodeError::UnknownKind { kind })?;
+        let need = wire_size(kind);
         if bytes.len() < need {
             return Err(DecodeError::Short {
-                kind,
+                kind: number,
                 need,
                 len: bytes.len(),
             });
@@ -155,14 +157,14 @@ impl TryFrom<&[u8]> for Event {
         let tid = f.u32();
         let ts_ns = f.u64();
         Ok(match kind {
-            wire::EVENT_REQUEST => request(&mut f, tid, ts_ns)?,
-            wire::EVENT_ARRIVE => arrive(&mut f, tid, ts_ns)?,
-            wire::EVENT_DEPART => Event::Depart {
+            EventKind::Request => request(&mut f, tid, ts_ns)?,
+            EventKind::Arrive => arrive(&mut f, tid, ts_ns)?,
+            EventKind::Depart => Event::Depart {
                 tid,
                 ts_ns,
                 seq: f.u64(),
             },
-            wire::EVENT_SYS_ENTER => {
+            EventKind::SysEnter => {
                 let nr = f.i64();
                 let args = [f.u64(), f.u64(), f.u64(), f.u64(), f.u64(), f.u64()];
                 Event::SysEnter {
@@ -172,18 +174,18 @@ impl TryFrom<&[u8]> for Event {
                     args,
                 }
             }
-            wire::EVENT_SYS_EXIT => Event::SysExit {
+            EventKind::SysExit => Event::SysExit {
                 tid,
                 ts_ns,
                 nr: f.i64(),
                 ret: f.i64(),
             },
-            wire::EVENT_THREAD_NEW => Event::ThreadNew {
+            EventKind::ThreadNew => Event::ThreadNew {
                 tid,
                 ts_ns,
                 parent: f.u32(),
             },
-            wire::EVENT_RELEASE => {
+            EventKind::Release => {
                 let seq = f.u64();
                 let quiesced = f.u32() != 0;
                 let threads = f.u32();
@@ -195,23 +197,22 @@ impl TryFrom<&[u8]> for Event {
                     threads,
                 }
             }
-            _ => Event::ThreadExit { tid, ts_ns },
+            EventKind::ThreadExit => Event::ThreadExit { tid, ts_ns },
         })
     }
 }
 
 /// The size of a record of `kind` on the wire.
-fn wire_size(kind: u32) -> Result<usize, DecodeError> {
-    Ok(match kind {
-        wire::EVENT_REQUEST => size_of::<wire::RequestEvent>(),
-        wire::EVENT_ARRIVE => size_of::<wire::ArriveEvent>(),
-        wire::EVENT_DEPART => size_of::<wire::DepartEvent>(),
-        wire::EVENT_SYS_ENTER => size_of::<wire::SysEnterEvent>(),
-        wire::EVENT_SYS_EXIT => size_of::<wire::SysExitEvent>(),
-        wire::EVENT_THREAD_NEW | wire::EVENT_THREAD_EXIT => size_of::<wire::ThreadEvent>(),
-        wire::EVENT_RELEASE => size_of::<wire::ReleaseEvent>(),
-        kind => return Err(DecodeError::UnknownKind { kind }),
-    })
+fn wire_size(kind: EventKind) -> usize {
+    match kind {
+        EventKind::Request => size_of::<wire::RequestEvent>(),
+        EventKind::Arrive => size_of::<wire::ArriveEvent>(),
+        EventKind::Depart => size_of::<wire::DepartEvent>(),
+        EventKind::SysEnter => size_of::<wire::SysEnterEvent>(),
+        EventKind::SysExit => size_of::<wire::SysExitEvent>(),
+        EventKind::ThreadNew | EventKind::ThreadExit => size_of::<wire::ThreadEvent>(),
+        EventKind::Release => size_of::<wire::ReleaseEvent>(),
+    }
 }
 
 /// The rest of a request record, after its header.

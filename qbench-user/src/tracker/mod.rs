@@ -11,7 +11,7 @@ use qbench_common::{NO_SYSCALL, ThreadState};
 use crate::kernel::decode::{ArriveSource, Event, RequestSource};
 
 /// The runtime's own helper thread: never a participant.
-pub const RUNTIME_HELPER_COMM: &str = "qbench-helper";
+pub const RUNTIME_HELPER_COMM: &str = qbench_common::runtime::HELPER_COMM;
 
 /// A blocking call a thread is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ struct Thread {
 /// ERESTARTNOHAND, ERESTART_RESTARTBLOCK): seen by the exit tracepoint, never by the program.
 /// Whether the kernel then restarts the call or returns EINTR is decided at signal delivery, by
 /// the handler's SA_RESTART: see [`crate::syscalls::RT_SIGRETURN`].
-pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
+pub const RESTART_RETURNS: [i64; 4] = qbench_common::runtime::RESTART_RETURNS;
 
 /// How long past its deadline an update waits for a missing thread that is between two calls
 /// (just interrupted, in the update signal's handler, about to block again) to be back in one,
