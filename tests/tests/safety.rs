@@ -212,3 +212,20 @@ fn a_target_that_dies_during_an_update_is_reported_as_exited() {
     );
     drop(target);
 }
+
+/// A participating thread created every 100 µs, many of them parking after their update was
+/// reported: every report is an update that was requested, none one opened by a late arrival.
+#[test]
+fn thread_churn_never_invents_an_update() {
+    let Some(_serial) = privileged() else { return };
+    let target = situations(&["read:1", "churn:1"], &[]);
+    let out = request(&target, &["--count", "20", "--timeout", "2s", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 20, "{stderr}");
+    let sources: Vec<&str> = reports
+        .iter()
+        .map(|r| r["request_source"].as_str().expect("source"))
+        .collect();
+    assert!(sources.iter().all(|&s| s == "signal"), "{sources:?}");
+}

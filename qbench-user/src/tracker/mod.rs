@@ -197,6 +197,9 @@ pub struct Tracker {
     threads: BTreeMap<u32, Thread>,
     window: Option<Window>,
     reported: u64,
+    /// The runtime's sequence number of the latest update reported, when known: a thread that
+    /// parks for it after the report (one created during the update, say) opens no new window.
+    last_runtime_seq: Option<u64>,
 }
 
 impl Tracker {
@@ -206,6 +209,7 @@ impl Tracker {
             threads: BTreeMap::new(),
             window: None,
             reported: 0,
+            last_runtime_seq: None,
         }
     }
 
@@ -366,6 +370,9 @@ impl Tracker {
         if self.window.is_none() {
             if source == ArriveSource::Point {
                 return None; // a late hit after the update was reported
+            }
+            if self.last_runtime_seq.is_some_and(|last| seq <= last) {
+                return None; // a late arrival for an update already reported
             }
             self.open(ts_ns, RequestSeen::Arrival, 0, Some(seq));
         }
@@ -559,6 +566,9 @@ impl Tracker {
 
     fn finish(&mut self, outcome: Outcome, end_ns: u64) -> Update {
         let w = self.window.take().expect("finish needs an open window");
+        if w.runtime_seq.is_some() {
+            self.last_runtime_seq = w.runtime_seq;
+        }
         self.reported += 1;
         let mut threads: Vec<ThreadReport> = self
             .participants()

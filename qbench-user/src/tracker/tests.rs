@@ -545,3 +545,27 @@ fn a_straggler_between_two_calls_at_the_deadline_is_reported_in_the_next() {
         assert_eq!(update.missing().count(), 1, "{late_arrival}");
     }
 }
+
+/// A thread created during an update parks for it after the report: that arrival (the same
+/// runtime sequence number) opens no new window; one for a newer update does.
+#[test]
+fn a_late_arrival_for_a_reported_update_opens_no_window() {
+    let mut t = tracker();
+    t.on_event(request(1000));
+    t.on_event(arrive(100, 1100));
+    t.on_event(arrive(101, 1200));
+    let update = t.on_event(arrive(102, 1300)).expect("quiesced");
+    assert_eq!(update.runtime_seq, Some(1));
+    assert_eq!(t.on_event(arrive(104, 1400)), None);
+    assert!(!t.window_open(), "a late arrival is no new update");
+    t.on_event(Event::Arrive {
+        tid: 104,
+        ts_ns: 5000,
+        seq: 2,
+        source: ArriveSource::Runtime,
+    });
+    assert!(
+        t.window_open(),
+        "an arrival for an update not seen yet opens one"
+    );
+}
