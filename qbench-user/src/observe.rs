@@ -187,7 +187,7 @@ impl<'a, K: Kernel> Loop<'a, K> {
             }
             return Ok(Some(crate::report::output::exit_words(how)));
         }
-        if self.image.is_some() && Image::of(pid).is_some_and(|now| Some(now) != self.image) {
+        if Image::changed(self.image, pid) {
             // Report what was seen of an update in progress, then stop.
             if let Some(update) = self.tracker.on_tick(u64::MAX) {
                 self.report(&update)?;

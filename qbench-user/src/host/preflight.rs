@@ -207,9 +207,7 @@ fn status_field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
 
 /// The `flags` field (the 9th) of /proc/PID/stat.
 fn stat_flags(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // Fields after the name: state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9).
-    after_comm.split_whitespace().nth(6)?.parse().ok()
+    crate::procfs::stat_field(stat, 9)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -128,6 +128,12 @@ pub struct Image {
 }
 
 impl Image {
+    /// Whether process `pid` runs another image than `then` (false when either is unknown).
+    pub fn changed(then: Option<Self>, pid: u32) -> bool {
+        then.zip(Self::of(pid))
+            .is_some_and(|(then, now)| then != now)
+    }
+
     /// Reads the image of process `pid`; None when it is gone.
     pub fn of(pid: u32) -> Option<Self> {
         let exe = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
@@ -139,12 +145,9 @@ impl Image {
     }
 }
 
-/// Field 28 of /proc/PID/stat (`startstack`), counted after the parenthesized name, which may
-/// itself hold spaces and parentheses.
+/// Field 28 of /proc/PID/stat (`startstack`).
 pub fn start_stack(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // Fields 3 onwards; `startstack` is field 28.
-    after_name.split_whitespace().nth(25)?.parse().ok()
+    crate::procfs::stat_field(stat, 28)?.parse().ok()
 }
 
 fn signal_name(sig: i32) -> String {
@@ -201,10 +204,7 @@ impl Requester {
 
     /// Whether the process runs another program than when [`Self::open`] looked.
     pub fn executed(&self) -> bool {
-        match (self.image, Image::of(self.pid)) {
-            (Some(then), Some(now)) => then != now,
-            _ => false,
-        }
+        Image::changed(self.image, self.pid)
     }
 
     /// The checks made before every request.

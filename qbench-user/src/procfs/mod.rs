@@ -111,11 +111,10 @@ pub fn exiting(pid: u32) -> bool {
     ) else {
         return true;
     };
-    let after_name = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-    let mut fields = after_name.split_whitespace();
-    let state = fields.next().unwrap_or("X");
-    // Field 9, the task's flags, is the 7th after the state.
-    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let state = stat_field(&stat, 3).unwrap_or("X");
+    let flags: u64 = stat_field(&stat, 9)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
     let sigkill_pending = status
         .lines()
         .find_map(|l| l.strip_prefix("SigPnd:"))
@@ -139,13 +138,17 @@ pub fn exit(pid: u32) -> crate::tracker::Exit {
 /// Field 52 of a zombie's stat line; None for a live process (whose field is 0 and means
 /// nothing yet) or a short line.
 pub fn parse_exit_code(stat: &str) -> Option<i32> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace();
-    // Field 3 is the state; field 52 is 49 further on.
-    if fields.next()? != "Z" {
+    if stat_field(stat, 3)? != "Z" {
         return None;
     }
-    fields.nth(48)?.parse().ok()
+    stat_field(stat, 52)?.parse().ok()
+}
+
+/// Field `n` (numbered from 1 as in proc(5); 3, the state, or later) of a `/proc/.../stat` line,
+/// counted after the parenthesized name, which may itself hold spaces and parentheses.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(n.checked_sub(3)?)
 }
 
 /// `/proc/.../stat`: "TID (COMM) S ...". The name may itself contain spaces and parentheses, so
