@@ -21,22 +21,15 @@ pub enum FieldId {
     SignalPid = 2,
     /// `signal_generate`: delivered, ignored, already pending...
     SignalResult = 3,
-    /// `sys_enter`: the syscall number.
-    SysEnterId = 4,
-    /// `sys_enter`: the six arguments, 8 bytes each.
-    SysEnterArgs = 5,
-    /// `sys_exit`: the syscall number (-1 after `rt_sigreturn` into a restart).
-    SysExitId = 6,
-    /// `sys_exit`: the return value.
-    SysExitRet = 7,
     /// `sched_process_fork`: the creating task.
-    ForkParentPid = 8,
+    ForkParentPid = 4,
     /// `sched_process_fork`: the new task.
-    ForkChildPid = 9,
+    ForkChildPid = 5,
 }
 
-/// Number of fields the programs read.
-pub const FIELDS: usize = 10;
+/// Number of fields the programs read. (The syscall programs are raw tracepoints: they read the
+/// tracepoint's arguments and the syscall's registers, no record.)
+pub const FIELDS: usize = 6;
 
 /// One field of a tracepoint record, as the programs read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +67,6 @@ const fn field(
 }
 
 const SIGNAL_GENERATE: &str = "signal/signal_generate";
-const SYS_ENTER: &str = "raw_syscalls/sys_enter";
-const SYS_EXIT: &str = "raw_syscalls/sys_exit";
 const PROCESS_FORK: &str = "sched/sched_process_fork";
 
 /// Every field the programs read, in [`FieldId`] order.
@@ -84,10 +75,6 @@ pub const ALL: [Field; FIELDS] = [
     field(FieldId::SignalCode, SIGNAL_GENERATE, "code", 4, 16),
     field(FieldId::SignalPid, SIGNAL_GENERATE, "pid", 4, 36),
     field(FieldId::SignalResult, SIGNAL_GENERATE, "result", 4, 44),
-    field(FieldId::SysEnterId, SYS_ENTER, "id", 8, 8),
-    field(FieldId::SysEnterArgs, SYS_ENTER, "args", 48, 16),
-    field(FieldId::SysExitId, SYS_EXIT, "id", 8, 8),
-    field(FieldId::SysExitRet, SYS_EXIT, "ret", 8, 16),
     // 12 and 20 since the names became `__data_loc` strings; 24 and 44 before (5.10 to 6.12
     // among Debian's kernels).
     field(FieldId::ForkParentPid, PROCESS_FORK, "parent_pid", 4, 12),

@@ -18,7 +18,10 @@ use qbench_common::{
     MISS_ARRIVALS_FULL, ReleaseEvent, RequestEvent, SOURCE_RUNTIME,
 };
 
-use crate::maps::{QBENCH_ARRIVALS, count_miss, emit, header, now_ns, open_window, target_tgid};
+use crate::maps::{
+    QBENCH_ARRIVALS, count_miss, emit, emit_quietly, header, mark_arrived, now_ns, open_window,
+    open_window_seq, target_tgid,
+};
 
 /// `qbench_common::programs::ARRIVE`.
 #[uprobe]
@@ -40,7 +43,10 @@ fn try_arrive(ctx: &ProbeContext) -> Result<(), u32> {
     let seq: u64 = ctx.arg(0).unwrap_or(0);
     let now = now_ns();
     // The anchor only runs while an update is pending: always worth an event.
-    emit(ArriveEvent {
+    if let Some(window_seq) = open_window_seq() {
+        mark_arrived(tid, window_seq);
+    }
+    emit_quietly(ArriveEvent {
         header: header(EVENT_ARRIVE, tid, now),
         seq,
         source: SOURCE_RUNTIME,
@@ -74,7 +80,7 @@ fn try_arrive(ctx: &ProbeContext) -> Result<(), u32> {
 #[uprobe]
 pub fn qbench_depart(ctx: ProbeContext) -> u32 {
     if ctx.tgid() == target_tgid() {
-        emit(DepartEvent {
+        emit_quietly(DepartEvent {
             header: header(EVENT_DEPART, ctx.pid(), now_ns()),
             seq: ctx.arg(0).unwrap_or(0),
         });

@@ -4,13 +4,14 @@
 //! fails at load time rather than silently.
 
 use aya_ebpf::{
+    bindings::{BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use qbench_common::{
     Arrivals, EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS,
-    MISS_RINGBUF_FULL, ThreadState, Window,
+    MISS_RINGBUF_FULL, MISS_THREADS_FULL, NO_SYSCALL, ThreadState, Window,
 };
 
 /// `qbench_common::globals::TARGET_TGID`, set by the loader before the object is loaded.
@@ -83,15 +84,67 @@ pub fn header(kind: u32, tid: u32, ts_ns: u64) -> EventHeader {
     EventHeader { kind, tid, ts_ns }
 }
 
-/// Sends `event` to userspace, or counts it as lost when the ring buffer is full.
+/// Sends `event` to userspace and wakes the reader at once, or counts it as lost when the ring
+/// buffer is full: for the events that start or end an update (the request, the runtime's
+/// release), which the reader acts on.
 #[inline(always)]
 pub fn emit<T: 'static>(event: T) {
+    submit(event, u64::from(BPF_RB_FORCE_WAKEUP));
+}
+
+/// Sends `event` to userspace without waking the reader, which drains the ring buffer on its
+/// own tick while a window is open: the many events of an update (calls, arrivals) then cost no
+/// wake-up each, and the observer does not compete for a core with the threads it measures.
+/// Their timestamps are taken here, so a later read changes no figure.
+#[inline(always)]
+pub fn emit_quietly<T: 'static>(event: T) {
+    submit(event, u64::from(BPF_RB_NO_WAKEUP));
+}
+
+#[inline(always)]
+fn submit<T: 'static>(event: T, flags: u64) {
     match QBENCH_EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(event);
-            entry.submit(0);
+            entry.submit(flags);
         }
         None => count_miss(MISS_RINGBUF_FULL),
+    }
+}
+
+/// Records that thread `tid` arrived at an update point in window `seq`, so that its later calls
+/// (the runtime's own park) are not reported as why it is late; says whether this is its first
+/// arrival in that window.
+#[inline(always)]
+pub fn mark_arrived(tid: u32, seq: u64) -> bool {
+    match QBENCH_THREADS.get_ptr_mut(tid) {
+        // SAFETY: the entry is this thread's, written only from its own context (uprobes and
+        // syscall tracepoints of one thread never run at once), and by userspace seeding, which
+        // only inserts missing entries.
+        Some(state) => unsafe {
+            if (*state).arrived_seq == seq {
+                return false;
+            }
+            (*state).arrived_seq = seq;
+            true
+        },
+        None => {
+            let state = ThreadState {
+                nr: NO_SYSCALL,
+                since_ns: 0,
+                args: [0; 6],
+                arrived_seq: seq,
+            };
+            // Without an entry a second arrival cannot be told from the first; the arrival
+            // counts anyway, and so does the loss of state.
+            if QBENCH_THREADS
+                .insert(tid, state, u64::from(BPF_NOEXIST))
+                .is_err()
+            {
+                count_miss(MISS_THREADS_FULL);
+            }
+            true
+        }
     }
 }
 

@@ -5,12 +5,10 @@
 //! it is attached (docs/ARCHITECTURE.md, measured costs), so it does as little as possible outside a window: the tgid check
 //! and one read of the window.
 
-use aya_ebpf::{EbpfContext as _, bindings::BPF_NOEXIST, macros::uprobe, programs::ProbeContext};
-use qbench_common::{
-    ArriveEvent, EVENT_ARRIVE, MISS_THREADS_FULL, NO_SYSCALL, SOURCE_POINT, ThreadState,
-};
+use aya_ebpf::{EbpfContext as _, macros::uprobe, programs::ProbeContext};
+use qbench_common::{ArriveEvent, EVENT_ARRIVE, SOURCE_POINT};
 
-use crate::maps::{QBENCH_THREADS, count_miss, emit, header, now_ns, open_window_seq, target_tgid};
+use crate::maps::{emit_quietly, header, mark_arrived, now_ns, open_window_seq, target_tgid};
 
 /// `qbench_common::programs::POINT`.
 #[uprobe]
@@ -28,39 +26,12 @@ fn try_point(tid: u32) {
     let Some(seq) = open_window_seq() else {
         return;
     };
-    match QBENCH_THREADS.get_ptr_mut(tid) {
-        Some(state) => {
-            // SAFETY: the entry is this thread's, written only from its own context (uprobe and
-            // syscall tracepoints of one thread never run at once), and by userspace seeding,
-            // which only inserts missing entries.
-            unsafe {
-                if (*state).arrived_seq == seq {
-                    return;
-                }
-                (*state).arrived_seq = seq;
-            }
-        }
-        None => {
-            let state = ThreadState {
-                nr: NO_SYSCALL,
-                since_ns: 0,
-                args: [0; 6],
-                arrived_seq: seq,
-            };
-            // Without an entry a second arrival cannot be told from the first; report the
-            // arrival anyway and count the loss of state.
-            if QBENCH_THREADS
-                .insert(tid, state, u64::from(BPF_NOEXIST))
-                .is_err()
-            {
-                count_miss(MISS_THREADS_FULL);
-            }
-        }
+    if mark_arrived(tid, seq) {
+        emit_quietly(ArriveEvent {
+            header: header(EVENT_ARRIVE, tid, now_ns()),
+            seq,
+            source: SOURCE_POINT,
+            _pad: 0,
+        });
     }
-    emit(ArriveEvent {
-        header: header(EVENT_ARRIVE, tid, now_ns()),
-        seq,
-        source: SOURCE_POINT,
-        _pad: 0,
-    });
 }

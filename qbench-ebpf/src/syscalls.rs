@@ -1,31 +1,58 @@
 //! Blocking system calls of the target's threads: entry and exit keep `THREADS` up to date at all
 //! times (a request then finds every thread's state without a round trip), and become events only
-//! while the window is open. Which calls are tracked is `BLOCKING`, filled by the loader.
+//! while the window is open and only for threads that have not arrived (a parked thread's own
+//! wait is the runtime's). Which calls are tracked is `BLOCKING`, filled by the loader.
 //!
-//! Kernel contract, `/sys/kernel/tracing/events/raw_syscalls/{sys_enter,sys_exit}/format` (the
-//! loader reads the offsets from the running kernel):
-//! ```text
-//! sys_enter: field:long id; offset:8; size:8;   field:unsigned long args[6]; offset:16; size:48;
-//! sys_exit:  field:long id; offset:8; size:8;   field:long ret; offset:16; size:8;
-//! ```
-//! These fire for every syscall of every process on the machine (docs/ARCHITECTURE.md, measured costs), so the tgid test
-//! comes first and the rest stays short.
+//! Kernel contract: the raw tracepoints `sys_enter(struct pt_regs *regs, long id)` and
+//! `sys_exit(struct pt_regs *regs, long ret)`. Raw rather than `raw_syscalls:*` records: these
+//! fire for every syscall of every process on the machine (docs/ARCHITECTURE.md, measured
+//! costs), and a raw tracepoint runs the program on the tracepoint's own arguments, where a
+//! record tracepoint first formats a perf record of every call, the target's or not. The tgid
+//! test comes first and the rest stays short.
 
 use aya_ebpf::{
-    EbpfContext as _, bindings::BPF_NOEXIST, macros::tracepoint, programs::TracePointContext,
+    EbpfContext as _, bindings::BPF_NOEXIST, helpers::bpf_probe_read_kernel,
+    macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use qbench_common::{
     EVENT_SYS_ENTER, EVENT_SYS_EXIT, MAX_SYSCALLS, MISS_THREADS_FULL, NO_SYSCALL, SysEnterEvent,
     SysExitEvent, ThreadState,
 };
 
-use crate::{
-    maps::{
-        QBENCH_BLOCKING, QBENCH_THREADS, count_miss, emit, header, now_ns, open_window_seq,
-        target_tgid,
-    },
-    tp::field,
+use crate::maps::{
+    QBENCH_BLOCKING, QBENCH_THREADS, count_miss, emit_quietly, header, now_ns, open_window_seq,
+    target_tgid,
 };
+
+/// x86-64's `struct pt_regs` (arch/x86/include/asm/ptrace.h) from `r10` to `orig_ax`: the
+/// syscall's arguments are di, si, dx, r10, r8, r9, and `orig_ax` its number. The layout has
+/// been the same since the x86-64 port.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct SyscallRegs {
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    _ax: u64,
+    _cx: u64,
+    dx: u64,
+    si: u64,
+    di: u64,
+    orig_ax: u64,
+}
+
+/// `offsetof(struct pt_regs, r10)`.
+const REGS_R10: usize = 56;
+
+/// The registers of the syscall `regs` (the raw tracepoints' first argument) belongs to; zeros
+/// if they cannot be read, which the verifier requires to be handled.
+#[inline(always)]
+fn syscall_regs(regs: *const u8) -> SyscallRegs {
+    // SAFETY: `regs` is the tracepoint's pt_regs pointer, a kernel address; the helper checks
+    // the copy and fails cleanly rather than faulting.
+    unsafe { bpf_probe_read_kernel(regs.wrapping_add(REGS_R10).cast::<SyscallRegs>()) }
+        .unwrap_or_default()
+}
 
 /// `id` (the record's syscall number) if it is a tracked call, or `None`.
 #[inline(always)]
@@ -40,34 +67,32 @@ fn tracked(id: i64) -> Option<i64> {
     }
 }
 
+/// rt_sigreturn: tracked for its exit, whose return value is the restored rax (the interrupted
+/// call's number when the kernel restarts it under SA_RESTART, -EINTR otherwise).
+const RT_SIGRETURN: i64 = qbench_common::runtime::RT_SIGRETURN;
+
 /// `qbench_common::programs::SYS_ENTER`.
-#[tracepoint]
-pub fn qbench_sys_enter(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn qbench_sys_enter(ctx: RawTracePointContext) -> i32 {
     if ctx.tgid() == target_tgid()
-        && let Some(nr) = tracked(field!(&ctx, SysEnterId, i64))
+        && let Some(nr) = tracked(ctx.arg::<i64>(1))
     {
-        enter(&ctx, ctx.pid(), nr);
+        let regs = syscall_regs(ctx.arg::<*const u8>(0));
+        enter(ctx.pid(), nr, [regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9]);
     }
     0
 }
 
 #[inline(always)]
-fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
+fn enter(tid: u32, nr: i64, args: [u64; 6]) {
     let now = now_ns();
-    let args = [
-        field!(ctx, SysEnterArgs, u64, 0),
-        field!(ctx, SysEnterArgs, u64, 8),
-        field!(ctx, SysEnterArgs, u64, 16),
-        field!(ctx, SysEnterArgs, u64, 24),
-        field!(ctx, SysEnterArgs, u64, 32),
-        field!(ctx, SysEnterArgs, u64, 40),
-    ];
-    match QBENCH_THREADS.get_ptr_mut(tid) {
+    let arrived_seq = match QBENCH_THREADS.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry (see `point.rs`); `arrived_seq` is kept.
         Some(state) => unsafe {
             (*state).nr = nr;
             (*state).since_ns = now;
             (*state).args = args;
+            (*state).arrived_seq
         },
         None => {
             let state = ThreadState {
@@ -76,16 +101,13 @@ fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
                 args,
                 arrived_seq: 0,
             };
-            if QBENCH_THREADS
-                .insert(tid, state, u64::from(BPF_NOEXIST))
-                .is_err()
-            {
-                count_miss(MISS_THREADS_FULL);
-            }
+            insert(tid, state);
+            0
         }
-    }
-    if open_window_seq().is_some() {
-        emit(SysEnterEvent {
+    };
+    // rt_sigreturn's entry says nothing: only its exit tells a restart from an EINTR.
+    if nr != RT_SIGRETURN && waited_for(arrived_seq) {
+        emit_quietly(SysEnterEvent {
             header: header(EVENT_SYS_ENTER, tid, now),
             nr,
             args,
@@ -93,61 +115,75 @@ fn enter(ctx: &TracePointContext, tid: u32, nr: i64) {
     }
 }
 
-/// rt_sigreturn: tracked for its exit, whose return value is the restored rax (the interrupted
-/// call's number when the kernel restarts it under SA_RESTART, -EINTR otherwise).
-const RT_SIGRETURN: i64 = qbench_common::runtime::RT_SIGRETURN;
+/// Whether a window is open and the thread, whose latest arrival was in window `arrived_seq`,
+/// has not arrived in it: its calls are why it is late.
+#[inline(always)]
+fn waited_for(arrived_seq: u64) -> bool {
+    open_window_seq().is_some_and(|seq| seq != arrived_seq)
+}
+
+/// A new entry for `tid`, or the loss counted when the map is full.
+#[inline(always)]
+fn insert(tid: u32, state: ThreadState) {
+    if QBENCH_THREADS
+        .insert(tid, state, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        count_miss(MISS_THREADS_FULL);
+    }
+}
 
 /// `qbench_common::programs::SYS_EXIT`.
-#[tracepoint]
-pub fn qbench_sys_exit(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn qbench_sys_exit(ctx: RawTracePointContext) -> i32 {
     if ctx.tgid() != target_tgid() {
         return 0;
     }
     let tid = ctx.pid();
-    let id = field!(&ctx, SysExitId, i64);
+    let id = syscall_regs(ctx.arg::<*const u8>(0)).orig_ax as i64;
+    let ret = ctx.arg::<i64>(1);
     if let Some(nr) = tracked(id) {
-        exit(&ctx, tid, nr);
+        exit(tid, nr, ret);
     } else if id == -1
         // SAFETY: this thread's own entry, read without a concurrent writer.
         && QBENCH_THREADS.get_ptr(tid).is_some_and(|s| unsafe { (*s).nr } == RT_SIGRETURN)
     {
         // rt_sigreturn restores the interrupted context and sets orig_ax to -1, so its exit
         // reports id -1; the thread's state says which call this was.
-        exit(&ctx, tid, RT_SIGRETURN);
+        exit(tid, RT_SIGRETURN, ret);
     }
     0
 }
 
 #[inline(always)]
-fn exit(ctx: &TracePointContext, tid: u32, nr: i64) {
-    match QBENCH_THREADS.get_ptr_mut(tid) {
+fn exit(tid: u32, nr: i64, ret: i64) {
+    let arrived_seq = match QBENCH_THREADS.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry (see `point.rs`).
         Some(state) => unsafe {
             if (*state).nr != NO_SYSCALL {
                 (*state).nr = NO_SYSCALL;
             }
+            (*state).arrived_seq
         },
         None => {
             // A thread blocked since before attach: record that it is out of the call, so that
             // userspace seeding from /proc (which only inserts missing entries) cannot put back
             // the call it has just left.
-            let state = ThreadState {
-                nr: NO_SYSCALL,
-                ..ThreadState::default()
-            };
-            if QBENCH_THREADS
-                .insert(tid, state, u64::from(BPF_NOEXIST))
-                .is_err()
-            {
-                count_miss(MISS_THREADS_FULL);
-            }
+            insert(
+                tid,
+                ThreadState {
+                    nr: NO_SYSCALL,
+                    ..ThreadState::default()
+                },
+            );
+            0
         }
-    }
-    if open_window_seq().is_some() {
-        emit(SysExitEvent {
+    };
+    if waited_for(arrived_seq) {
+        emit_quietly(SysExitEvent {
             header: header(EVENT_SYS_EXIT, tid, now_ns()),
             nr,
-            ret: field!(ctx, SysExitRet, i64),
+            ret,
         });
     }
 }

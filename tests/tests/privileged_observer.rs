@@ -307,7 +307,7 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
     if !root_or_skip("every_tracepoint_field_the_programs_read_is_found_on_this_kernel") {
         return;
     }
-    let offsets = qbench_user::kernel::attach::tracepoint_offsets(true)
+    let offsets = qbench_user::kernel::attach::tracepoint_offsets()
         .unwrap_or_else(|e| panic!("{}", chain(&e)));
     // Every field belongs to an attached event, and each offset is the one its format file gives.
     for field in qbench_common::tracepoints::ALL {
@@ -329,14 +329,4 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
             "{field:?}"
         );
     }
-    // Without syscall tracking the syscall fields are not read.
-    let watch = qbench_user::kernel::attach::tracepoint_offsets(false).unwrap();
-    assert_eq!(
-        watch.get(qbench_common::tracepoints::FieldId::SysEnterId),
-        0
-    );
-    assert_eq!(
-        watch.get(qbench_common::tracepoints::FieldId::ForkChildPid),
-        offsets.get(qbench_common::tracepoints::FieldId::ForkChildPid)
-    );
 }

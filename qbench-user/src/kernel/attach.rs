@@ -1,13 +1,15 @@
 //! Attaching the loaded programs: uprobes at resolved file offsets, scoped to the target
-//! process, and the tracepoints, with tracefs mounted first when it is missing (as bpftool does
-//! for bpffs). Every link is owned by its program, so dropping the `Ebpf` detaches it.
+//! process, the tracepoints, with tracefs mounted first when it is missing (as bpftool does for
+//! bpffs), and the syscall raw tracepoints. Every link is owned by its program, so dropping the
+//! `Ebpf` detaches it.
 
 use std::{ffi::CStr, io, num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf,
     programs::{
-        Program, ProgramError, TracePoint, UProbe,
+        Program, ProgramError, RawTracePoint, TracePoint, UProbe,
+        raw_trace_point::RawTracePointLinkId,
         trace_point::TracePointLinkId,
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
@@ -19,12 +21,17 @@ use super::symbols::Location;
 use crate::kernel::tracepoint_layout;
 
 /// The tracepoints attached in every mode: `(program, category, event)`.
-pub const TRACEPOINTS: [(&str, &str, &str); 5] = [
+pub const TRACEPOINTS: [(&str, &str, &str); 3] = [
     (programs::SIGNAL, "signal", "signal_generate"),
-    (programs::SYS_ENTER, "raw_syscalls", "sys_enter"),
-    (programs::SYS_EXIT, "raw_syscalls", "sys_exit"),
     (programs::FORK, "sched", "sched_process_fork"),
     (programs::EXIT, "sched", "sched_process_exit"),
+];
+
+/// The raw tracepoints of syscall tracking, `(program, tracepoint)`: attached in the diagnosis
+/// mode only, since they tax every syscall of every process on the machine.
+pub const SYSCALL_RAW_TRACEPOINTS: [(&str, &str); 2] = [
+    (programs::SYS_ENTER, "sys_enter"),
+    (programs::SYS_EXIT, "sys_exit"),
 ];
 
 /// Every uprobe program of the object.
@@ -80,6 +87,7 @@ pub fn ensure_uprobes() -> Result<(), LoaderError> {
 pub enum Attached {
     Uprobe(&'static str, UProbeLinkId),
     TracePoint(&'static str, TracePointLinkId),
+    RawTracePoint(&'static str, RawTracePointLinkId),
 }
 
 /// Program `name` of `ebpf`, as the kind `T` it must be.
@@ -126,38 +134,41 @@ pub fn uprobe(
     Ok(Attached::Uprobe(program, link))
 }
 
-/// Whether `program` is one of the raw_syscalls programs, which tax every syscall on the machine.
-pub fn is_syscall_program(program: &str) -> bool {
-    program == programs::SYS_ENTER || program == programs::SYS_EXIT
-}
-
-/// The tracepoints to load and attach: all of [`TRACEPOINTS`], or all but the syscall ones.
-fn wanted_tracepoints(
-    syscalls: bool,
-) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
-    TRACEPOINTS
-        .into_iter()
-        .filter(move |(program, _, _)| syscalls || !is_syscall_program(program))
-}
-
-/// Attaches the tracepoint programs of [`TRACEPOINTS`] (without the syscall ones unless
-/// `syscalls`). Their record layouts were read before loading ([`tracepoint_offsets`]), so they
+/// Attaches the tracepoint programs of [`TRACEPOINTS`], then, if `syscalls`, the syscall raw
+/// tracepoints. The record layouts were read before loading ([`tracepoint_offsets`]), so they
 /// go live back to back (a syscall entry seen without its exit would leave a stale state).
 pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, LoaderError> {
     let mut links = Vec::new();
-    for (program, category, event) in wanted_tracepoints(syscalls) {
+    for (program, category, event) in TRACEPOINTS {
         let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
-        let link =
-            tracepoint
-                .attach(category, event)
-                .map_err(|source| LoaderError::AttachTracepoint {
-                    program,
-                    tracepoint: format!("{category}:{event}"),
-                    source: Box::new(source),
-                })?;
+        let link = tracepoint
+            .attach(category, event)
+            .map_err(attach_error(program, category, event))?;
         links.push(Attached::TracePoint(program, link));
     }
+    if syscalls {
+        for (program, event) in SYSCALL_RAW_TRACEPOINTS {
+            let raw: &mut RawTracePoint = program_as(ebpf, program)?;
+            let link = raw
+                .attach(event)
+                .map_err(attach_error(program, "raw", event))?;
+            links.push(Attached::RawTracePoint(program, link));
+        }
+    }
     Ok(links)
+}
+
+fn attach_error(
+    program: &'static str,
+    category: &str,
+    event: &str,
+) -> impl FnOnce(ProgramError) -> LoaderError {
+    let tracepoint = format!("{category}:{event}");
+    move |source| LoaderError::AttachTracepoint {
+        program,
+        tracepoint,
+        source: Box::new(source),
+    }
 }
 
 /// Detaches `links`, each from a thread of its own. Closing a perf-event link waits for RCU
@@ -181,6 +192,11 @@ pub fn detach_concurrently(ebpf: &mut Ebpf, links: Vec<Attached>) {
                 .and_then(|p| <&mut TracePoint>::try_from(p).ok())
                 .and_then(|p| p.take_link(id).ok())
                 .map(|l| Box::new(l) as Box<dyn Send>),
+            Attached::RawTracePoint(program, id) => ebpf
+                .program_mut(program)
+                .and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
+                .and_then(|p| p.take_link(id).ok())
+                .map(|l| Box::new(l) as Box<dyn Send>),
         };
         owned.extend(taken);
     }
@@ -194,18 +210,18 @@ pub fn detach_concurrently(ebpf: &mut Ebpf, links: Vec<Attached>) {
     });
 }
 
-/// Where the fields the programs read lie on this kernel, from the `format` files of the
-/// tracepoints that will be attached (all of [`TRACEPOINTS`], or all but the syscall ones unless
-/// `syscalls`). Mounts tracefs first if it is missing.
-pub fn tracepoint_offsets(syscalls: bool) -> Result<Offsets, LoaderError> {
+/// Where the fields the programs read lie on this kernel, from the `format` files of
+/// [`TRACEPOINTS`]. Mounts tracefs first if it is missing.
+pub fn tracepoint_offsets() -> Result<Offsets, LoaderError> {
     ensure_tracefs()?;
     let dir = TRACEFS_EVENTS
         .iter()
         .find(|dir| Path::new(dir).is_dir())
         .unwrap_or(&TRACEFS_EVENTS[0]);
     let wanted = |name: &str| {
-        wanted_tracepoints(syscalls)
-            .any(|(_, category, event)| name.split_once('/') == Some((category, event)))
+        TRACEPOINTS
+            .iter()
+            .any(|(_, category, event)| name.split_once('/') == Some((*category, *event)))
     };
     tracepoint_layout::offsets(wanted, |event| {
         let path = format!("{dir}/{event}/format");
@@ -221,9 +237,15 @@ pub fn load_programs(ebpf: &mut Ebpf, syscalls: bool) -> Result<(), LoaderError>
         let uprobe: &mut UProbe = program_as(ebpf, program)?;
         uprobe.load().map_err(LoaderError::program(program))?;
     }
-    for (program, _, _) in wanted_tracepoints(syscalls) {
+    for (program, _, _) in TRACEPOINTS {
         let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
         tracepoint.load().map_err(LoaderError::program(program))?;
+    }
+    if syscalls {
+        for (program, _) in SYSCALL_RAW_TRACEPOINTS {
+            let raw: &mut RawTracePoint = program_as(ebpf, program)?;
+            raw.load().map_err(LoaderError::program(program))?;
+        }
     }
     Ok(())
 }

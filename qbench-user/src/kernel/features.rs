@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::host::capabilities::{CapSet, TracefsAccess};
-use crate::kernel::attach::TRACEPOINTS;
+use crate::kernel::attach::{SYSCALL_RAW_TRACEPOINTS, TRACEPOINTS};
 use crate::kernel::selfprobe::{self, SelfProbe};
 
 pub const BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -175,12 +175,18 @@ fn unescape_octal(text: &str) -> String {
     out
 }
 
-/// Whether each tracepoint qbench-trace attaches has its event directory under `mount`.
+/// Whether each tracepoint qbench-trace attaches has its event directory under `mount`; the
+/// syscall raw tracepoints are the ones under `raw_syscalls`.
 pub fn tracepoints(mount: &Path) -> Vec<(String, bool)> {
-    TRACEPOINTS
+    let records = TRACEPOINTS
         .iter()
-        .map(|(_, category, event)| {
-            let name = format!("{category}/{event}");
+        .map(|(_, category, event)| format!("{category}/{event}"));
+    let raw = SYSCALL_RAW_TRACEPOINTS
+        .iter()
+        .map(|(_, event)| format!("raw_syscalls/{event}"));
+    records
+        .chain(raw)
+        .map(|name| {
             let found = mount.join("events").join(&name).join("id").exists();
             (name, found)
         })
@@ -226,7 +232,10 @@ mod tests {
         std::fs::write(id.join("id"), "261\n").expect("write");
         let found = tracepoints(&dir);
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(found.len(), TRACEPOINTS.len());
+        assert_eq!(
+            found.len(),
+            TRACEPOINTS.len() + SYSCALL_RAW_TRACEPOINTS.len()
+        );
         assert_eq!(found[0], ("signal/signal_generate".to_string(), true));
         assert!(found[1..].iter().all(|(_, found)| !found), "{found:?}");
     }

@@ -147,11 +147,6 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
         assert_eq!(find("", "id"), None);
     }
 
-    const SYS_EXIT: &str = "format:
-\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;
-\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;
-";
-
     const SIGNAL: &str = "format:
 \tfield:int sig;\toffset:8;\tsize:4;\tsigned:1;
 \tfield:int errno;\toffset:12;\tsize:4;\tsigned:1;
@@ -171,8 +166,6 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
         move |event| {
             Ok(match event {
                 "signal/signal_generate" => SIGNAL,
-                "raw_syscalls/sys_enter" => SYS_ENTER,
-                "raw_syscalls/sys_exit" => SYS_EXIT,
                 "sched/sched_process_fork" => fork,
                 other => panic!("no format for {other}"),
             }
@@ -194,9 +187,9 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
     fn every_offset_is_set_from_the_kernels_formats() {
         let all = |_: &str| true;
         let new = offsets(all, kernel(FORK_6_18)).unwrap();
-        assert_eq!(new.at, [8, 16, 36, 44, 8, 16, 8, 16, 12, 20]);
+        assert_eq!(new.at, [8, 16, 36, 44, 12, 20]);
         let old = offsets(all, kernel(FORK_OLD)).unwrap();
-        assert_eq!(old.at, [8, 16, 36, 44, 8, 16, 8, 16, 24, 44]);
+        assert_eq!(old.at, [8, 16, 36, 44, 24, 44]);
     }
 
     #[test]
@@ -204,26 +197,26 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
         let mut read = Vec::new();
         let mut formats = kernel(FORK_OLD);
         let found = offsets(
-            |event| !event.starts_with("raw_syscalls/"),
+            |event| !event.starts_with("sched/"),
             |event| {
                 read.push(event);
                 formats(event)
             },
         )
         .unwrap();
-        assert_eq!(found.at, [8, 16, 36, 44, 0, 0, 0, 0, 24, 44]);
+        assert_eq!(found.at, [8, 16, 36, 44, 0, 0]);
         // Each wanted event's file is read once, however many of its fields are used.
-        assert_eq!(read, ["signal/signal_generate", "sched/sched_process_fork"]);
+        assert_eq!(read, ["signal/signal_generate"]);
     }
 
     #[test]
     fn a_missing_or_resized_field_is_refused_without_asking_for_a_rebuild() {
-        let err = locate(&field(FieldId::SysExitRet), SYS_ENTER).unwrap_err();
+        let err = locate(&field(FieldId::ForkChildPid), SIGNAL).unwrap_err();
         assert_eq!(
             err,
             LayoutError::Missing {
-                event: "raw_syscalls/sys_exit",
-                name: "ret",
+                event: "sched/sched_process_fork",
+                name: "child_pid",
             }
         );
         let narrow = FORK_OLD.replace(
@@ -237,12 +230,12 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
              offset 24, where qbench-trace reads 4 bytes at a multiple of 4; this kernel is not \
              supported (run `qbench-trace --check` for what it has)"
         );
-        let misaligned = SYS_ENTER.replace("offset:16;\tsize:48", "offset:20;\tsize:48");
+        let misaligned = SIGNAL.replace("offset:8;\tsize:4", "offset:10;\tsize:4");
         assert!(matches!(
-            locate(&field(FieldId::SysEnterArgs), &misaligned),
+            locate(&field(FieldId::SignalSig), &misaligned),
             Err(LayoutError::Unreadable {
-                found_offset: 20,
-                load: 8,
+                found_offset: 10,
+                load: 4,
                 ..
             })
         ));
