@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod dist;
 mod install;
+mod real;
 mod run;
 mod setup;
 mod target;
@@ -45,6 +46,9 @@ enum Command {
     Dist(dist::Args),
     /// Boot Debian's 5.10, 6.1 and 6.12 kernels under QEMU and check qbench-trace on each.
     VmTest(vm::Args),
+    /// Fetch a real program's Debian source, build it unpatched and with each stage of its
+    /// qbench patch, run each and observe it with qbench-trace (as root).
+    Real(real::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Dist(args) => dist::run(&args),
         Command::VmTest(args) => vm::run(&args),
+        Command::Real(args) => real::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,9 +14,9 @@ use crate::run::Runner;
 /// Where kernels are kept unless `QBENCH_VM_CACHE` says otherwise.
 const DEFAULT_CACHE: &str = "/var/cache/qbench-vm";
 /// debian-archive-keyring has the keys of every release since bullseye in this one file.
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-const MIRROR: &str = "http://deb.debian.org/debian";
-const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+pub(crate) const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub(crate) const MIRROR: &str = "http://deb.debian.org/debian";
+pub(crate) const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// The metapackage whose dependency names the suite's current cloud kernel.
 const METAPACKAGE: &str = "linux-image-cloud-amd64";
 
@@ -197,7 +197,7 @@ fn sources_list(suite: &str) -> String {
 /// An apt configuration that reads and writes only under `dir`: its own sources, lists, caches
 /// and an empty dpkg status, and none of the machine's apt.conf.d (whose hooks, such as the
 /// AppStream refresh, are for the machine's own lists).
-fn apt_conf(dir: &Path) -> String {
+pub(crate) fn apt_conf(dir: &Path) -> String {
     let d = dir.display();
     format!(
         "Dir::Etc::SourceList \"{d}/sources.list\";\n\

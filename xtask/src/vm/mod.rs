@@ -9,7 +9,7 @@
 
 mod host;
 mod initramfs;
-mod kernels;
+pub(crate) mod kernels;
 mod qemu;
 mod results;
 

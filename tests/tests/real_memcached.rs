@@ -1,0 +1,334 @@
+//! qbench-trace on Debian's real memcached 1.6 (`-t 4`), unpatched and at each stage of
+//! `workloads/real/memcached/patches/`. The builds come from `cargo xtask real memcached
+//! --build-only` (in target/real/memcached/); without them, or without root, each test prints
+//! why it is skipped.
+//!
+//! Facts asserted are what qbench-trace reports today where that is right. Where its diagnosis
+//! is known to be wrong (the main thread of the unpatched program, whose epoll_wait libevent
+//! calls again after SIGHUP's EINTR; the helpers of stage 2 in later updates, registered yet
+//! called `not_participating`), only the facts around it are asserted.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qbench_tests::observer::{assert_exit, json_lines, privileged, thread, threads_where, trace};
+use qbench_tests::profile_dir;
+use serde_json::Value;
+
+const WORKERS: usize = 4;
+/// main, 4 workers, mc-log, mc-assocmaint, mc-itemcrawler, mc-lrumaint, mc-slabmaint.
+const THREADS: usize = 10;
+/// The helper threads waiting in a condition variable, and the variable's symbol.
+const COND_WAITERS: [(&str, &str); 4] = [
+    ("mc-log", "logger_stack_cond+40"),
+    ("mc-assocmaint", "maintenance_cond+40"),
+    ("mc-itemcrawler", "lru_crawler_cond+40"),
+    ("mc-slabmaint", "slab_rebalance_cond+40"),
+];
+const HELPERS: [&str; 5] = [
+    "mc-log",
+    "mc-assocmaint",
+    "mc-itemcrawler",
+    "mc-lrumaint",
+    "mc-slabmaint",
+];
+/// A 4294967295 (-1, no timeout) as qbench-trace prints the unsigned argument.
+const NO_TIMEOUT: u64 = u32::MAX as u64;
+
+/// The build of `variant`, or None (with the reason printed) when it is not there.
+fn built(variant: &str) -> Option<PathBuf> {
+    let exe = profile_dir()
+        .parent()
+        .expect("target directory")
+        .join("real/memcached")
+        .join(variant)
+        .join("memcached");
+    if !exe.exists() {
+        eprintln!(
+            "skipped: {} is not built: run `cargo xtask real memcached --build-only` first",
+            exe.display()
+        );
+        return None;
+    }
+    Some(exe)
+}
+
+/// A memcached on a free loopback port, killed when dropped.
+struct Memcached {
+    child: Child,
+    port: u16,
+}
+
+impl Memcached {
+    /// Starts `exe` (`runtime` when it links libqbench: one more thread, its helper) and waits
+    /// until it accepts connections with all its threads.
+    fn start(exe: &PathBuf, runtime: bool) -> Memcached {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(exe)
+            .args([
+                "-t",
+                "4",
+                "-U",
+                "0",
+                "-l",
+                "127.0.0.1",
+                "-u",
+                "nobody",
+                "-p",
+            ])
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start memcached");
+        let memcached = Memcached { child, port };
+        let threads = THREADS + usize::from(runtime);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listening = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", memcached.pid()))
+                .map(Iterator::count)
+                .unwrap_or(0);
+            if listening && tasks == threads {
+                // Let each thread reach the wait it stays in.
+                std::thread::sleep(Duration::from_millis(200));
+                return memcached;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "memcached not ready after 10 s: listening {listening}, {tasks} of {threads} threads"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Sends one text-protocol command and returns the reply's lines up to `last`.
+    fn command(&self, command: &str, last: &str) -> Vec<String> {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream.write_all(command.as_bytes()).expect("send");
+        let mut lines = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let line = line.expect("reply");
+            let done = line == last;
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cause(thread: &Value) -> &str {
+    thread["diagnosis"]["cause"].as_str().unwrap_or("none")
+}
+
+fn arrived(report: &Value, comm: &str) -> usize {
+    threads_where(report, |t| t["comm"] == comm && !t["arrival_ns"].is_null()).len()
+}
+
+/// The four condition waiters are diagnosed `cond_wait_unwrapped` on their own condition
+/// variable, and the LRU maintainer `sleeping` in its usleep.
+fn assert_helpers_diagnosed(report: &Value) {
+    for (comm, cond) in COND_WAITERS {
+        let t = thread(report, comm);
+        assert!(t["arrival_ns"].is_null(), "{t}");
+        assert_eq!(t["participating"], true, "{t}");
+        assert_eq!(cause(t), "cond_wait_unwrapped", "{t}");
+        let details = &t["diagnosis"]["details"];
+        assert_eq!(details["syscall"], "futex", "{t}");
+        assert_eq!(details["futex_symbol"], cond, "{t}");
+        assert_eq!(details["owner_tid"], Value::Null, "{t}");
+    }
+    let lru = thread(report, "mc-lrumaint");
+    assert!(lru["arrival_ns"].is_null(), "{lru}");
+    assert_eq!(cause(lru), "sleeping", "{lru}");
+    let details = &lru["diagnosis"]["details"];
+    assert_eq!(details["syscall"], "clock_nanosleep", "{lru}");
+    let asked = details["sleep_requested_ns"]
+        .as_u64()
+        .expect("sleep_requested_ns");
+    // items.c: MIN_LRU_MAINTAINER_SLEEP (1 ms) to MAX_LRU_MAINTAINER_SLEEP (1 s)
+    assert!((1_000_000..=1_000_000_000).contains(&asked), "{lru}");
+}
+
+#[test]
+fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("unpatched") else {
+        return;
+    };
+    let memcached = Memcached::start(&exe, false);
+    let pid = memcached.pid();
+    let out = trace(&[
+        "--pid",
+        &pid,
+        "--point",
+        "event_handler",
+        "--signal",
+        "HUP",
+        "--request",
+        "--json",
+    ]);
+    assert_exit(&out, 3);
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert_eq!(report["outcome"], "dnq", "{report}");
+    assert_eq!(report["request_source"], "signal", "{report}");
+    assert_eq!(report["runtime_seq"], Value::Null, "{report}");
+    assert_eq!(report["first_arrival_ns"], Value::Null, "{report}");
+    assert_eq!(report["lost_events"], 0, "{report}");
+    let threads = report["threads"].as_array().expect("threads");
+    assert_eq!(threads.len(), THREADS, "{report}");
+    assert!(
+        threads.iter().all(|t| t["arrival_ns"].is_null()),
+        "{report}"
+    );
+    assert!(
+        threads.iter().all(|t| t["participating"] == true),
+        "{report}"
+    );
+    // Workers: nothing interrupted their epoll_wait (SIGHUP went to the main thread).
+    let workers = threads_where(report, |t| t["comm"] == "mc-worker");
+    assert_eq!(workers.len(), WORKERS, "{report}");
+    for w in workers {
+        assert_eq!(cause(w), "io_blocked", "{w}");
+        let details = &w["diagnosis"]["details"];
+        assert_eq!(details["syscall"], "epoll_wait", "{w}");
+        assert_eq!(details["fd"], "epoll instance", "{w}");
+        assert_eq!(details["args"][2], 32, "{w}");
+        assert_eq!(details["args"][3], NO_TIMEOUT, "{w}");
+    }
+    // The main thread: in epoll_wait, with the clock event's timeout of at most 1 s. Its cause
+    // is not asserted: today it is io_blocked, though SIGHUP ended the call with EINTR and
+    // libevent called it again.
+    let main = thread(report, "memcached");
+    assert_eq!(main["blocked_in"]["syscall"], "epoll_wait", "{main}");
+    let timeout = main["blocked_in"]["args"][3].as_u64().expect("timeout");
+    assert!(timeout <= 1000, "{main}");
+    assert_helpers_diagnosed(report);
+}
+
+#[test]
+fn stage1_main_and_workers_quiesce_without_the_helpers() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("stage1") else { return };
+    let memcached = Memcached::start(&exe, true);
+    let pid = memcached.pid();
+    let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
+    assert_exit(&out, 0);
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    for (n, report) in reports.iter().enumerate() {
+        assert_eq!(report["outcome"], "quiesced", "{report}");
+        assert_eq!(report["runtime_seq"], n + 1, "{report}");
+        assert_eq!(report["lost_events"], 0, "{report}");
+        assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
+        assert_eq!(arrived(report, "memcached"), 1, "{report}");
+        assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
+        for comm in HELPERS {
+            let t = thread(report, comm);
+            assert!(t["arrival_ns"].is_null(), "{t}");
+            assert_eq!(t["participating"], false, "{t}");
+            assert_eq!(cause(t), "not_participating", "{t}");
+        }
+        for (comm, cond) in COND_WAITERS {
+            let t = thread(report, comm);
+            assert_eq!(t["blocked_in"]["syscall"], "futex", "{t}");
+            let evidence = t["diagnosis"]["evidence"].as_str().unwrap_or("");
+            assert!(evidence.ends_with(&format!("futex in {cond}")), "{t}");
+        }
+    }
+}
+
+#[test]
+fn stage2_registered_helpers_hold_the_update_in_their_waits() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("stage2") else { return };
+    let memcached = Memcached::start(&exe, true);
+    let pid = memcached.pid();
+    // One update: in the next ones today's qbench-trace calls these registered threads
+    // not_participating ("no update point reached in N earlier update(s)").
+    let out = trace(&["--pid", &pid, "--request", "--json"]);
+    assert_exit(&out, 3);
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert_eq!(report["outcome"], "dnq", "{report}");
+    assert_eq!(report["runtime_seq"], 1, "{report}");
+    assert_eq!(report["lost_events"], 0, "{report}");
+    assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
+    assert_eq!(arrived(report, "memcached"), 1, "{report}");
+    assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
+    assert_helpers_diagnosed(report);
+    assert_eq!(thread(report, "mc-lrumaint")["participating"], true);
+}
+
+#[test]
+fn stage3_fully_patched_memcached_quiesces_and_keeps_serving() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("stage3") else { return };
+    let memcached = Memcached::start(&exe, true);
+    assert_eq!(
+        memcached.command("set k 0 0 5\r\nvalue\r\n", "STORED"),
+        ["STORED"]
+    );
+    let pid = memcached.pid();
+    let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
+    assert_exit(&out, 0);
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    for (n, report) in reports.iter().enumerate() {
+        assert_eq!(report["outcome"], "quiesced", "{report}");
+        assert_eq!(report["runtime_seq"], n + 1, "{report}");
+        assert_eq!(report["lost_events"], 0, "{report}");
+        let threads = report["threads"].as_array().expect("threads");
+        assert_eq!(threads.len(), THREADS, "{report}");
+        assert!(
+            threads.iter().all(|t| !t["arrival_ns"].is_null()),
+            "{report}"
+        );
+        assert!(
+            threads.iter().all(|t| t["participating"] == true),
+            "{report}"
+        );
+        let first = report["first_arrival_ns"].as_u64().expect("first");
+        let last = report["last_arrival_ns"].as_u64().expect("last");
+        assert_eq!(
+            report["quiescence_ns"].as_u64(),
+            Some(last - first),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        memcached.command("get k\r\n", "END"),
+        ["VALUE k 0 5", "value", "END"]
+    );
+    // The hash table maintainer's wait ends at each update; it must not grow the table then.
+    let stats = memcached.command("stats\r\n", "END");
+    assert!(
+        stats.iter().any(|l| l == "STAT hash_power_level 16"),
+        "{stats:?}"
+    );
+}
