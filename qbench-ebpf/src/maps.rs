@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use qbench_common::{
-    EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS,
-    MISS_RINGBUF_FULL, ThreadState, Window,
+    EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS, MISS_RINGBUF_FULL,
+    ThreadState, Window,
 };
 
 /// `qbench_common::globals::TARGET_TGID`, set by the loader before the object is loaded.

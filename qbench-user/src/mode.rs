@@ -126,8 +126,9 @@ mod tests {
     use super::*;
 
     fn mode(args: &[&str]) -> Result<Mode, clap::Error> {
-        let args = Args::try_parse_from(std::iter::once("qbench-trace").chain(args.iter().copied()))
-            .expect("parses");
+        let args =
+            Args::try_parse_from(std::iter::once("qbench-trace").chain(args.iter().copied()))
+                .expect("parses");
         Mode::from_args(args)
     }
 
@@ -141,7 +142,10 @@ mod tests {
     #[test]
     fn one_pid_is_the_diagnosis_mode_and_request_implies_one_update() {
         let o = observe(&["--pid", "42"]);
-        assert_eq!((o.pid, o.request, o.wanted, o.json), (42, false, None, false));
+        assert_eq!(
+            (o.pid, o.request, o.wanted, o.json),
+            (42, false, None, false)
+        );
         assert_eq!(
             o.probing,
             Probing {
