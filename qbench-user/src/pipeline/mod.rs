@@ -251,3 +251,44 @@ fn describe(mode: &AttachMode, blocked: Blocked) -> String {
         Blocked::FromProc => points,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::symbols::Location;
+    use crate::tracker::Exit;
+
+    #[test]
+    fn the_attach_line_says_how_points_are_probed_and_where_blocked_calls_come_from() {
+        let point = Location {
+            symbol: "loop_top".to_string(),
+            object: "/proc/7/exe".to_string(),
+            path: "/proc/7/exe".into(),
+            offset: 0x1139,
+        };
+        let points = AttachMode::Points(vec![point.clone(), point]);
+        assert_eq!(
+            describe(&points, Blocked::FromProc),
+            "2 update point(s), probed at every hit (no runtime)"
+        );
+        assert_eq!(
+            describe(&points, Blocked::Traced),
+            format!(
+                "2 update point(s), probed at every hit (no runtime); {} blocking syscalls tracked",
+                syscalls::TRACKED.len()
+            )
+        );
+    }
+
+    #[test]
+    fn how_a_process_went_away_is_worded_once() {
+        assert_eq!(
+            Gone::Exited(Exit::Status(0)).words(),
+            "exited with status 0"
+        );
+        assert_eq!(
+            Gone::Executed.words(),
+            "executed a new program; its update points are gone"
+        );
+    }
+}
