@@ -129,36 +129,42 @@ pub struct Window {
 }
 const _: () = assert!(core::mem::size_of::<Window>() == 24);
 
-/// Event kinds: stable numbers, never reused. On the wire as `EventHeader::kind`; decoded with
-/// `TryFrom<u32>`, so an unknown number is an error, never taken for another kind.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    Request = 1,
-    Arrive = 2,
-    Depart = 3,
-    SysEnter = 4,
-    SysExit = 5,
-    ThreadNew = 6,
-    ThreadExit = 7,
-    Release = 8,
+/// A `#[repr(u32)]` enum of stable wire numbers, never reused, with a `TryFrom<u32>` under which
+/// an unknown number is an error (the number itself), never taken for another value.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $number:literal,)+ }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($(#[$variant_meta])* $variant = $number,)+ }
+
+        impl TryFrom<u32> for $name {
+            type Error = u32;
+
+            fn try_from(number: u32) -> Result<Self, u32> {
+                match number {
+                    $($number => Ok(Self::$variant),)+
+                    other => Err(other),
+                }
+            }
+        }
+    };
 }
 
-impl TryFrom<u32> for EventKind {
-    type Error = u32;
-
-    fn try_from(kind: u32) -> Result<Self, u32> {
-        Ok(match kind {
-            1 => Self::Request,
-            2 => Self::Arrive,
-            3 => Self::Depart,
-            4 => Self::SysEnter,
-            5 => Self::SysExit,
-            6 => Self::ThreadNew,
-            7 => Self::ThreadExit,
-            8 => Self::Release,
-            other => return Err(other),
-        })
+wire_enum! {
+    /// Event kinds, on the wire as `EventHeader::kind`.
+    pub enum EventKind {
+        Request = 1,
+        Arrive = 2,
+        Depart = 3,
+        SysEnter = 4,
+        SysExit = 5,
+        ThreadNew = 6,
+        ThreadExit = 7,
+        Release = 8,
     }
 }
 
@@ -200,30 +206,15 @@ pub struct EventHeader {
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
 
-/// What made a request or an arrival (`RequestEvent::source`, `ArriveEvent::source`): stable
-/// numbers, never reused. Decoded with `TryFrom<u32>`, so an unknown number is an error, never
-/// taken for another source.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The update signal was sent to the target (requests only).
-    Signal = 1,
-    /// The runtime's anchor (requests and arrivals).
-    Runtime = 2,
-    /// A probed update point, `qbench_update` or `--point` (arrivals only).
-    Point = 3,
-}
-
-impl TryFrom<u32> for Source {
-    type Error = u32;
-
-    fn try_from(source: u32) -> Result<Self, u32> {
-        Ok(match source {
-            1 => Self::Signal,
-            2 => Self::Runtime,
-            3 => Self::Point,
-            other => return Err(other),
-        })
+wire_enum! {
+    /// What made a request or an arrival (`RequestEvent::source`, `ArriveEvent::source`).
+    pub enum Source {
+        /// The update signal was sent to the target (requests only).
+        Signal = 1,
+        /// The runtime's anchor (requests and arrivals).
+        Runtime = 2,
+        /// A probed update point, `qbench_update` or `--point` (arrivals only).
+        Point = 3,
     }
 }
 

@@ -474,33 +474,30 @@ pub mod tests {
     #[test]
     fn a_source_of_the_other_kind_is_no_default() {
         // A point never requests and a signal never arrives: the record is undecodable.
-        for source in [wire::SOURCE_POINT, 0, 9] {
-            let request = bytes_of(&wire::RequestEvent {
-                header: header(wire::EVENT_REQUEST, 1, 2),
-                source,
-                ..Default::default()
-            });
-            assert_eq!(
-                Event::try_from(request.as_slice()),
-                Err(DecodeError::BadSource {
-                    kind: wire::EVENT_REQUEST,
-                    source_id: source
-                })
-            );
-        }
-        for source in [wire::SOURCE_SIGNAL, 0, 9] {
-            let arrive = bytes_of(&wire::ArriveEvent {
-                header: header(wire::EVENT_ARRIVE, 1, 2),
-                source,
-                ..Default::default()
-            });
-            assert_eq!(
-                Event::try_from(arrive.as_slice()),
-                Err(DecodeError::BadSource {
-                    kind: wire::EVENT_ARRIVE,
-                    source_id: source
-                })
-            );
+        let request = |source| wire::RequestEvent {
+            header: header(wire::EVENT_REQUEST, 1, 2),
+            source,
+            ..Default::default()
+        };
+        let arrive = |source| wire::ArriveEvent {
+            header: header(wire::EVENT_ARRIVE, 1, 2),
+            source,
+            ..Default::default()
+        };
+        for (kind, wrong) in [
+            (wire::EVENT_REQUEST, wire::SOURCE_POINT),
+            (wire::EVENT_ARRIVE, wire::SOURCE_SIGNAL),
+        ] {
+            for source_id in [wrong, 0, 9] {
+                let bytes = match kind {
+                    wire::EVENT_REQUEST => bytes_of(&request(source_id)),
+                    _ => bytes_of(&arrive(source_id)),
+                };
+                assert_eq!(
+                    Event::try_from(bytes.as_slice()),
+                    Err(DecodeError::BadSource { kind, source_id })
+                );
+            }
         }
     }
 
