@@ -30,8 +30,7 @@ pub mod symbols {
 
 /// Names of the eBPF programs, as the loader looks them up in the object.
 pub mod programs {
-    /// uprobe on [`crate::symbols::PROBE_ARRIVE`]: counts arrivals per thread in
-    /// [`crate::maps::ARRIVALS`] and emits [`crate::EVENT_ARRIVE`].
+    /// uprobe on [`crate::symbols::PROBE_ARRIVE`]: emits [`crate::EVENT_ARRIVE`].
     pub const ARRIVE: &str = "qbench_arrive";
     /// uprobe on [`crate::symbols::PROBE_DEPART`]: emits [`crate::EVENT_DEPART`].
     pub const DEPART: &str = "qbench_depart";
@@ -56,8 +55,6 @@ pub mod programs {
 
 /// Names of the maps in the object.
 pub mod maps {
-    /// `HashMap<u32 tid, Arrivals>`: arrivals of each thread of the target at the runtime anchor.
-    pub const ARRIVALS: &str = "QBENCH_ARRIVALS";
     /// `PerCpuArray<u64>` of [`crate::MISS_COUNTERS`] entries: events that could not be recorded,
     /// indexed by the `MISS_*` constants. The observer reports them; nothing is lost silently.
     pub const MISSES: &str = "QBENCH_MISSES";
@@ -92,27 +89,12 @@ pub const MAX_SYSCALLS: u32 = 512;
 /// Default size of [`maps::EVENTS`] in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 
-/// [`maps::MISSES`] index: an arrival whose thread did not fit in [`maps::ARRIVALS`].
-pub const MISS_ARRIVALS_FULL: u32 = 0;
 /// [`maps::MISSES`] index: an event for which the ring buffer had no room.
-pub const MISS_RINGBUF_FULL: u32 = 1;
+pub const MISS_RINGBUF_FULL: u32 = 0;
 /// [`maps::MISSES`] index: a thread that did not fit in [`maps::THREADS`].
-pub const MISS_THREADS_FULL: u32 = 2;
-/// Entries of [`maps::MISSES`].
-pub const MISS_COUNTERS: u32 = 3;
-
-/// Value of [`maps::ARRIVALS`]: what one thread did at the arrival anchor.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Arrivals {
-    /// How many times the thread entered the anchor.
-    pub count: u64,
-    /// The `seq` argument of its latest entry (which update request it parked for).
-    pub last_generation: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of its latest entry.
-    pub last_ns: u64,
-}
-const _: () = assert!(core::mem::size_of::<Arrivals>() == 24);
+pub const MISS_THREADS_FULL: u32 = 1;
+/// Entries of [`maps::MISSES`]: every counter is an event lost to the report.
+pub const MISS_COUNTERS: u32 = 2;
 
 /// `ThreadState::nr` of a thread that is not inside a tracked syscall.
 pub const NO_SYSCALL: i64 = -1;
@@ -147,36 +129,42 @@ pub struct Window {
 }
 const _: () = assert!(core::mem::size_of::<Window>() == 24);
 
-/// Event kinds: stable numbers, never reused. On the wire as `EventHeader::kind`; decoded with
-/// `TryFrom<u32>`, so an unknown number is an error, never taken for another kind.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    Request = 1,
-    Arrive = 2,
-    Depart = 3,
-    SysEnter = 4,
-    SysExit = 5,
-    ThreadNew = 6,
-    ThreadExit = 7,
-    Release = 8,
+/// A `#[repr(u32)]` enum of stable wire numbers, never reused, with a `TryFrom<u32>` under which
+/// an unknown number is an error (the number itself), never taken for another value.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $number:literal,)+ }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($(#[$variant_meta])* $variant = $number,)+ }
+
+        impl TryFrom<u32> for $name {
+            type Error = u32;
+
+            fn try_from(number: u32) -> Result<Self, u32> {
+                match number {
+                    $($number => Ok(Self::$variant),)+
+                    other => Err(other),
+                }
+            }
+        }
+    };
 }
 
-impl TryFrom<u32> for EventKind {
-    type Error = u32;
-
-    fn try_from(kind: u32) -> Result<Self, u32> {
-        Ok(match kind {
-            1 => Self::Request,
-            2 => Self::Arrive,
-            3 => Self::Depart,
-            4 => Self::SysEnter,
-            5 => Self::SysExit,
-            6 => Self::ThreadNew,
-            7 => Self::ThreadExit,
-            8 => Self::Release,
-            other => return Err(other),
-        })
+wire_enum! {
+    /// Event kinds, on the wire as `EventHeader::kind`.
+    pub enum EventKind {
+        Request = 1,
+        Arrive = 2,
+        Depart = 3,
+        SysEnter = 4,
+        SysExit = 5,
+        ThreadNew = 6,
+        ThreadExit = 7,
+        Release = 8,
     }
 }
 
@@ -218,12 +206,21 @@ pub struct EventHeader {
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
 
-/// `RequestEvent::source`: the update signal was sent to the target.
-pub const SOURCE_SIGNAL: u32 = 1;
-/// `RequestEvent::source` / `ArriveEvent::source`: the runtime's anchor.
-pub const SOURCE_RUNTIME: u32 = 2;
-/// `ArriveEvent::source`: a probed update point (`qbench_update` or `--point`).
-pub const SOURCE_POINT: u32 = 3;
+wire_enum! {
+    /// What made a request or an arrival (`RequestEvent::source`, `ArriveEvent::source`).
+    pub enum Source {
+        /// The update signal was sent to the target (requests only).
+        Signal = 1,
+        /// The runtime's anchor (requests and arrivals).
+        Runtime = 2,
+        /// A probed update point, `qbench_update` or `--point` (arrivals only).
+        Point = 3,
+    }
+}
+
+pub const SOURCE_SIGNAL: u32 = Source::Signal as u32;
+pub const SOURCE_RUNTIME: u32 = Source::Runtime as u32;
+pub const SOURCE_POINT: u32 = Source::Point as u32;
 
 /// [`EVENT_REQUEST`]: a window opened. `header.tid` is the signalled task (signal) or the thread
 /// whose handler ran the request anchor (runtime).
@@ -320,8 +317,6 @@ mod pod {
     use super::*;
     // SAFETY: each type is `repr(C)`, `Copy`, made of integers only with explicit padding
     // (sizes asserted above), so every bit pattern is a valid value.
-    unsafe impl aya::Pod for Arrivals {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for ThreadState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Window {}
@@ -342,5 +337,16 @@ mod tests {
             }
         }
         assert_eq!(EventKind::try_from(EVENT_RELEASE), Ok(EventKind::Release));
+    }
+
+    #[test]
+    fn every_source_round_trips_and_no_other_number_decodes() {
+        for source in 0..=20u32 {
+            match Source::try_from(source) {
+                Ok(decoded) => assert_eq!(decoded as u32, source),
+                Err(unknown) => assert!(!(1..=3).contains(&unknown), "{unknown}"),
+            }
+        }
+        assert_eq!(Source::try_from(SOURCE_POINT), Ok(Source::Point));
     }
 }

@@ -12,68 +12,35 @@
 //! Every uprobe is scoped to the target process by the loader, and still filters on the tgid
 //! first: the scope is a perf-event filter that a shared library's other users may pass.
 
-use aya_ebpf::{EbpfContext as _, bindings::BPF_NOEXIST, macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{EbpfContext as _, macros::uprobe, programs::ProbeContext};
 use qbench_common::{
-    Arrivals, ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_RELEASE, EVENT_REQUEST,
-    MISS_ARRIVALS_FULL, ReleaseEvent, RequestEvent, SOURCE_RUNTIME,
+    ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_RELEASE, EVENT_REQUEST,
+    ReleaseEvent, RequestEvent, SOURCE_RUNTIME,
 };
 
 use crate::maps::{
-    QBENCH_ARRIVALS, count_miss, emit, emit_quietly, header, mark_arrived, now_ns, open_window,
-    open_window_seq, target_tgid,
+    emit, emit_quietly, header, mark_arrived, now_ns, open_window, open_window_seq, target_tgid,
 };
 
-/// `qbench_common::programs::ARRIVE`.
+/// `qbench_common::programs::ARRIVE`. The anchor only runs while an update is pending: always
+/// worth an event.
 #[uprobe]
 pub fn qbench_arrive(ctx: ProbeContext) -> u32 {
-    if let Err(miss) = try_arrive(&ctx) {
-        count_miss(miss);
+    if ctx.tgid() == target_tgid() {
+        let tid = ctx.pid();
+        // Its later calls (the park's futex wait) are the runtime's, not why anyone is late.
+        if let Some(window_seq) = open_window_seq() {
+            mark_arrived(tid, window_seq);
+        }
+        emit_quietly(ArriveEvent {
+            header: header(EVENT_ARRIVE, tid, now_ns()),
+            seq: ctx.arg(0).unwrap_or(0),
+            source: SOURCE_RUNTIME,
+            _pad: 0,
+        });
     }
     // A uprobe's return value is ignored by the kernel.
     0
-}
-
-/// Counts the arrival of the current thread and emits it; `Err` is the `MISS_*` index to count.
-#[inline(always)]
-fn try_arrive(ctx: &ProbeContext) -> Result<(), u32> {
-    if ctx.tgid() != target_tgid() {
-        return Ok(());
-    }
-    let tid = ctx.pid();
-    let seq: u64 = ctx.arg(0).unwrap_or(0);
-    let now = now_ns();
-    // The anchor only runs while an update is pending: always worth an event.
-    if let Some(window_seq) = open_window_seq() {
-        mark_arrived(tid, window_seq);
-    }
-    emit_quietly(ArriveEvent {
-        header: header(EVENT_ARRIVE, tid, now),
-        seq,
-        source: SOURCE_RUNTIME,
-        _pad: 0,
-    });
-    match QBENCH_ARRIVALS.get_ptr_mut(tid) {
-        Some(entry) => {
-            // SAFETY: the entry is keyed by this thread's tid, so only this thread writes it, and
-            // a uprobe handler never nests within one thread: the read-modify-write is race-free.
-            unsafe {
-                (*entry).count = (*entry).count.wrapping_add(1);
-                (*entry).last_generation = seq;
-                (*entry).last_ns = now;
-            }
-            Ok(())
-        }
-        None => {
-            let first = Arrivals {
-                count: 1,
-                last_generation: seq,
-                last_ns: now,
-            };
-            QBENCH_ARRIVALS
-                .insert(tid, first, u64::from(BPF_NOEXIST))
-                .map_err(|_| MISS_ARRIVALS_FULL)
-        }
-    }
 }
 
 /// `qbench_common::programs::DEPART`.

@@ -10,8 +10,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use qbench_common::{
-    Arrivals, EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS,
-    MISS_RINGBUF_FULL, MISS_THREADS_FULL, NO_SYSCALL, ThreadState, Window,
+    EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS, MISS_RINGBUF_FULL,
+    MISS_THREADS_FULL, NO_SYSCALL, ThreadState, Window,
 };
 
 /// `qbench_common::globals::TARGET_TGID`, set by the loader before the object is loaded.
@@ -36,10 +36,6 @@ pub fn update_signal() -> u32 {
     // SAFETY: a read of a plain `u32` static through a valid reference.
     unsafe { core::ptr::read_volatile(&raw const UPDATE_SIGNAL) }
 }
-
-/// `qbench_common::maps::ARRIVALS`.
-#[map]
-pub static QBENCH_ARRIVALS: HashMap<u32, Arrivals> = HashMap::with_max_entries(MAX_THREADS, 0);
 
 /// `qbench_common::maps::MISSES`.
 #[map]

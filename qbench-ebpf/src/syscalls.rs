@@ -78,7 +78,11 @@ pub fn qbench_sys_enter(ctx: RawTracePointContext) -> i32 {
         && let Some(nr) = tracked(ctx.arg::<i64>(1))
     {
         let regs = syscall_regs(ctx.arg::<*const u8>(0));
-        enter(ctx.pid(), nr, [regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9]);
+        enter(
+            ctx.pid(),
+            nr,
+            [regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9],
+        );
     }
     0
 }

@@ -1,5 +1,5 @@
-//! The command line of `qbench-trace`: parsing and validation only (pure; the observing is in
-//! `observe`).
+//! The command line of `qbench-trace`: parsing and validation only (pure). [`crate::mode`] turns
+//! the arguments into the mode they ask for.
 
 use std::num::NonZeroU64;
 use std::path::PathBuf;
@@ -103,34 +103,6 @@ pub struct Args {
     pub ring_bytes: Option<u32>,
 }
 
-impl Args {
-    /// The process of the single-process modes (the first `--pid`).
-    pub fn pid(&self) -> u32 {
-        self.pids.first().copied().unwrap_or(0)
-    }
-
-    /// The checks clap's attributes cannot express: several processes need `--watch`.
-    pub fn check(&self) -> Result<(), clap::Error> {
-        if self.pids.len() > 1 && !self.watch {
-            let mut cmd = <Self as clap::CommandFactory>::command();
-            return Err(cmd.error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "several --pid need --watch (the other modes observe one process)",
-            ));
-        }
-        Ok(())
-    }
-
-    /// How many updates to observe before stopping (None: until Ctrl-C).
-    pub fn updates_wanted(&self) -> Option<u64> {
-        match (self.count, self.request) {
-            (Some(n), _) => Some(n.get()),
-            (None, true) => Some(1),
-            (None, false) => None,
-        }
-    }
-}
-
 fn parse_pid(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(0) | Err(_) => Err(format!("{text:?} is not a process id (a positive number)")),
@@ -198,27 +170,8 @@ mod tests {
     fn defaults() {
         let a = parse(&["--pid", "42"]).expect("valid");
         assert_eq!(
-            (a.pid(), a.signal, a.timeout, a.json, a.request),
-            (42, 12, Duration::from_secs(1), false, false)
-        );
-        assert_eq!(a.updates_wanted(), None);
-        assert_eq!(
-            parse(&["-p", "42", "--request"])
-                .expect("valid")
-                .updates_wanted(),
-            Some(1)
-        );
-        assert_eq!(
-            parse(&["-p", "42", "--request", "--count", "11"])
-                .expect("valid")
-                .updates_wanted(),
-            Some(11)
-        );
-        assert_eq!(
-            parse(&["-p", "42", "--count", "3"])
-                .expect("valid")
-                .updates_wanted(),
-            Some(3)
+            (a.pids, a.signal, a.timeout, a.json, a.request, a.count),
+            (vec![42], 12, Duration::from_secs(1), false, false, None)
         );
     }
 
@@ -289,19 +242,11 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(a.pids, vec![1, 2]);
-        assert!(a.check().is_ok());
         assert_eq!(a.metrics, Some("127.0.0.1:9464".parse().expect("addr")));
         assert_eq!(a.readiness_interval, Duration::from_secs(10));
         let a = parse(&["--watch", "--all", "--readiness-interval", "200ms"]).expect("valid");
         assert!(a.all && a.pids.is_empty());
         assert_eq!(a.readiness_interval, Duration::from_millis(200));
-        let err = parse(&["-p", "1", "-p", "2"]).expect("parses").check();
-        let err = err.expect_err("needs --watch");
-        assert_eq!(err.exit_code(), 2);
-        assert!(
-            err.to_string().contains("several --pid need --watch"),
-            "{err}"
-        );
         for args in [
             &["--all"][..],
             &["--watch", "--all", "-p", "1"],

@@ -1,11 +1,12 @@
 //! The toolchain path end to end: the real eBPF object is loaded, its uprobe attached to the
-//! arrival anchor of a real process, and the per-thread counts it records are exactly the calls
-//! that process made. Needs root (loading BPF programs); skipped, with the reason, otherwise.
+//! arrival anchor of a real process, and the arrival events it sends are exactly the calls that
+//! process made. Needs root (loading BPF programs); skipped, with the reason, otherwise.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use qbench_common::symbols;
-use qbench_tests::ebpf::{Target, c_source, chain, compile_c, root_or_skip};
+use qbench_common::{SOURCE_RUNTIME, symbols};
+use qbench_tests::ebpf::{Event, Target, c_source, chain, compile_c, read_events, root_or_skip};
 use qbench_user::kernel::loader::{LoadOptions, Probes};
 
 /// Starts a copy of the C target, stopped before its threads start.
@@ -56,19 +57,29 @@ fn uprobe_counts_every_arrival_of_each_target_thread() {
     probes
         .attach_arrive(&exe, symbols::PROBE_ARRIVE)
         .unwrap_or_else(|err| panic!("{}", chain(&err)));
+    let mut ring = probes.take_events().expect("take the ring buffer");
 
     let bystander_calls = go(bystander);
     let calls = go(target);
 
-    let arrivals = probes.arrivals().expect("read the arrivals map");
-    let seen: BTreeMap<u32, (u64, u64)> = arrivals
-        .iter()
-        .map(|(&tid, arrival)| (tid, (arrival.count, arrival.last_generation)))
-        .collect();
+    let events = read_events(&mut ring, Duration::ZERO);
+    let arrivals: Vec<_> = events.iter().filter_map(Event::arrive).collect();
+    assert_eq!(arrivals.len(), events.len(), "arrivals only: {events:?}");
+    // tid -> (count, last generation), from the events in the order the kernel sent them.
+    let mut seen: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for arrival in &arrivals {
+        let entry = seen.entry(arrival.header.tid).or_default();
+        *entry = (entry.0 + 1, arrival.seq);
+    }
     assert_eq!(seen, calls, "per-thread arrivals (count, last generation)");
     assert_eq!(seen.len(), 2, "two distinct threads");
-    assert_eq!(seen.values().map(|(count, _)| count).sum::<u64>(), 8);
+    assert_eq!(arrivals.len(), 8);
     assert!(bystander_calls.keys().all(|tid| !seen.contains_key(tid)));
-    assert!(arrivals.values().all(|arrival| arrival.last_ns > 0));
-    assert_eq!(probes.arrivals_missed().expect("read the misses map"), 0);
+    assert!(
+        arrivals
+            .iter()
+            .all(|a| a.header.ts_ns > 0 && a.source == SOURCE_RUNTIME),
+        "{arrivals:?}"
+    );
+    assert_eq!(probes.lost_events().expect("read the misses map"), 0);
 }

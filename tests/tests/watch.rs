@@ -313,3 +313,30 @@ fn watch_loads_no_syscall_tracepoint() {
     );
     assert_eq!(watcher.terminate(), Some(0));
 }
+
+/// A watched process that executes another program: the update points probed are gone with the
+/// old program, so it is watched no more, and qbench-trace says why (and, its only process gone,
+/// stops by itself).
+#[test]
+fn a_watched_target_that_executes_another_program_is_watched_no_more() {
+    let Some(_serial) = privileged() else { return };
+    let mut target = situations(&["read:1"], &[]);
+    let pid = target.pid;
+    let mut watcher = Watcher::start(&["--pid", &pid.to_string()]);
+    watcher.watching(pid);
+    target.send("x");
+    watcher.wait_line(&[&format!(
+        "qbench-trace: pid {pid} executed a new program; its update points are gone"
+    )]);
+    watcher.wait_line(&["every watched process has exited"]);
+    let status = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || watcher.child.try_wait().expect("wait").ok_or(()),
+        |()| "qbench-trace did not stop".to_string(),
+    );
+    assert_eq!(status.code(), Some(0), "{}", watcher.stderr());
+    assert!(target.is_running(), "the executed program was killed");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(comm.trim_end(), "sleep");
+}

@@ -2,7 +2,7 @@
 //! little-endian bytes in the layout of `qbench_common` (no transmutes, no unsafe).
 
 use qbench_common as wire;
-use qbench_common::EventKind;
+use qbench_common::{EventKind, Source};
 
 /// One decoded event from the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,16 +55,42 @@ pub enum Event {
     },
 }
 
+/// What opened a window: the sources a request record may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestSource {
     Signal,
     Runtime,
 }
 
+impl RequestSource {
+    /// The request source numbered `number` on the wire; `None` for an unknown number and for
+    /// a source that never requests.
+    fn of(number: u32) -> Option<Self> {
+        match Source::try_from(number).ok()? {
+            Source::Signal => Some(Self::Signal),
+            Source::Runtime => Some(Self::Runtime),
+            Source::Point => None,
+        }
+    }
+}
+
+/// Where a thread arrived: the sources an arrival record may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArriveSource {
     Runtime,
     Point,
+}
+
+impl ArriveSource {
+    /// The arrival source numbered `number` on the wire; `None` for an unknown number and for
+    /// a source that never arrives.
+    fn of(number: u32) -> Option<Self> {
+        match Source::try_from(number).ok()? {
+            Source::Runtime => Some(Self::Runtime),
+            Source::Point => Some(Self::Point),
+            Source::Signal => None,
+        }
+    }
 }
 
 /// Why a record could not be decoded. Counted and reported by the reader, never fatal.
@@ -219,16 +245,11 @@ fn wire_size(kind: EventKind) -> usize {
 fn request(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeError> {
     let window_seq = f.u64();
     let runtime_seq = f.u64();
-    let source = match f.u32() {
-        wire::SOURCE_SIGNAL => RequestSource::Signal,
-        wire::SOURCE_RUNTIME => RequestSource::Runtime,
-        source_id => {
-            return Err(DecodeError::BadSource {
-                kind: wire::EVENT_REQUEST,
-                source_id,
-            });
-        }
-    };
+    let source_id = f.u32();
+    let source = RequestSource::of(source_id).ok_or(DecodeError::BadSource {
+        kind: wire::EVENT_REQUEST,
+        source_id,
+    })?;
     let signal = f.u32();
     let code = f.i32();
     let sender_tgid = f.u32();
@@ -247,16 +268,11 @@ fn request(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeErro
 /// The rest of an arrival record, after its header.
 fn arrive(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeError> {
     let seq = f.u64();
-    let source = match f.u32() {
-        wire::SOURCE_RUNTIME => ArriveSource::Runtime,
-        wire::SOURCE_POINT => ArriveSource::Point,
-        source_id => {
-            return Err(DecodeError::BadSource {
-                kind: wire::EVENT_ARRIVE,
-                source_id,
-            });
-        }
-    };
+    let source_id = f.u32();
+    let source = ArriveSource::of(source_id).ok_or(DecodeError::BadSource {
+        kind: wire::EVENT_ARRIVE,
+        source_id,
+    })?;
     Ok(Event::Arrive {
         tid,
         ts_ns,
@@ -453,6 +469,36 @@ pub mod tests {
             Event::try_from(&[][..]),
             Err(DecodeError::NoHeader { len: 0 })
         );
+    }
+
+    #[test]
+    fn a_source_of_the_other_kind_is_no_default() {
+        // A point never requests and a signal never arrives: the record is undecodable.
+        let request = |source| wire::RequestEvent {
+            header: header(wire::EVENT_REQUEST, 1, 2),
+            source,
+            ..Default::default()
+        };
+        let arrive = |source| wire::ArriveEvent {
+            header: header(wire::EVENT_ARRIVE, 1, 2),
+            source,
+            ..Default::default()
+        };
+        for (kind, wrong) in [
+            (wire::EVENT_REQUEST, wire::SOURCE_POINT),
+            (wire::EVENT_ARRIVE, wire::SOURCE_SIGNAL),
+        ] {
+            for source_id in [wrong, 0, 9] {
+                let bytes = match kind {
+                    wire::EVENT_REQUEST => bytes_of(&request(source_id)),
+                    _ => bytes_of(&arrive(source_id)),
+                };
+                assert_eq!(
+                    Event::try_from(bytes.as_slice()),
+                    Err(DecodeError::BadSource { kind, source_id })
+                );
+            }
+        }
     }
 
     #[test]

@@ -18,17 +18,14 @@
 //! build time it is an empty stub, and loading fails with [`LoaderError::NotBuilt`]. Nothing is
 //! pinned: dropping [`Probes`] detaches every link and unloads every program and map.
 
-use std::{collections::BTreeMap, fs, io, num::NonZeroU32, path::Path};
+use std::{fs, io, num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::ProgramError,
 };
-use qbench_common::{
-    Arrivals, MAX_SYSCALLS, MISS_ARRIVALS_FULL, MISS_COUNTERS, ThreadState, Window, globals, maps,
-    programs,
-};
+use qbench_common::{MAX_SYSCALLS, MISS_COUNTERS, ThreadState, Window, globals, maps, programs};
 
 use super::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
 use super::{attach, memlock};
@@ -489,6 +486,12 @@ impl Probes {
         map.set(0, closed, 0).map_err(LoaderError::map(name))
     }
 
+    /// Events the programs could not record since load, all kinds, all CPUs: what a report
+    /// counts as lost (besides the records it could not decode).
+    pub fn lost_events(&self) -> Result<u64, LoaderError> {
+        Ok(self.misses()?.iter().sum())
+    }
+
     /// Events that could not be recorded, by `MISS_*` index, summed over CPUs.
     pub fn misses(&self) -> Result<[u64; MISS_COUNTERS as usize], LoaderError> {
         let name = maps::MISSES;
@@ -501,11 +504,6 @@ impl Probes {
         Ok(sums)
     }
 
-    /// Arrivals at the runtime's anchor so far, by thread id.
-    pub fn arrivals(&self) -> Result<BTreeMap<u32, Arrivals>, LoaderError> {
-        self.by_tid(maps::ARRIVALS)
-    }
-
     /// Every entry of the per-thread hash map `name`.
     fn by_tid<V: aya::Pod, C: FromIterator<(u32, V)>>(
         &self,
@@ -515,11 +513,6 @@ impl Probes {
         map.iter()
             .collect::<Result<_, _>>()
             .map_err(LoaderError::map(name))
-    }
-
-    /// Arrivals that could not be recorded because the per-thread map was full (all CPUs).
-    pub fn arrivals_missed(&self) -> Result<u64, LoaderError> {
-        Ok(self.misses()?[MISS_ARRIVALS_FULL as usize])
     }
 }
 

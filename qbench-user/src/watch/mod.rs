@@ -24,32 +24,23 @@ use tokio::task::JoinHandle;
 
 use self::discover::Discovery;
 use self::metrics::Metrics;
-use self::process::{Settings, Watched};
-use crate::cli::Args;
+use self::process::Watched;
 use crate::host::preflight;
+use crate::mode::{Targets, Watch};
 
 /// How often `--all` looks for new processes.
 const RESCAN: Duration = Duration::from_secs(1);
 
-/// Watches as `args` say until SIGINT or SIGTERM (or, without `--all`, until every watched
+/// Watches as `settings` say until SIGINT or SIGTERM (or, without `--all`, until every watched
 /// process has exited).
-pub fn run(args: &Args) -> anyhow::Result<()> {
+pub fn run(settings: Watch) -> anyhow::Result<()> {
     preflight::privileges()?;
     preflight::kernel()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, supervise(args))
-}
-
-/// `pids` without repeats, in the order given.
-fn unique(pids: &[u32]) -> Vec<u32> {
-    let mut seen = HashSet::new();
-    pids.iter()
-        .copied()
-        .filter(|&pid| seen.insert(pid))
-        .collect()
+    local.block_on(&runtime, supervise(Arc::new(settings)))
 }
 
 /// A warning when the metrics endpoint is reachable from other hosts: it has no authentication.
@@ -85,7 +76,7 @@ async fn serve_metrics(
 /// in `refused`.
 fn watch_found(
     pid: u32,
-    settings: &Arc<Settings>,
+    settings: &Arc<Watch>,
     metrics: &Arc<Metrics>,
     tasks: &mut HashMap<u32, JoinHandle<()>>,
     refused: &mut HashSet<u32>,
@@ -101,27 +92,21 @@ fn watch_found(
     }
 }
 
-async fn supervise(args: &Args) -> anyhow::Result<()> {
+async fn supervise(settings: Arc<Watch>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let settings = Arc::new(Settings {
-        signal: args.signal,
-        timeout: args.timeout,
-        readiness_interval: args.readiness_interval,
-        json: args.json,
-        verbose: args.verbose,
-        ring_bytes: args.ring_bytes,
-        points: args.points.clone(),
-    });
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let server = match args.metrics {
+    let server = match settings.metrics {
         Some(addr) => Some(serve_metrics(addr, &metrics).await?),
         None => None,
     };
     let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
-    // An explicit --pid that cannot be watched is an error; a process --all finds is skipped. A
-    // pid given twice is watched once (twice would count each update twice).
-    for pid in unique(&args.pids) {
+    let (pids, all) = match &settings.targets {
+        Targets::Pids(pids) => (pids.clone(), false),
+        Targets::All => (Vec::new(), true),
+    };
+    // An explicit --pid that cannot be watched is an error; a process --all finds is skipped.
+    for pid in pids {
         let (watched, events) = Watched::attach(pid, Arc::clone(&settings), Arc::clone(&metrics))
             .with_context(|| format!("cannot watch pid {pid}"))?;
         tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
@@ -130,14 +115,14 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
     // Processes --all could not attach to, not retried while they live.
     let mut refused: HashSet<u32> = HashSet::new();
     let mut rescan = tokio::time::interval(RESCAN);
-    if args.all {
+    if all {
         eprintln!("qbench-trace: watching every process that maps the runtime (Ctrl-C to stop)");
     }
     loop {
         tokio::select! {
             _ = rescan.tick() => {
                 tasks.retain(|_, task| !task.is_finished());
-                if args.all {
+                if all {
                     refused.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
                     let known: HashSet<u32> = tasks.keys().chain(&refused).copied().collect();
                     for pid in discovery.scan(&known) {
@@ -168,12 +153,6 @@ async fn supervise(args: &Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_pid_given_twice_is_watched_once() {
-        assert_eq!(unique(&[7, 3, 7, 3, 9]), [7, 3, 9]);
-        assert_eq!(unique(&[]), Vec::<u32>::new());
-    }
 
     #[test]
     fn only_an_endpoint_off_loopback_is_warned_about() {

@@ -1,0 +1,294 @@
+//! The observing pipeline both modes drive: load and attach the programs for one process, seed
+//! the tracker, drain the ring buffer into it, judge deadlines, notice the process exiting or
+//! executing another program, count what was lost, and hand each finished update to the mode's
+//! [`Sink`] (the diagnosis mode prints it, `--watch` counts it and logs DNQs).
+//!
+//! What differs between the modes is a setting: where what a thread is blocked in comes from
+//! ([`Blocked`]: the syscall tracepoints, or /proc), how often the pipeline wakes ([`Cadence`]),
+//! and the sink. This folder: the attached process ([`Observed`], here), the loop (`run`), how a
+//! process goes away (`gone`) and the threads' state at a request (`refresh`).
+
+mod gone;
+mod refresh;
+mod run;
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+
+pub use self::gone::Gone;
+use crate::host::preflight;
+use crate::host::request::Image;
+use crate::kernel::loader::{AttachMode, LoadOptions, Probes};
+use crate::kernel::symbols::TargetObjects;
+use crate::report::output::{self, Context};
+use crate::tracker::{Tracker, Update};
+use crate::{procfs, syscalls};
+
+/// What both modes set about the programs and the tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probing {
+    /// The update request signal.
+    pub signal: i32,
+    /// How long an update may take before it is a DNQ.
+    pub timeout: Duration,
+    /// `--point`s: the update points of a program without the runtime.
+    pub points: Vec<String>,
+    /// The event ring buffer's size in bytes (None: the default).
+    pub ring_bytes: Option<u32>,
+    /// More diagnostics on stderr.
+    pub verbose: u8,
+}
+
+/// Where what a thread is blocked in comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// The syscall tracepoints (the diagnosis mode): the kernel keeps each thread's call, and a
+    /// request takes the kernel's snapshot of it. They tax every syscall on the machine.
+    Traced,
+    /// /proc (`--watch`, at no per-syscall cost): read at each request, and again for the
+    /// stragglers of a DNQ before they are diagnosed.
+    FromProc,
+}
+
+/// How often the pipeline wakes besides for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// How often it checks that the process still lives and runs the same program (and, when
+    /// this is no slower than the deadline check, the open update's deadline too).
+    pub alive: Duration,
+    /// How often, between updates, the sink's [`Sink::idle`] runs (None: never).
+    pub idle: Option<Duration>,
+}
+
+/// What the loop does after a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    Stop,
+}
+
+/// A finished update, as handed to the sink.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub pid: u32,
+    pub update: Update,
+    /// Events lost (not recorded, or not decodable) since the previous report.
+    pub lost: u64,
+    /// Updates of this process reported before this one.
+    pub earlier: u64,
+}
+
+impl Report {
+    /// The update with its diagnoses, as one JSON object or as the human table.
+    pub fn render(&self, json: bool) -> String {
+        let pid = self.pid;
+        let diagnoses = crate::diagnosis::evidence::diagnose(pid, &self.update, self.earlier);
+        let state_of = move |tid: u32| procfs::state(pid, tid);
+        let ctx = Context {
+            pid,
+            lost_events: self.lost,
+            state_of: &state_of,
+            diagnoses: &diagnoses,
+        };
+        if json {
+            output::json(&self.update, &ctx)
+        } else {
+            output::human(&self.update, &ctx)
+        }
+    }
+}
+
+/// Where a mode's reports go.
+pub(crate) trait Sink {
+    /// Once the ring buffer is read: the first request, if the mode makes them.
+    fn started(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Reports a finished update.
+    fn report(&mut self, report: Report) -> anyhow::Result<()>;
+
+    /// After a report while the process lives: whether to go on (and, if the mode makes the
+    /// requests, the next one).
+    async fn next(&mut self) -> anyhow::Result<Next>;
+
+    /// The process went away (after the update it ended, if any, was reported).
+    fn gone(&mut self, pid: u32, gone: Gone);
+
+    /// Between updates, every [`Cadence::idle`].
+    fn idle(&mut self) {}
+}
+
+/// One process with qbench's programs attached: its tracker and what has been counted of it.
+#[derive(Debug)]
+pub struct Observed {
+    target: preflight::Target,
+    probes: Probes,
+    tracker: Tracker,
+    blocked: Blocked,
+    verbose: u8,
+    /// How the update points are probed, for [`Self::describe`].
+    how: String,
+    /// The program the process ran at attach; another one means its update points are gone.
+    image: Option<Image>,
+    /// Updates reported so far.
+    reported: u64,
+    /// Lost events already reported, and records that could not be decoded.
+    lost_reported: u64,
+    undecodable: u64,
+}
+
+impl Observed {
+    /// Loads and attaches the programs for `target` (checked by [`preflight::target`]), with
+    /// the syscall tracepoints when `blocked` says so, and seeds the tracker with its threads
+    /// as /proc shows them. Returns it and its ring buffer (for [`Self::run`]).
+    pub fn attach(
+        target: preflight::Target,
+        probing: &Probing,
+        blocked: Blocked,
+    ) -> anyhow::Result<(Self, RingBuf<MapData>)> {
+        let pid = target.pid;
+        let tgid = NonZeroU32::new(pid).ok_or_else(|| anyhow::anyhow!("pid 0 is not a process"))?;
+        let image = Image::of(pid);
+        let mode = AttachMode::detect(&TargetObjects::of(tgid)?, &probing.points)?;
+        let options = LoadOptions {
+            events_bytes: probing.ring_bytes,
+            blocking: syscalls::tracked_numbers(),
+            track_syscalls: blocked == Blocked::Traced,
+        };
+        let mut probes = Probes::load(tgid, probing.signal as u32, &options)?;
+        probes.attach(&mode)?;
+        let events = probes.take_events()?;
+        let mut observed = Self {
+            target,
+            probes,
+            tracker: Tracker::new(probing.timeout.as_nanos() as u64),
+            blocked,
+            verbose: probing.verbose,
+            how: describe(&mode, blocked),
+            image,
+            reported: 0,
+            lost_reported: 0,
+            undecodable: 0,
+        };
+        observed.seed()?;
+        Ok((observed, events))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.target.pid
+    }
+
+    /// The process's name, as /proc showed it at attach.
+    pub fn comm(&self) -> &str {
+        &self.target.comm
+    }
+
+    /// `pid P (NAME): how it is probed`, for the line saying what was attached.
+    pub fn describe(&self) -> String {
+        format!(
+            "pid {} ({}): {}",
+            self.pid(),
+            output::escape(self.comm()),
+            self.how
+        )
+    }
+
+    /// The tracker's threads, as /proc shows them now.
+    fn seed(&mut self) -> anyhow::Result<()> {
+        let pid = self.pid();
+        let threads =
+            procfs::threads(pid).ok_or_else(|| anyhow::anyhow!("process {pid} exited"))?;
+        for t in &threads {
+            self.tracker.seed(t.tid, &t.comm, t.syscall);
+        }
+        if self.verbose > 0 {
+            eprintln!(
+                "qbench-trace: seeded {} threads of pid {pid} from /proc",
+                threads.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Closes the kernel's window and hands `update` to `sink` with the events lost since the
+    /// previous report.
+    fn report(&mut self, mut update: Update, sink: &mut impl Sink) -> anyhow::Result<()> {
+        self.probes.close_window()?;
+        let lost_total = self.probes.lost_events()? + self.undecodable;
+        let lost = lost_total.saturating_sub(self.lost_reported);
+        self.lost_reported = lost_total;
+        if self.blocked == Blocked::FromProc {
+            refresh::stragglers(self.pid(), &mut update);
+        }
+        let earlier = self.reported;
+        self.reported += 1;
+        sink.report(Report {
+            pid: self.pid(),
+            update,
+            lost,
+            earlier,
+        })
+    }
+}
+
+/// How the update points of `mode` are probed, and where blocked calls come from.
+fn describe(mode: &AttachMode, blocked: Blocked) -> String {
+    let points = match mode {
+        AttachMode::Runtime(_) => "the runtime's probe anchors".to_string(),
+        AttachMode::Points(points) => format!(
+            "{} update point(s), probed at every hit (no runtime)",
+            points.len()
+        ),
+    };
+    match blocked {
+        Blocked::Traced => format!(
+            "{points}; {} blocking syscalls tracked",
+            syscalls::TRACKED.len()
+        ),
+        Blocked::FromProc => points,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::symbols::Location;
+    use crate::tracker::Exit;
+
+    #[test]
+    fn the_attach_line_says_how_points_are_probed_and_where_blocked_calls_come_from() {
+        let point = Location {
+            symbol: "loop_top".to_string(),
+            object: "/proc/7/exe".to_string(),
+            path: "/proc/7/exe".into(),
+            offset: 0x1139,
+        };
+        let points = AttachMode::Points(vec![point.clone(), point]);
+        assert_eq!(
+            describe(&points, Blocked::FromProc),
+            "2 update point(s), probed at every hit (no runtime)"
+        );
+        assert_eq!(
+            describe(&points, Blocked::Traced),
+            format!(
+                "2 update point(s), probed at every hit (no runtime); {} blocking syscalls tracked",
+                syscalls::TRACKED.len()
+            )
+        );
+    }
+
+    #[test]
+    fn how_a_process_went_away_is_worded_once() {
+        assert_eq!(
+            Gone::Exited(Exit::Status(0)).words(),
+            "exited with status 0"
+        );
+        assert_eq!(
+            Gone::Executed.words(),
+            "executed a new program; its update points are gone"
+        );
+    }
+}

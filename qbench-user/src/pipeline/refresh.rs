@@ -1,0 +1,72 @@
+//! The threads' state the moment a request opens a window, before any later event is applied:
+//! the kernel's record of who is blocked in what (with the syscall tracepoints), or /proc's
+//! (without them). Either way the names come from /proc: the helper is recognised by its name.
+
+use qbench_common::{NO_SYSCALL, ThreadState};
+
+use super::Blocked;
+use crate::kernel::loader::Probes;
+use crate::procfs;
+use crate::tracker::{Blocked as BlockedIn, Tracker, Update};
+
+/// Applies to `tracker` the threads of `pid` as they are now, from where `blocked` says.
+pub fn on_window_opened(
+    tracker: &mut Tracker,
+    probes: &Probes,
+    pid: u32,
+    blocked: Blocked,
+) -> anyhow::Result<()> {
+    match blocked {
+        Blocked::Traced => {
+            for tid in tracker.tids() {
+                if let Some(comm) = procfs::comm(pid, tid) {
+                    tracker.set_comm(tid, &comm);
+                }
+            }
+            tracker.apply_snapshot(&probes.snapshot_threads()?);
+        }
+        Blocked::FromProc => from_proc(tracker, pid),
+    }
+    Ok(())
+}
+
+/// Who is blocked in what, from /proc, since no syscall event tells.
+fn from_proc(tracker: &mut Tracker, pid: u32) {
+    let threads = procfs::threads(pid).unwrap_or_default();
+    let known = tracker.tids();
+    let mut snapshot = Vec::with_capacity(threads.len());
+    for t in threads {
+        if known.binary_search(&t.tid).is_err() {
+            tracker.seed(t.tid, &t.comm, None);
+        } else {
+            tracker.set_comm(t.tid, &t.comm);
+        }
+        let (nr, args) = t.syscall.unwrap_or((NO_SYSCALL, [0; 6]));
+        // Blocked since an unknown time before the request.
+        let state = ThreadState {
+            nr,
+            since_ns: 0,
+            args,
+            arrived_seq: 0,
+        };
+        snapshot.push((t.tid, state));
+    }
+    tracker.apply_snapshot(&snapshot);
+}
+
+/// What the stragglers of a DNQ are in now, from /proc: the calls seen at the request may have
+/// been interrupted and entered again, and no syscall event told.
+pub fn stragglers(pid: u32, update: &mut Update) {
+    if update.outcome != crate::tracker::Outcome::Dnq {
+        return;
+    }
+    for t in update.threads.iter_mut().filter(|t| t.arrival_ns.is_none()) {
+        if let Some(now) = procfs::thread(pid, t.tid) {
+            t.blocked = now.syscall.map(|(nr, args)| BlockedIn {
+                nr,
+                args,
+                since_ns: None,
+            });
+        }
+    }
+}
