@@ -21,6 +21,8 @@ pub fn run(mode: Mode) -> anyhow::Result<ExitCode> {
             let summary = observe::run(&settings)?;
             Ok(if summary.dnq > 0 {
                 ExitCode::from(3)
+            } else if summary.incomplete > 0 {
+                ExitCode::from(4)
             } else {
                 ExitCode::SUCCESS
             })

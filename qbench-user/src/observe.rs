@@ -26,6 +26,8 @@ const REQUEST_GAP: Duration = Duration::from_millis(50);
 pub struct Summary {
     pub updates: u64,
     pub dnq: u64,
+    /// Updates not seen to quiesce while events were lost: neither quiesced nor DNQ.
+    pub incomplete: u64,
     /// The target exited while observed.
     pub target_exited: bool,
 }
@@ -141,8 +143,10 @@ impl Sink for Diagnosis<'_> {
         stdout.write_all(text.as_bytes())?;
         stdout.flush()?;
         self.summary.updates += 1;
-        if report.update.outcome == Outcome::Dnq {
-            self.summary.dnq += 1;
+        match report.update.outcome {
+            Outcome::Dnq => self.summary.dnq += 1,
+            Outcome::Incomplete => self.summary.incomplete += 1,
+            Outcome::Quiesced | Outcome::Exited(_) => {}
         }
         self.draw(report.pid, report.update);
         Ok(())

@@ -163,10 +163,11 @@ fn the_human_report_has_a_summary_and_a_header_row() {
 }
 
 #[test]
-fn a_full_ring_buffer_is_reported_as_lost_events() {
+fn a_full_ring_buffer_makes_the_update_incomplete_never_a_dnq() {
     let Some(_serial) = privileged() else { return };
     // The spinning thread makes system calls as fast as it can while the window stays open
-    // (it never arrives); a one-page ring buffer that nobody drains fast enough overflows.
+    // (it never arrives); a one-page ring buffer that nobody drains fast enough overflows. The
+    // stuck reader never arrives either, but with events lost nobody can say so for sure.
     let target = qbench_tests::observer::situations(
         &["read:1", "spin:1", "stuckread:1"],
         &[("QBENCH_TIMEOUT_MS", "2000")],
@@ -175,10 +176,16 @@ fn a_full_ring_buffer_is_reported_as_lost_events() {
         &target,
         &["--timeout", "300ms", "--json", "--ring-bytes", "4096"],
     );
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(4));
     let update = &json_lines(&out)[0];
+    assert_eq!(update["outcome"], "incomplete", "{update}");
     let lost = update["lost_events"].as_u64().expect("lost_events");
     assert!(lost > 0, "{update}");
+    let threads = update["threads"].as_array().expect("threads");
+    assert!(
+        threads.iter().all(|t| t["diagnosis"].is_null()),
+        "an incomplete update diagnoses nobody: {update}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("qbench-trace: {lost} events lost during update 1")),

@@ -23,7 +23,7 @@ use crate::host::request::Image;
 use crate::kernel::loader::{AttachMode, LoadOptions, Probes};
 use crate::kernel::symbols::TargetObjects;
 use crate::report::output::{self, Context};
-use crate::tracker::{Tracker, Update};
+use crate::tracker::{Outcome, Tracker, Update};
 use crate::{procfs, syscalls};
 
 /// What both modes set about the programs and the tracker.
@@ -84,7 +84,11 @@ impl Report {
     /// The update with its diagnoses, as one JSON object or as the human table.
     pub fn render(&self, json: bool) -> String {
         let pid = self.pid;
-        let diagnoses = crate::diagnosis::evidence::diagnose(pid, &self.update, self.earlier);
+        let diagnoses = if self.update.outcome == Outcome::Incomplete {
+            Vec::new()
+        } else {
+            crate::diagnosis::evidence::diagnose(pid, &self.update, self.earlier)
+        };
         let state_of = move |tid: u32| procfs::state(pid, tid);
         let ctx = Context {
             pid,
@@ -220,6 +224,10 @@ impl Observed {
         let lost_total = self.probes.lost_events()? + self.undecodable;
         let lost = lost_total.saturating_sub(self.lost_reported);
         self.lost_reported = lost_total;
+        if lost > 0 && update.outcome == Outcome::Dnq {
+            // A DNQ is a claim about every missing thread; with events lost it was not seen.
+            update.outcome = Outcome::Incomplete;
+        }
         if self.blocked == Blocked::FromProc {
             refresh::stragglers(self.pid(), &mut update);
         }

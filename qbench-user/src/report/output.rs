@@ -123,6 +123,7 @@ pub fn outcome_word(outcome: Outcome) -> &'static str {
         Outcome::Quiesced => "quiesced",
         Outcome::Dnq => "dnq",
         Outcome::Exited(_) => "exited",
+        Outcome::Incomplete => "incomplete",
     }
 }
 
@@ -248,6 +249,15 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
             update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
             update.missing().count(),
             ctx.lost_events,
+        ),
+        Outcome::Incomplete => writeln!(
+            out,
+            "UPDATE {} pid {} ({source}): INCOMPLETE, {} events lost: not seen to quiesce after {:.1} ms, {} of {threads} threads not seen arriving (no diagnosis: they may have arrived unseen)",
+            update.number,
+            ctx.pid,
+            ctx.lost_events,
+            update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
+            update.missing().count(),
         ),
         Outcome::Exited(how) => writeln!(
             out,

@@ -107,6 +107,9 @@ pub enum Outcome {
     Dnq,
     /// The target exited while the update was pending: no thread is missing, they are gone.
     Exited(Exit),
+    /// Not seen to quiesce before the timeout, but events were lost meanwhile: a thread counted
+    /// missing may have arrived unseen, so nothing is said to be stuck.
+    Incomplete,
 }
 
 /// One thread in a report.

@@ -109,7 +109,7 @@ impl Metrics {
         );
         registry.register(
             "qbench_updates",
-            "Update requests observed, by outcome (quiesced, dnq, exited)",
+            "Update requests observed, by outcome (quiesced, dnq, incomplete, exited)",
             updates.clone(),
         );
         registry.register(

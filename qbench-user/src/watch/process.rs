@@ -102,13 +102,18 @@ impl Sink for Watching {
                 crate::report::output::exit_words(how),
                 update.number
             ),
-            Outcome::Dnq if self.settings.json => {
+            Outcome::Dnq | Outcome::Incomplete if self.settings.json => {
                 let mut stdout = std::io::stdout().lock();
                 stdout.write_all((report.render(true) + "\n").as_bytes())?;
                 stdout.flush()?;
             }
             Outcome::Dnq => eprintln!(
                 "qbench-trace: pid {pid} did not quiesce:\n{}",
+                report.render(false)
+            ),
+            Outcome::Incomplete => eprintln!(
+                "qbench-trace: pid {pid}: events were lost during update {}:\n{}",
+                update.number,
                 report.render(false)
             ),
             Outcome::Quiesced if self.settings.probing.verbose > 0 => eprintln!(

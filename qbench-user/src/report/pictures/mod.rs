@@ -73,6 +73,7 @@ fn update_label(update: &Update) -> String {
         Outcome::Quiesced => format!("update {}: quiesced", update.number),
         Outcome::Dnq => format!("update {}: DNQ", update.number),
         Outcome::Exited(_) => format!("update {}: process exited", update.number),
+        Outcome::Incomplete => format!("update {}: incomplete (events lost)", update.number),
     }
 }
 

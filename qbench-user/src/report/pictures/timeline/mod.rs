@@ -127,7 +127,7 @@ pub fn svg(pid: u32, update: &Update) -> String {
     axis(&mut s, update, start, span_ns, rows_end, &x);
     let end_colour = match update.outcome {
         Outcome::Quiesced => ARRIVED,
-        Outcome::Dnq | Outcome::Exited(_) => BLOCKED,
+        Outcome::Dnq | Outcome::Exited(_) | Outcome::Incomplete => BLOCKED,
     };
     legend(&mut s, rows_end + 62.0, end_colour);
     s.push_str("</svg>\n");
@@ -272,6 +272,7 @@ fn axis(s: &mut String, u: &Update, start: u64, span_ns: u64, bottom: f64, x: &d
         Outcome::Quiesced => (ARRIVED, "last arrival"),
         Outcome::Dnq => (BLOCKED, "timeout: DNQ"),
         Outcome::Exited(_) => (BLOCKED, "process exited"),
+        Outcome::Incomplete => (BLOCKED, "timeout: events lost"),
     };
     let _ = writeln!(
         s,

@@ -1,0 +1,66 @@
+//! Large targets: an update of 10,000 threads observed whole, with every arrival seen and none
+//! invented (root).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use qbench_tests::observer::{assert_exit, finish, privileged};
+use qbench_tests::{TempDir, artifact};
+use serde_json::Value;
+
+const THREADS: usize = 10_000;
+
+#[test]
+fn ten_thousand_threads_are_observed_with_no_event_lost() {
+    let Some(_serial) = privileged() else { return };
+    let kind = format!("sleep:{THREADS}");
+    let target = qbench_tests::observer::situations(&[kind.as_str()], &[]);
+    target.wait_blocked();
+    // Megabytes of JSON: written to a file, since a pipe nobody reads until the end would block
+    // qbench-trace once full.
+    let dir = TempDir::new();
+    let json = dir.0.join("reports.jsonl");
+    let pid = target.pid.to_string();
+    let child = Command::new(artifact("qbench-trace"))
+        .args([
+            "--pid",
+            &pid,
+            "--request",
+            "--count",
+            "3",
+            "--timeout",
+            "10s",
+            "--json",
+        ])
+        .stdout(std::fs::File::create(&json).expect("create the reports file"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qbench-trace");
+    let out = finish(
+        child,
+        Duration::from_secs(120),
+        "qbench-trace did not finish",
+    );
+    assert_exit(&out, 0);
+    let reports: Vec<Value> = std::fs::read_to_string(&json)
+        .expect("read the reports")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON report"))
+        .collect();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    // The runtime's own account of the same updates.
+    let runtime = target.wait_reports(3, Duration::from_secs(10));
+    for (observed, own) in reports.iter().zip(&runtime) {
+        // The main thread and the sleepers; the runtime's helper does not participate.
+        own.assert_quiesced(THREADS + 1);
+        assert_eq!(observed["outcome"], "quiesced");
+        assert_eq!(observed["lost_events"], 0);
+        assert_eq!(observed["runtime_seq"], own.seq);
+        let threads = observed["threads"].as_array().expect("threads");
+        assert_eq!(threads.len(), THREADS + 1);
+        assert!(
+            threads.iter().all(|t| t["arrival_ns"].is_u64()),
+            "every thread was seen arriving"
+        );
+    }
+}
