@@ -28,6 +28,14 @@ fn skip_unless_root(test: &str) -> bool {
     !root
 }
 
+/// `program` (one [`built`] makes) running; None, the test said to be skipped, when not root.
+fn start_as_root(test: &str, program: &str) -> Option<Target> {
+    if skip_unless_root(test) {
+        return None;
+    }
+    Some(Target::run(&mut Command::new(built().join(program))))
+}
+
 fn sources() -> PathBuf {
     qbench_tests::workspace_root().join("tests/c")
 }
@@ -244,10 +252,12 @@ fn thread_root<'a>() -> Vec<Want<'a>> {
 
 #[test]
 fn blocked_threads_unwind_to_named_frames_with_lines() {
-    if skip_unless_root("blocked_threads_unwind_to_named_frames_with_lines") {
+    let Some(target) = start_as_root(
+        "blocked_threads_unwind_to_named_frames_with_lines",
+        "stack_target",
+    ) else {
         return;
-    }
-    let target = Target::run(&mut Command::new(built().join("stack_target")));
+    };
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
     let (mutex, _) = target.blocked("mutex", SYS_FUTEX);
     let (pipe, _) = target.blocked("pipe", SYS_READ);
@@ -328,10 +338,10 @@ fn blocked_threads_unwind_to_named_frames_with_lines() {
 
 #[test]
 fn futex_and_lock_words_are_named_and_read() {
-    if skip_unless_root("futex_and_lock_words_are_named_and_read") {
+    let Some(target) = start_as_root("futex_and_lock_words_are_named_and_read", "stack_target")
+    else {
         return;
-    }
-    let target = Target::run(&mut Command::new(built().join("stack_target")));
+    };
     let (cond, futex_args) = target.blocked("cond", SYS_FUTEX);
     let futex = futex_args[0];
     let offset = futex - target.work_ready;
@@ -358,10 +368,12 @@ fn futex_and_lock_words_are_named_and_read() {
 
 #[test]
 fn stripped_target_degrades_to_addresses() {
-    if skip_unless_root("stripped_target_degrades_to_addresses") {
+    let Some(target) = start_as_root(
+        "stripped_target_degrades_to_addresses",
+        "stack_target.stripped",
+    ) else {
         return;
-    }
-    let target = Target::run(&mut Command::new(built().join("stack_target.stripped")));
+    };
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
     let stack = stack::user_stack(target.pid, cond);
     let shown: Vec<String> = stack.frames.iter().map(stack::format_frame).collect();
