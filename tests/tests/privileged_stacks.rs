@@ -19,18 +19,21 @@ use qbench_user::diagnosis::{
 const SYS_READ: i64 = 0;
 const SYS_FUTEX: i64 = 202;
 
-fn skip_unless_root(test: &str) -> bool {
+fn skip_unless_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
+        // The test harness names each test's thread after the test.
+        let current = std::thread::current();
+        let test = current.name().unwrap_or("a stack test");
         println!("skipped: {test} (needs root to read another process's memory and map_files)");
     }
     !root
 }
 
 /// `program` (one [`built`] makes) running; None, the test said to be skipped, when not root.
-fn start_as_root(test: &str, program: &str) -> Option<Target> {
-    if skip_unless_root(test) {
+fn start_as_root(program: &str) -> Option<Target> {
+    if skip_unless_root() {
         return None;
     }
     Some(Target::run(&mut Command::new(built().join(program))))
@@ -252,10 +255,7 @@ fn thread_root<'a>() -> Vec<Want<'a>> {
 
 #[test]
 fn blocked_threads_unwind_to_named_frames_with_lines() {
-    let Some(target) = start_as_root(
-        "blocked_threads_unwind_to_named_frames_with_lines",
-        "stack_target",
-    ) else {
+    let Some(target) = start_as_root("stack_target") else {
         return;
     };
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
@@ -338,8 +338,7 @@ fn blocked_threads_unwind_to_named_frames_with_lines() {
 
 #[test]
 fn futex_and_lock_words_are_named_and_read() {
-    let Some(target) = start_as_root("futex_and_lock_words_are_named_and_read", "stack_target")
-    else {
+    let Some(target) = start_as_root("stack_target") else {
         return;
     };
     let (cond, futex_args) = target.blocked("cond", SYS_FUTEX);
@@ -368,10 +367,7 @@ fn futex_and_lock_words_are_named_and_read() {
 
 #[test]
 fn stripped_target_degrades_to_addresses() {
-    let Some(target) = start_as_root(
-        "stripped_target_degrades_to_addresses",
-        "stack_target.stripped",
-    ) else {
+    let Some(target) = start_as_root("stack_target.stripped") else {
         return;
     };
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
@@ -420,7 +416,7 @@ fn assert_waits_for_work(target: &Target) {
 
 #[test]
 fn deleted_executable_still_symbolizes() {
-    if skip_unless_root("deleted_executable_still_symbolizes") {
+    if skip_unless_root() {
         return;
     }
     let copy = built().join("stack_target.deleted");
@@ -432,7 +428,7 @@ fn deleted_executable_still_symbolizes() {
 
 #[test]
 fn target_in_other_mount_and_pid_namespaces_symbolizes() {
-    if skip_unless_root("target_in_other_mount_and_pid_namespaces_symbolizes") {
+    if skip_unless_root() {
         return;
     }
     // The target runs from a tmpfs mounted only inside its own mount namespace: its path does not
