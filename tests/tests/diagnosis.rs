@@ -110,7 +110,7 @@ fn lock_held_at_update_point_names_both_threads_and_the_lock() {
     assert_eq!(d["details"]["owner_tid"], holder);
     assert_eq!(d["details"]["owner_parked"], true);
     assert_eq!(d["details"]["futex_symbol"], "held_lock");
-    let hint = hint(&d);
+    let hint = hint(d);
     assert!(
         hint.contains("held_lock")
             && hint.contains(&holder.to_string())
@@ -143,7 +143,7 @@ fn io_blocked_names_the_socket() {
         fd.starts_with("TCP 127.0.0.1:") && fd.ends_with(" LISTEN"),
         "{d}"
     );
-    assert!(stack_has(&d, "stuck_accept_loop"), "{d}");
+    assert!(stack_has(d, "stuck_accept_loop"), "{d}");
 }
 
 #[test]
