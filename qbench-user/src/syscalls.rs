@@ -34,7 +34,8 @@ const fn sc(nr: u32, name: &'static str, args: &'static [&'static str], wake: Wa
 
 use Wake::{Futex, SignalAlways as Always, SignalUnlessRestart as Restart};
 
-/// Every tracked syscall, by number (x86-64).
+/// Every tracked syscall, by number (x86-64), one a line as a table reads.
+#[rustfmt::skip]
 pub const TRACKED: &[Syscall] = &[
     sc(0, "read", &["fd", "buf", "count"], Restart),
     sc(1, "write", &["fd", "buf", "count"], Restart),
@@ -42,12 +43,7 @@ pub const TRACKED: &[Syscall] = &[
     sc(17, "pread64", &["fd", "buf", "count", "offset"], Restart),
     sc(19, "readv", &["fd", "iov", "iovcnt"], Restart),
     sc(20, "writev", &["fd", "iov", "iovcnt"], Restart),
-    sc(
-        23,
-        "select",
-        &["nfds", "readfds", "writefds", "exceptfds", "timeout"],
-        Always,
-    ),
+    sc(23, "select", &["nfds", "readfds", "writefds", "exceptfds", "timeout"], Always),
     sc(34, "pause", &[], Always),
     sc(35, "nanosleep", &["req", "rem"], Always),
     sc(42, "connect", &["fd", "addr", "addrlen"], Restart),
@@ -61,45 +57,15 @@ pub const TRACKED: &[Syscall] = &[
     sc(130, "rt_sigsuspend", &["mask"], Always),
     sc(202, "futex", &["uaddr", "op", "val", "timeout"], Futex),
     sc(230, "clock_nanosleep", &["clockid", "flags", "req"], Always),
-    sc(
-        232,
-        "epoll_wait",
-        &["epfd", "events", "maxevents", "timeout_ms"],
-        Always,
-    ),
-    sc(
-        247,
-        "waitid",
-        &["idtype", "id", "infop", "options"],
-        Restart,
-    ),
-    sc(
-        270,
-        "pselect6",
-        &["nfds", "readfds", "writefds", "exceptfds", "timeout"],
-        Always,
-    ),
+    sc(232, "epoll_wait", &["epfd", "events", "maxevents", "timeout_ms"], Always),
+    sc(247, "waitid", &["idtype", "id", "infop", "options"], Restart),
+    sc(270, "pselect6", &["nfds", "readfds", "writefds", "exceptfds", "timeout"], Always),
     sc(271, "ppoll", &["fds", "nfds", "timeout", "sigmask"], Always),
-    sc(
-        281,
-        "epoll_pwait",
-        &["epfd", "events", "maxevents", "timeout_ms"],
-        Always,
-    ),
+    sc(281, "epoll_pwait", &["epfd", "events", "maxevents", "timeout_ms"], Always),
     sc(288, "accept4", &["fd", "addr", "addrlen", "flags"], Restart),
     sc(299, "recvmmsg", &["fd", "msgvec", "vlen", "flags"], Restart),
-    sc(
-        441,
-        "epoll_pwait2",
-        &["epfd", "events", "maxevents", "timeout"],
-        Always,
-    ),
-    sc(
-        449,
-        "futex_waitv",
-        &["waiters", "nr_futexes", "flags"],
-        Futex,
-    ),
+    sc(441, "epoll_pwait2", &["epfd", "events", "maxevents", "timeout"], Always),
+    sc(449, "futex_waitv", &["waiters", "nr_futexes", "flags"], Futex),
 ];
 
 /// rt_sigreturn: not a blocking call, but its exit tells whether the call a signal interrupted

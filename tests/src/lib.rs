@@ -7,6 +7,7 @@
 
 pub mod ebpf;
 pub mod observer;
+pub mod rsvg;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -14,34 +15,18 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+/// The runtime's own record of an update: one line of a `QBENCH_REPORT` file. The file is
+/// included rather than the runtime linked, whose constructor would run in every test program.
+#[path = "../../qbench-runtime/src/report/record.rs"]
+pub mod runtime_report;
 
-/// One line of a `QBENCH_REPORT` file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Report {
-    pub pid: i32,
-    pub seq: u64,
-    pub outcome: String,
-    pub request_ns: u64,
-    pub first_arrival_ns: Option<u64>,
-    pub last_arrival_ns: Option<u64>,
-    pub quiescence_ns: Option<u64>,
-    pub request_latency_ns: Option<u64>,
-    pub threads: usize,
-    pub missing: Vec<Missing>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Missing {
-    pub tid: i32,
-    pub name: String,
-}
+pub use runtime_report::{MissingThread, Outcome, Report};
 
 impl Report {
     /// Checks what every quiesced report must satisfy: the order of the three instants and the
     /// two intervals derived from them.
     pub fn assert_quiesced(&self, threads: usize) {
-        assert_eq!(self.outcome, "quiesced", "{self:?}");
+        assert_eq!(self.outcome, Outcome::Quiesced, "{self:?}");
         assert_eq!(self.threads, threads, "{self:?}");
         assert!(self.missing.is_empty(), "{self:?}");
         let first = self.first_arrival_ns.expect("first arrival");

@@ -98,6 +98,14 @@ pub fn request(target: &Target, args: &[&str]) -> Output {
     trace(&all)
 }
 
+/// The updates qbench-trace reports with `--request`, `args` and `--json` on `target`, once it
+/// exited 0 (or the test fails, with its stderr).
+pub fn requested_updates(target: &Target, args: &[&str]) -> Vec<Value> {
+    let out = request(target, &[args, &["--json"]].concat());
+    assert_exit(&out, 0);
+    json_lines(&out)
+}
+
 /// Asserts qbench-trace's exit status, with its stderr when it differs.
 pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(

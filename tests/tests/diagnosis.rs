@@ -28,17 +28,11 @@ fn observe(kinds: &[&str], wait_blocked: bool) -> (Target, Value) {
     (target, report)
 }
 
-/// [`observe`], then `comm`'s diagnosis, checked to name `cause`.
-fn diagnosed(
-    kinds: &[&str],
-    wait_blocked: bool,
-    comm: &str,
-    cause: &str,
-) -> (Target, Value, Value) {
-    let (target, report) = observe(kinds, wait_blocked);
-    let d = diagnosis(&report, comm).clone();
+/// `comm`'s diagnosis in `report`, checked to name `cause`.
+fn diagnosed<'a>(report: &'a Value, comm: &str, cause: &str) -> &'a Value {
+    let d = diagnosis(report, comm);
     assert_eq!(d["cause"], cause, "{d}");
-    (target, report, d)
+    d
 }
 
 fn diagnosis<'a>(report: &'a Value, comm: &str) -> &'a Value {
@@ -46,6 +40,11 @@ fn diagnosis<'a>(report: &'a Value, comm: &str) -> &'a Value {
     assert!(d.is_object(), "no diagnosis for {comm}: {report}");
     assert!(!d["hint"].as_str().unwrap_or("").is_empty());
     d
+}
+
+/// The advice a diagnosis gives.
+fn hint(d: &Value) -> &str {
+    d["hint"].as_str().expect("a hint")
 }
 
 fn tid_of(target: &Target, comm: &str) -> u64 {
@@ -72,8 +71,7 @@ fn cond_wait_unwrapped() {
     let Some(_serial) = privileged() else { return };
     let (_target, report) = observe(&["read:1", "plaincond:1"], true);
     assert_eq!(report["outcome"], "dnq");
-    let d = diagnosis(&report, "plaincond");
-    assert_eq!(d["cause"], "cond_wait_unwrapped", "{d}");
+    let d = diagnosed(&report, "plaincond", "cond_wait_unwrapped");
     assert_eq!(d["details"]["syscall"], "futex");
     // The condition variable lives in the program's `stuck` array of private waits.
     assert!(
@@ -84,23 +82,14 @@ fn cond_wait_unwrapped() {
     );
     assert!(stack_has(d, "pthread_cond_wait"), "{d}");
     assert!(stack_has(d, "plaincond_loop"), "{d}");
-    assert!(
-        d["hint"]
-            .as_str()
-            .unwrap()
-            .contains("qbench_pthread_cond_wait")
-    );
+    assert!(hint(d).contains("qbench_pthread_cond_wait"));
 }
 
 #[test]
 fn mutex_wait_names_the_owner() {
     let Some(_serial) = privileged() else { return };
-    let (target, report, d) = diagnosed(
-        &["lockholder:1", "lockwaiter:1"],
-        true,
-        "lockwaiter",
-        "mutex_wait",
-    );
+    let (target, report) = observe(&["lockholder:1", "lockwaiter:1"], true);
+    let d = diagnosed(&report, "lockwaiter", "mutex_wait");
     assert_eq!(
         d["details"]["owner_tid"],
         tid_of(&target, "lockholder"),
@@ -115,17 +104,13 @@ fn mutex_wait_names_the_owner() {
 #[test]
 fn lock_held_at_update_point_names_both_threads_and_the_lock() {
     let Some(_serial) = privileged() else { return };
-    let (target, report, d) = diagnosed(
-        &["parkholder:1", "heldwaiter:1"],
-        false,
-        "heldwaiter",
-        "lock_held_at_update_point",
-    );
+    let (target, report) = observe(&["parkholder:1", "heldwaiter:1"], false);
+    let d = diagnosed(&report, "heldwaiter", "lock_held_at_update_point");
     let holder = tid_of(&target, "parkholder");
     assert_eq!(d["details"]["owner_tid"], holder);
     assert_eq!(d["details"]["owner_parked"], true);
     assert_eq!(d["details"]["futex_symbol"], "held_lock");
-    let hint = d["hint"].as_str().unwrap();
+    let hint = hint(d);
     assert!(
         hint.contains("held_lock")
             && hint.contains(&holder.to_string())
@@ -138,35 +123,27 @@ fn lock_held_at_update_point_names_both_threads_and_the_lock() {
 #[test]
 fn io_restarted_when_the_handler_has_sa_restart() {
     let Some(_serial) = privileged() else { return };
-    let (_target, _, d) = diagnosed(
-        &["restartread:1", "condwait:1"],
-        true,
-        "restartread",
-        "io_restarted",
-    );
+    let (_target, report) = observe(&["restartread:1", "condwait:1"], true);
+    let d = diagnosed(&report, "restartread", "io_restarted");
     assert!(
         d["details"]["restarts"].as_u64().is_some_and(|n| n >= 1),
         "{d}"
     );
-    assert!(d["hint"].as_str().unwrap().contains("without SA_RESTART"));
+    assert!(hint(d).contains("without SA_RESTART"));
 }
 
 #[test]
 fn io_blocked_names_the_socket() {
     let Some(_serial) = privileged() else { return };
-    let (_target, _, d) = diagnosed(
-        &["read:1", "stuckaccept:1"],
-        true,
-        "stuckaccept",
-        "io_blocked",
-    );
+    let (_target, report) = observe(&["read:1", "stuckaccept:1"], true);
+    let d = diagnosed(&report, "stuckaccept", "io_blocked");
     assert_eq!(d["details"]["syscall"], "accept");
     let fd = d["details"]["fd"].as_str().unwrap_or("");
     assert!(
         fd.starts_with("TCP 127.0.0.1:") && fd.ends_with(" LISTEN"),
         "{d}"
     );
-    assert!(stack_has(&d, "stuck_accept_loop"), "{d}");
+    assert!(stack_has(d, "stuck_accept_loop"), "{d}");
 }
 
 #[test]
@@ -184,7 +161,8 @@ fn io_blocked_names_the_pipe() {
 #[test]
 fn sleeping_shows_the_requested_duration() {
     let Some(_serial) = privileged() else { return };
-    let (_target, _, d) = diagnosed(&["read:1", "stucksleep:1"], true, "stucksleep", "sleeping");
+    let (_target, report) = observe(&["read:1", "stucksleep:1"], true);
+    let d = diagnosed(&report, "stucksleep", "sleeping");
     assert_eq!(d["details"]["syscall"], "clock_nanosleep");
     // sleep(100), resumed with what is left after each interruption: whole seconds, at most 100.
     let ns = d["details"]["sleep_requested_ns"]
@@ -199,19 +177,16 @@ fn sleeping_shows_the_requested_duration() {
 #[test]
 fn running_without_update_points() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report, _) = diagnosed(&["read:1", "spinner:1"], false, "spinner", "running");
+    let (_target, report) = observe(&["read:1", "spinner:1"], false);
+    diagnosed(&report, "spinner", "running");
     assert_eq!(thread(&report, "spinner")["state"], "running");
 }
 
 #[test]
 fn uninterruptible_names_the_wait_channel() {
     let Some(_serial) = privileged() else { return };
-    let (_target, report, d) = diagnosed(
-        &["read:1", "vforker:1"],
-        false,
-        "vforker",
-        "uninterruptible",
-    );
+    let (_target, report) = observe(&["read:1", "vforker:1"], false);
+    let d = diagnosed(&report, "vforker", "uninterruptible");
     assert!(
         d["details"]["wchan"]
             .as_str()
@@ -257,14 +232,8 @@ fn not_participating_when_the_runtime_does_not_know_the_thread() {
     let Some(_serial) = privileged() else { return };
     let (_target, report) = observe(&["read:1", "outsider:1"], true);
     assert_eq!(report["outcome"], "quiesced");
-    let d = diagnosis(&report, "outsider");
-    assert_eq!(d["cause"], "not_participating", "{d}");
-    assert!(
-        d["hint"]
-            .as_str()
-            .unwrap()
-            .contains("qbench_thread_register")
-    );
+    let d = diagnosed(&report, "outsider", "not_participating");
+    assert!(hint(d).contains("qbench_thread_register"));
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use qbench_tests::ebpf::{c_source, compile_c};
 use qbench_tests::observer::{
-    assert_exit, finish, json_lines, privileged, request, spawn_trace, thread, threads_where, trace,
+    assert_exit, finish, json_lines, privileged, request, requested_updates, spawn_trace, thread,
+    threads_where, trace,
 };
 use qbench_tests::{Report, Target};
 use serde_json::Value;
@@ -30,9 +31,7 @@ fn fd_kind(pid: i32, fd: &Value) -> String {
 fn measures_the_same_updates_as_the_runtime_and_orders_both() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:2", "accept:1", "condwait:1", "sleep:1"], &[]);
-    let out = request(&target, &["--count", "3", "--json"]);
-    assert_exit(&out, 0);
-    let observed = json_lines(&out);
+    let observed = requested_updates(&target, &["--count", "3"]);
     let reported: Vec<Report> = target.wait_reports(3, Duration::from_secs(10));
     assert_eq!(observed.len(), 3);
     for (o, r) in observed.iter().zip(&reported) {
@@ -434,9 +433,7 @@ fn without_privileges_it_names_the_missing_capabilities() {
 fn a_thread_the_runtime_does_not_know_is_reported_as_not_participating() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:2", "outsider:1"], &[]);
-    let out = request(&target, &["--json"]);
-    assert_exit(&out, 0);
-    let update = &json_lines(&out)[0];
+    let update = &requested_updates(&target, &[])[0];
     // The runtime quiesced without the outsider, and said so at its release anchor.
     assert_eq!(update["outcome"], "quiesced", "{update}");
     target.wait_reports(1, Duration::from_secs(5))[0].assert_quiesced(3);

@@ -4,9 +4,9 @@
 //! reason printed, when not root.
 
 use std::path::Path;
-use std::process::Command;
 
 use qbench_tests::observer::{assert_exit, privileged, request, situations};
+use qbench_tests::rsvg::render_png;
 use qbench_tests::{Target, TempDir};
 use serde_json::Value;
 
@@ -117,19 +117,7 @@ fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
     let svg = std::fs::read_to_string(&svg_path).expect("the SVG file");
     assert!(svg.contains("DID NOT QUIESCE") && svg.contains("stuckread"));
     let png_path = dir.0.join("update.png");
-    let rendered = Command::new("rsvg-convert")
-        .arg("-o")
-        .arg(&png_path)
-        .arg(&svg_path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("rsvg-convert (Debian package librsvg2-bin) is missing: {e}; run `cargo xtask setup`")
-        });
-    assert!(
-        rendered.status.success(),
-        "rsvg-convert: {}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
+    render_png(&svg_path, &png_path);
     let png = std::fs::read(&png_path).expect("the PNG");
     assert_eq!(
         png_size(&png),

@@ -19,13 +19,24 @@ use qbench_user::diagnosis::{
 const SYS_READ: i64 = 0;
 const SYS_FUTEX: i64 = 202;
 
-fn skip_unless_root(test: &str) -> bool {
+fn skip_unless_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
+        // The test harness names each test's thread after the test.
+        let current = std::thread::current();
+        let test = current.name().unwrap_or("a stack test");
         println!("skipped: {test} (needs root to read another process's memory and map_files)");
     }
     !root
+}
+
+/// `program` (one [`built`] makes) running; None, the test said to be skipped, when not root.
+fn start_as_root(program: &str) -> Option<Target> {
+    if skip_unless_root() {
+        return None;
+    }
+    Some(Target::run(&mut Command::new(built().join(program))))
 }
 
 fn sources() -> PathBuf {
@@ -244,10 +255,9 @@ fn thread_root<'a>() -> Vec<Want<'a>> {
 
 #[test]
 fn blocked_threads_unwind_to_named_frames_with_lines() {
-    if skip_unless_root("blocked_threads_unwind_to_named_frames_with_lines") {
+    let Some(target) = start_as_root("stack_target") else {
         return;
-    }
-    let target = Target::run(&mut Command::new(built().join("stack_target")));
+    };
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
     let (mutex, _) = target.blocked("mutex", SYS_FUTEX);
     let (pipe, _) = target.blocked("pipe", SYS_READ);
@@ -328,10 +338,9 @@ fn blocked_threads_unwind_to_named_frames_with_lines() {
 
 #[test]
 fn futex_and_lock_words_are_named_and_read() {
-    if skip_unless_root("futex_and_lock_words_are_named_and_read") {
+    let Some(target) = start_as_root("stack_target") else {
         return;
-    }
-    let target = Target::run(&mut Command::new(built().join("stack_target")));
+    };
     let (cond, futex_args) = target.blocked("cond", SYS_FUTEX);
     let futex = futex_args[0];
     let offset = futex - target.work_ready;
@@ -358,10 +367,9 @@ fn futex_and_lock_words_are_named_and_read() {
 
 #[test]
 fn stripped_target_degrades_to_addresses() {
-    if skip_unless_root("stripped_target_degrades_to_addresses") {
+    let Some(target) = start_as_root("stack_target.stripped") else {
         return;
-    }
-    let target = Target::run(&mut Command::new(built().join("stack_target.stripped")));
+    };
     let (cond, _) = target.blocked("cond", SYS_FUTEX);
     let stack = stack::user_stack(target.pid, cond);
     let shown: Vec<String> = stack.frames.iter().map(stack::format_frame).collect();
@@ -408,7 +416,7 @@ fn assert_waits_for_work(target: &Target) {
 
 #[test]
 fn deleted_executable_still_symbolizes() {
-    if skip_unless_root("deleted_executable_still_symbolizes") {
+    if skip_unless_root() {
         return;
     }
     let copy = built().join("stack_target.deleted");
@@ -420,7 +428,7 @@ fn deleted_executable_still_symbolizes() {
 
 #[test]
 fn target_in_other_mount_and_pid_namespaces_symbolizes() {
-    if skip_unless_root("target_in_other_mount_and_pid_namespaces_symbolizes") {
+    if skip_unless_root() {
         return;
     }
     // The target runs from a tmpfs mounted only inside its own mount namespace: its path does not

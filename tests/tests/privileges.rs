@@ -92,11 +92,30 @@ fn nobody_test() -> Option<MutexGuard<'static, ()>> {
     setpriv_available().then_some(serial)
 }
 
-/// [`nobody_test`] with nobody's target (reporting into `dir`) running.
-fn nobody_target_test(dir: &TempDir) -> Option<(MutexGuard<'static, ()>, Target, PathBuf)> {
+/// A test of qbench-trace as nobody on nobody's own target: the target ends, then the directory
+/// it reports into goes, then the serial lock is released.
+struct NobodyTargetTest {
+    /// The target's pid, as `--pid` takes it.
+    pid: String,
+    /// The runtime's report file.
+    report: PathBuf,
+    _target: Target,
+    _dir: TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// [`nobody_test`] with nobody's target running.
+fn nobody_target_test() -> Option<NobodyTargetTest> {
     let serial = nobody_test()?;
-    let (target, report) = nobodys_target(dir);
-    Some((serial, target, report))
+    let dir = TempDir::new();
+    let (target, report) = nobodys_target(&dir);
+    Some(NobodyTargetTest {
+        pid: target.pid.to_string(),
+        report,
+        _target: target,
+        _dir: dir,
+        _serial: serial,
+    })
 }
 
 fn stderr(out: &Output) -> String {
@@ -105,12 +124,11 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn the_readme_capabilities_observe_the_users_own_process() {
-    let dir = TempDir::new();
-    let Some((_serial, target, report)) = nobody_target_test(&dir) else {
+    let Some(test) = nobody_target_test() else {
         return;
     };
-    let pid = target.pid.to_string();
-    let out = trace_as_nobody(&README_CAPS, &["--pid", &pid, "--request", "--json"]);
+    let pid = test.pid.as_str();
+    let out = trace_as_nobody(&README_CAPS, &["--pid", pid, "--request", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let observed = json_lines(&out);
     assert_eq!(observed.len(), 1);
@@ -123,7 +141,7 @@ fn the_readme_capabilities_observe_the_users_own_process() {
     assert!(threads.iter().all(|t| t["state"] == "arrived"), "{update}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let reports = loop {
-        let reports = read_reports(&report);
+        let reports = read_reports(&test.report);
         if !reports.is_empty() || Instant::now() > deadline {
             break reports;
         }
@@ -136,15 +154,14 @@ fn the_readme_capabilities_observe_the_users_own_process() {
 
 #[test]
 fn the_watch_mode_runs_with_the_readme_capabilities() {
-    let dir = TempDir::new();
-    let Some((_serial, target, _)) = nobody_target_test(&dir) else {
+    let Some(test) = nobody_target_test() else {
         return;
     };
-    let pid = target.pid.to_string();
+    let pid = test.pid.as_str();
     let mut child = Command::new(SETPRIV)
         .args(as_nobody(&README_CAPS))
         .arg(artifact("qbench-trace"))
-        .args(["--watch", "--pid", &pid, "--readiness-interval", "100ms"])
+        .args(["--watch", "--pid", pid, "--readiness-interval", "100ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -186,16 +203,15 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_capability_taken_away_is_named() {
-    let dir = TempDir::new();
-    let Some((_serial, target, _)) = nobody_target_test(&dir) else {
+    let Some(test) = nobody_target_test() else {
         return;
     };
-    let pid = target.pid.to_string();
+    let pid = test.pid.as_str();
     for (kept, named) in [
         ("dac_read_search", "CAP_SYS_ADMIN (to attach uprobes"),
         ("sys_admin", "CAP_DAC_READ_SEARCH (to read tracefs)"),
     ] {
-        let out = trace_as_nobody(&[kept], &["--pid", &pid, "--request"]);
+        let out = trace_as_nobody(&[kept], &["--pid", pid, "--request"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");

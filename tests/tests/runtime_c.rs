@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qbench_tests::{Linkage, Report, Target, build_c};
+use qbench_tests::{Linkage, Outcome, Report, Target, build_c};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -70,7 +70,7 @@ fn unwrapped_condition_wait_ends_as_dnq_naming_the_thread_and_the_program_goes_o
     for seq in 1..=2 {
         target.request(libc::SIGUSR2);
         let report = target.wait_reports(seq, WAIT)[seq - 1].clone();
-        assert_eq!(report.outcome, "dnq", "{report:?}");
+        assert_eq!(report.outcome, Outcome::Dnq, "{report:?}");
         assert_eq!(report.threads, 4);
         assert_eq!(report.missing.len(), 1, "{report:?}");
         assert_eq!(
@@ -110,7 +110,7 @@ fn threads_created_and_exiting_during_updates_do_not_prevent_quiescence() {
         target.request(libc::SIGUSR2);
         let report = target.wait_reports(seq, WAIT)[seq - 1].clone();
         assert_eq!(report.seq, seq as u64);
-        assert_eq!(report.outcome, "quiesced", "{report:?}");
+        assert_eq!(report.outcome, Outcome::Quiesced, "{report:?}");
         // main, the reader, the two spawners, and the short-lived threads registered at the time:
         // each spawner has at most a few alive (200 us life, one per 100 us).
         assert!((4..=4 + 2 * 8).contains(&report.threads), "{report:?}");

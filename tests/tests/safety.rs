@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use qbench_tests::observer::{
-    assert_exit, finish, json_lines, privileged, request, situations, spawn_trace, thread, trace,
+    assert_exit, finish, json_lines, privileged, request, requested_updates, situations,
+    spawn_trace, thread, trace,
 };
 
 /// A process without the runtime, and a libqbench process whose update signal is SIGUSR1: a
@@ -98,9 +99,7 @@ fn a_target_that_executes_another_program_is_not_signalled_again() {
 fn names_that_are_not_utf8_are_threads_like_any_other() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["badname:1", "read:1"], &[]);
-    let out = request(&target, &["--json"]);
-    assert_exit(&out, 0);
-    let reports = json_lines(&out);
+    let reports = requested_updates(&target, &[]);
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
     let mut names: Vec<&str> = reports[0]["threads"]
@@ -143,9 +142,7 @@ fn a_runtime_mapped_from_a_path_with_a_newline_is_found() {
         maps.contains("lib dir\\012with newline/libqbench.so.0"),
         "{maps}"
     );
-    let out = request(&target, &["--json"]);
-    assert_exit(&out, 0);
-    let reports = json_lines(&out);
+    let reports = requested_updates(&target, &[]);
     assert_eq!(reports[0]["outcome"], "quiesced", "{}", reports[0]);
     assert_eq!(reports[0]["threads"].as_array().expect("threads").len(), 3);
 }

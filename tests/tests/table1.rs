@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use qbench_tests::{Report, TempDir, artifact, poll, profile_dir, read_reports, thread_state};
+use qbench_tests::{
+    Outcome, Report, TempDir, artifact, poll, profile_dir, read_reports, thread_state,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -200,7 +202,7 @@ fn iperf_like_update_only_does_not_quiesce_and_names_its_condition_waiting_main_
     w.wait_blocked();
     w.request();
     let report = w.wait_reports(1)[0].clone();
-    assert_eq!(report.outcome, "dnq", "{report:?}");
+    assert_eq!(report.outcome, Outcome::Dnq, "{report:?}");
     assert_eq!(report.threads, 3, "{report:?}");
     assert_eq!(report.missing.len(), 1, "{report:?}");
     assert_eq!(report.missing[0].tid, w.pid, "{report:?}");

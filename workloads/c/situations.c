@@ -257,14 +257,23 @@ static void *lock_holder_loop(void *arg) {
     return stuck_read_loop(arg);
 }
 
+/* A lock the waiters take and release in a loop, once its holder has taken it. The locks stay
+ * globals of their own, so that the observer names the futex a waiter blocks on after its lock. */
+struct contended {
+    pthread_mutex_t *lock;
+    atomic_int *taken;
+};
+static struct contended big = {&big_lock, &big_lock_taken}, held = {&held_lock, &held_lock_taken};
+
+/* lockwaiter (arg: &big) and heldwaiter (arg: &held). */
 static void *lock_waiter_loop(void *arg) {
-    (void)arg;
-    while (!atomic_load(&big_lock_taken)) usleep(1000);
+    const struct contended *c = arg;
+    while (!atomic_load(c->taken)) usleep(1000);
     atomic_fetch_add(&started, 1);
     for (;;) {
         qbench_update();
-        pthread_mutex_lock(&big_lock);
-        pthread_mutex_unlock(&big_lock);
+        pthread_mutex_lock(c->lock);
+        pthread_mutex_unlock(c->lock);
     }
     return NULL;
 }
@@ -277,18 +286,6 @@ static void *park_holder_loop(void *arg) {
     for (;;) {
         qbench_update();
         qbench_usleep(1000);
-    }
-    return NULL;
-}
-
-static void *held_waiter_loop(void *arg) {
-    (void)arg;
-    while (!atomic_load(&held_lock_taken)) usleep(1000);
-    atomic_fetch_add(&started, 1);
-    for (;;) {
-        qbench_update();
-        pthread_mutex_lock(&held_lock);
-        pthread_mutex_unlock(&held_lock);
     }
     return NULL;
 }
@@ -379,8 +376,8 @@ static const struct kind kinds[] = {
     {"churn", churn_loop, NULL, 0},         {"stuckaccept", stuck_accept_loop, NULL, 0},
     {"stuckread", stuck_read_loop, NULL, 0}, {"stucksleep", stuck_sleep_loop, NULL, 0},
     {"spin", spin_loop, NULL, 1},        {"outsider", read_loop, NULL, 1},
-    {"lockholder", lock_holder_loop, NULL, 0}, {"lockwaiter", lock_waiter_loop, NULL, 0},
-    {"parkholder", park_holder_loop, NULL, 0}, {"heldwaiter", held_waiter_loop, NULL, 0},
+    {"lockholder", lock_holder_loop, NULL, 0}, {"lockwaiter", lock_waiter_loop, &big, 0},
+    {"parkholder", park_holder_loop, NULL, 0}, {"heldwaiter", lock_waiter_loop, &held, 0},
     {"restartread", restart_read_loop, NULL, 0}, {"spinner", spinner_loop, NULL, 0},
     {"vforker", vforker_loop, NULL, 0},       {"hostile", hostile_loop, NULL, 0},
     {"badname", badname_loop, NULL, 0},

@@ -35,6 +35,9 @@ int net_write_all(int fd, const void *buf, size_t len);
 ssize_t net_read_line(int fd, char *buf, size_t cap);
 /* Reads exactly len bytes, retrying EINTR. 0, or -1 at end of file or error. */
 int net_read_full(int fd, void *buf, size_t len);
+/* Waits in poll for a connection on the listening socket ls and accepts it (close-on-exec).
+ * The connected socket, or -1 when the wait was interrupted (EINTR) or the connection is gone. */
+int net_accept(int ls);
 double now_s(void);
 
 /* ---- variant.c: the variant switch ---- */
@@ -57,5 +60,8 @@ void wl_on_update(void (*cb)(void *), void *arg);
 void wl_ready(int port);
 /* 1 when stdin is at end of file (never blocks): the workloads exit when it closes. */
 int wl_stdin_closed(void);
+/* The main loop's wait of a server: net_accept's, watching stdin too. The program exits (status
+ * 0) when stdin is closed; otherwise the connected socket, or -1 when there is none to accept. */
+int wl_accept(int ls);
 
 #endif

@@ -118,12 +118,7 @@ int main(int argc, char **argv) {
     wl_ready(port);
     for (;;) {
         qbench_update();
-        struct pollfd p[2] = {{.fd = ls, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) continue; /* EINTR */
-        if (p[1].revents && wl_stdin_closed()) return 0;
-        if (p[0].revents & POLLIN) {
-            int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) push(fd);
-        }
+        int fd = wl_accept(ls);
+        if (fd >= 0) push(fd);
     }
 }

@@ -82,11 +82,7 @@ static void *listener(void *arg) {
     (void)arg;
     for (;;) {
         qbench_update();
-        struct pollfd p[2] = {{.fd = ls, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) continue; /* EINTR */
-        if (p[1].revents && wl_stdin_closed()) exit(0);
-        if (!(p[0].revents & POLLIN)) continue;
-        int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        int fd = wl_accept(ls);
         if (fd < 0) continue;
         client_event(1);
         wl_thread("client", client, (void *)(intptr_t)fd);

@@ -92,6 +92,12 @@ int net_read_full(int fd, void *buf, size_t len) {
     return 0;
 }
 
+int net_accept(int ls) {
+    struct pollfd p = {.fd = ls, .events = POLLIN};
+    if (poll(&p, 1, -1) < 0) return -1; /* EINTR */
+    return accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+}
+
 double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

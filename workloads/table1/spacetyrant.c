@@ -152,9 +152,7 @@ static void *listener(void *arg) {
     (void)arg;
     for (;;) {
         qbench_update();
-        struct pollfd pfd = {.fd = ls, .events = POLLIN};
-        if (poll(&pfd, 1, -1) < 0) continue; /* EINTR */
-        int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        int fd = net_accept(ls);
         struct player *p = fd >= 0 ? calloc(1, sizeof *p) : NULL;
         if (!p) {
             if (fd >= 0) close(fd);

@@ -316,9 +316,7 @@ static void *command(void *arg) {
     (void)arg;
     for (;;) {
         qbench_update();
-        struct pollfd p = {.fd = command_ls, .events = POLLIN};
-        if (poll(&p, 1, -1) < 0) continue; /* EINTR */
-        int fd = accept4(command_ls, NULL, NULL, SOCK_CLOEXEC);
+        int fd = net_accept(command_ls);
         if (fd < 0) continue;
         char line[64], out[160];
         if (net_read_line(fd, line, sizeof line) > 0 && strncmp(line, "stats", 5) == 0) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,4 +115,12 @@ int wl_stdin_closed(void) {
     if (poll(&p, 1, 0) <= 0) return 0;
     ssize_t n = read(0, buf, sizeof buf);
     return n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN);
+}
+
+int wl_accept(int ls) {
+    struct pollfd p[2] = {{.fd = ls, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0) return -1; /* EINTR */
+    if (p[1].revents && wl_stdin_closed()) exit(0);
+    if (!(p[0].revents & POLLIN)) return -1;
+    return accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 }

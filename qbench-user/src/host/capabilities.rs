@@ -160,30 +160,17 @@ pub enum TracefsAccess {
     NotMounted,
 }
 
-const UPROBES_SYS_ADMIN: Need = Need {
-    what: "attach uprobes",
-    any_of: &[CAP_SYS_ADMIN],
-};
-const UPROBES_PERFMON: Need = Need {
-    what: "attach uprobes",
-    any_of: &[CAP_PERFMON, CAP_SYS_ADMIN],
-};
-const BPF: Need = Need {
-    what: "load eBPF programs and maps",
-    any_of: &[CAP_BPF, CAP_SYS_ADMIN],
-};
-const TRACEPOINTS: Need = Need {
-    what: "attach tracepoints",
-    any_of: &[CAP_PERFMON, CAP_SYS_ADMIN],
-};
-const READ_TRACEFS: Need = Need {
-    what: "read tracefs",
-    any_of: &[CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE],
-};
-const MOUNT_TRACEFS: Need = Need {
-    what: "mount tracefs",
-    any_of: &[CAP_SYS_ADMIN],
-};
+/// A [`Need`] in one line, so that the steps below read as a table.
+const fn need(what: &'static str, any_of: &'static [Cap]) -> Need {
+    Need { what, any_of }
+}
+
+const UPROBES_SYS_ADMIN: Need = need("attach uprobes", &[CAP_SYS_ADMIN]);
+const UPROBES_PERFMON: Need = need("attach uprobes", &[CAP_PERFMON, CAP_SYS_ADMIN]);
+const BPF: Need = need("load eBPF programs and maps", &[CAP_BPF, CAP_SYS_ADMIN]);
+const TRACEPOINTS: Need = need("attach tracepoints", &[CAP_PERFMON, CAP_SYS_ADMIN]);
+const READ_TRACEFS: Need = need("read tracefs", &[CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE]);
+const MOUNT_TRACEFS: Need = need("mount tracefs", &[CAP_SYS_ADMIN]);
 
 /// Every gated step of observing one's own process, in the order the missing capabilities are
 /// named (CAP_SYS_ADMIN, when uprobes need it, first: it passes the BPF and perfmon checks too).

@@ -111,6 +111,19 @@ mod tests {
         names
     }
 
+    /// A file `name` in `dir` holding `contents`, and a symbolic link `link` to it.
+    fn file_and_link(dir: &Path, name: &str, contents: &str, link: &str) -> (PathBuf, PathBuf) {
+        let (file, link) = (dir.join(name), dir.join(link));
+        fs::write(&file, contents).unwrap();
+        symlink(&file, &link).unwrap();
+        (file, link)
+    }
+
+    /// The type of the file at `path` itself (a link is not followed).
+    fn file_type(path: &Path) -> fs::FileType {
+        fs::symlink_metadata(path).unwrap().file_type()
+    }
+
     #[test]
     fn a_regular_file_is_replaced_whole_and_keeps_its_mode() {
         let dir = scratch("regular");
@@ -129,17 +142,9 @@ mod tests {
     #[test]
     fn a_symbolic_link_is_written_through_and_stays_a_link() {
         let dir = scratch("link");
-        let target = dir.join("real.svg");
-        fs::write(&target, "old").unwrap();
-        let link = dir.join("link.svg");
-        symlink(&target, &link).unwrap();
+        let (target, link) = file_and_link(&dir, "real.svg", "old", "link.svg");
         write(&link, b"new").unwrap();
-        assert!(
-            fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(file_type(&link).is_symlink());
         assert_eq!(fs::read(&target).unwrap(), b"new");
         let dangling = dir.join("dangling.svg");
         symlink(dir.join("nowhere/x.svg"), &dangling).unwrap();
@@ -176,26 +181,19 @@ mod tests {
         };
         write(&fifo, b"through the pipe").unwrap();
         assert_eq!(reader.join().unwrap(), b"through the pipe");
-        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(file_type(&fifo).is_fifo());
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_link_planted_at_the_old_temporary_name_is_not_followed() {
         let dir = scratch("planted");
-        let victim = dir.join("victim");
-        fs::write(&victim, "precious").unwrap();
         // The name the temporary once had, predictable from the pid.
-        let planted = dir.join(format!(".t.json.{}.tmp", std::process::id()));
-        symlink(&victim, &planted).unwrap();
+        let planted = format!(".t.json.{}.tmp", std::process::id());
+        let (victim, planted) = file_and_link(&dir, "victim", "precious", &planted);
         write(&dir.join("t.json"), b"trace").unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
-        assert!(
-            fs::symlink_metadata(&planted)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(file_type(&planted).is_symlink());
         assert_eq!(fs::read(dir.join("t.json")).unwrap(), b"trace");
         fs::remove_dir_all(&dir).unwrap();
     }

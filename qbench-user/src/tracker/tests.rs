@@ -493,19 +493,9 @@ fn an_exit_just_past_the_deadline_leaves_the_thread_in_its_call() {
 #[test]
 fn a_straggler_between_two_calls_at_the_deadline_is_reported_in_the_next() {
     let mut t = requested(0, &[(100, 10), (101, 20)]);
-    let read = |ts_ns| Event::SysEnter {
-        tid: 102,
-        ts_ns,
-        nr: 0,
-        args: [5, 0, 1, 0, 0, 0],
-    };
+    let read = |ts_ns| enter(102, ts_ns, 0, [5, 0, 1, 0, 0, 0]);
     t.on_event(read(30));
-    t.on_event(Event::SysExit {
-        tid: 102,
-        ts_ns: 999 * MS,
-        nr: 0,
-        ret: -512,
-    });
+    t.on_event(exit(102, 999 * MS, 0, -512));
     // The deadline (1000 ms) passes while it is in the handler: no verdict yet.
     assert_eq!(t.on_tick(1000 * MS), None);
     assert!(t.window_open());
@@ -528,12 +518,7 @@ fn a_straggler_between_two_calls_at_the_deadline_is_reported_in_the_next() {
         t.on_event(arrive(100, 2001 * MS));
         t.on_event(arrive(101, 2001 * MS));
         t.on_event(read(2002 * MS));
-        t.on_event(Event::SysExit {
-            tid: 102,
-            ts_ns: 2999 * MS,
-            nr: 0,
-            ret: -4,
-        });
+        t.on_event(exit(102, 2999 * MS, 0, -4));
         assert_eq!(t.on_tick(3000 * MS), None);
         let update = if late_arrival {
             t.on_event(arrive(102, 3001 * MS)).expect("the DNQ")

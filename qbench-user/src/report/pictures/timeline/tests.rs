@@ -1,11 +1,13 @@
 //! The SVG timeline: well-formed XML with escaped names, and drawn by a real renderer
 //! (rsvg-convert, which `cargo xtask setup` installs).
 
-use std::process::Command;
-
 use super::*;
 use crate::report::pictures::tests::{scratch, updates};
 use crate::tracker::ThreadReport;
+
+/// The renderer's invocation, shared with the integration tests' support library.
+#[path = "../../../../../tests/src/rsvg.rs"]
+mod rsvg;
 
 const MS: u64 = 1_000_000;
 
@@ -114,19 +116,7 @@ fn the_svg_renders_in_a_real_renderer() {
     let (svg_path, png_path) = (dir.join("t.svg"), dir.join("t.png"));
     let svg = svg(10, &updates()[0]);
     std::fs::write(&svg_path, &svg).expect("write");
-    let out = Command::new("rsvg-convert")
-        .arg("-o")
-        .arg(&png_path)
-        .arg(&svg_path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("rsvg-convert (Debian package librsvg2-bin) is missing: {e}; run `cargo xtask setup`")
-        });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rsvg::render_png(&svg_path, &png_path);
     let decoder = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(&png_path).expect("png"),
     ));
