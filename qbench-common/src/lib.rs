@@ -9,6 +9,11 @@
 
 #![no_std]
 
+#[cfg(feature = "report")]
+extern crate alloc;
+
+#[cfg(feature = "report")]
+pub mod report;
 pub mod signals;
 pub mod tracepoints;
 

@@ -15,17 +15,18 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The runtime's own record of an update: one line of a `QBENCH_REPORT` file. The file is
-/// included rather than the runtime linked, whose constructor would run in every test program.
-#[path = "../../qbench-runtime/src/report/record.rs"]
-pub mod runtime_report;
+/// The runtime's own record of an update: one line of a `QBENCH_REPORT` file.
+pub use qbench_common::report::{MissingThread, Outcome, Report};
 
-pub use runtime_report::{MissingThread, Outcome, Report};
-
-impl Report {
+/// Checks of the runtime's records.
+pub trait ReportChecks {
     /// Checks what every quiesced report must satisfy: the order of the three instants and the
     /// two intervals derived from them.
-    pub fn assert_quiesced(&self, threads: usize) {
+    fn assert_quiesced(&self, threads: usize);
+}
+
+impl ReportChecks for Report {
+    fn assert_quiesced(&self, threads: usize) {
         assert_eq!(self.outcome, Outcome::Quiesced, "{self:?}");
         assert_eq!(self.threads, threads, "{self:?}");
         assert!(self.missing.is_empty(), "{self:?}");

@@ -9,7 +9,7 @@ use qbench_tests::observer::{
     assert_exit, finish, json_lines, privileged, request, requested_updates, spawn_trace, thread,
     threads_where, trace,
 };
-use qbench_tests::{Report, Target};
+use qbench_tests::{Report, ReportChecks, Target};
 use serde_json::Value;
 
 /// The situations program running `args`, once all its threads are blocked.

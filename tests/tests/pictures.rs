@@ -37,13 +37,6 @@ fn validate(doc: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Width and height of a PNG, from its IHDR chunk.
-fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.get(12..16) == Some(b"IHDR");
-    let be = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    png.then(|| Some((be(16)?, be(20)?))).flatten()
-}
-
 /// The number in `attr="N"` on the SVG's root element.
 fn svg_attr(svg: &str, attr: &str) -> u32 {
     let root = &svg[svg.find("<svg").expect("an svg element")..];
@@ -117,11 +110,14 @@ fn writes_a_trace_and_a_picture_of_a_thread_stuck_in_read() {
     let svg = std::fs::read_to_string(&svg_path).expect("the SVG file");
     assert!(svg.contains("DID NOT QUIESCE") && svg.contains("stuckread"));
     let png_path = dir.0.join("update.png");
-    render_png(&svg_path, &png_path);
-    let png = std::fs::read(&png_path).expect("the PNG");
+    let drawn = render_png(&svg_path, &png_path);
     assert_eq!(
-        png_size(&png),
-        Some((svg_attr(&svg, "width"), svg_attr(&svg, "height")))
+        (drawn.width, drawn.height),
+        (svg_attr(&svg, "width"), svg_attr(&svg, "height"))
+    );
+    assert!(
+        drawn.inked_permille > 10,
+        "the picture is nearly blank: {drawn:?}"
     );
 }
 

@@ -11,7 +11,7 @@ use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use qbench_tests::observer::{finish, json_lines, privileged, trace};
-use qbench_tests::{Linkage, Target, TempDir, artifact, build_c, read_reports};
+use qbench_tests::{Linkage, ReportChecks, Target, TempDir, artifact, build_c, read_reports};
 
 /// The README's list, as setpriv spells it.
 const README_CAPS: [&str; 2] = ["sys_admin", "dac_read_search"];

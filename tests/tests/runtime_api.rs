@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use qbench_tests::{Linkage, TempDir, build_c, read_reports};
+use qbench_tests::{Linkage, ReportChecks, TempDir, build_c, read_reports};
 
 #[test]
 fn every_c_entry_point_returns_its_documented_codes() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qbench_tests::{Linkage, Outcome, Report, Target, build_c};
+use qbench_tests::{Linkage, Outcome, Report, ReportChecks, Target, build_c};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qbench_tests::{Target, artifact};
+use qbench_tests::{ReportChecks, Target, artifact};
 
 #[test]
 fn the_rust_demo_quiesces_and_runs_its_hook_once_per_update() {

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use qbench_tests::observer::{assert_exit, finish, privileged};
-use qbench_tests::{TempDir, artifact};
+use qbench_tests::{ReportChecks, TempDir, artifact};
 use serde_json::Value;
 
 const THREADS: usize = 10_000;

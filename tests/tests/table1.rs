@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use qbench_tests::{
-    Outcome, Report, TempDir, artifact, poll, profile_dir, read_reports, thread_state,
+    Outcome, Report, ReportChecks, TempDir, artifact, poll, profile_dir, read_reports, thread_state,
 };
 
 const WAIT: Duration = Duration::from_secs(10);

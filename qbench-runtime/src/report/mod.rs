@@ -5,9 +5,14 @@ use std::io::{Seek as _, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-mod record;
+pub use qbench_common::report::{Ending, MissingThread, Outcome, Report};
 
-pub use record::{Ending, MissingThread, Outcome, Report};
+/// `report` as one JSON line, newline included.
+pub fn json_line(report: &Report) -> String {
+    let mut line = serde_json::to_string(report).unwrap_or_else(|_| "{}".to_string());
+    line.push('\n');
+    line
+}
 
 /// Where reports go: a file opened for appending, or nowhere. Problems are said once on stderr
 /// and never stop the program.
@@ -55,7 +60,7 @@ impl ReportSink {
         let Some(file) = self.file.as_ref() else {
             return;
         };
-        if let Err(e) = append_whole_line(file, report.to_json_line().as_bytes())
+        if let Err(e) = append_whole_line(file, json_line(report).as_bytes())
             && !self.warned.swap(true, Ordering::Relaxed)
         {
             let path = self.path.as_deref().unwrap_or("?");
@@ -112,7 +117,7 @@ mod tests {
         assert_eq!(r.quiescence_ns, Some(400));
         assert_eq!(r.request_latency_ns, Some(900));
         assert_eq!(
-            r.to_json_line(),
+            json_line(&r),
             "{\"pid\":7,\"seq\":3,\"outcome\":\"quiesced\",\"request_ns\":1000,\
              \"first_arrival_ns\":1500,\"last_arrival_ns\":1900,\"quiescence_ns\":400,\
              \"request_latency_ns\":900,\"threads\":4,\"missing\":[]}\n"
@@ -128,12 +133,12 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Dnq);
         assert_eq!(r.quiescence_ns, None);
         assert!(
-            r.to_json_line().ends_with(
+            json_line(&r).ends_with(
                 "\"quiescence_ns\":null,\"request_latency_ns\":null,\"threads\":4,\
                  \"missing\":[{\"tid\":42,\"name\":\"bad\\\"\\u001b[31m\"}]}\n"
             ),
             "{}",
-            r.to_json_line()
+            json_line(&r)
         );
     }
 
@@ -156,7 +161,7 @@ mod tests {
     #[test]
     fn a_line_that_does_not_fit_is_taken_back_whole() {
         const CHILD: &str = "QBENCH_REPORT_TEST_CHILD";
-        let line = Report::new(ending(vec![])).to_json_line();
+        let line = json_line(&Report::new(ending(vec![])));
         if let Ok(path) = std::env::var(CHILD) {
             let limit = (2 * line.len() + line.len() / 2) as libc::rlim_t;
             let rlimit = libc::rlimit {

@@ -1,13 +1,9 @@
-//! The SVG timeline: well-formed XML with escaped names, and drawn by a real renderer
-//! (rsvg-convert, which `cargo xtask setup` installs).
+//! The SVG timeline: well-formed XML with escaped names. That a real renderer draws it is checked
+//! by the integration tests (tests/tests/pictures.rs), on a real target's timeline.
 
 use super::*;
-use crate::report::pictures::tests::{scratch, updates};
+use crate::report::pictures::tests::updates;
 use crate::tracker::ThreadReport;
-
-/// The renderer's invocation, shared with the integration tests' support library.
-#[path = "../../../../../tests/src/rsvg.rs"]
-mod rsvg;
 
 const MS: u64 = 1_000_000;
 
@@ -108,32 +104,4 @@ fn ticks_are_one_two_or_five_times_a_power_of_ten() {
             "{span}"
         );
     }
-}
-
-#[test]
-fn the_svg_renders_in_a_real_renderer() {
-    let dir = scratch("render");
-    let (svg_path, png_path) = (dir.join("t.svg"), dir.join("t.png"));
-    let svg = svg(10, &updates()[0]);
-    std::fs::write(&svg_path, &svg).expect("write");
-    rsvg::render_png(&svg_path, &png_path);
-    let decoder = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(&png_path).expect("png"),
-    ));
-    let mut reader = decoder.read_info().expect("a PNG");
-    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
-    let frame = reader.next_frame(&mut pixels).expect("decoded");
-    let (width, height, _) = svg_texts(&svg);
-    assert_eq!((frame.width, frame.height), (width as u32, height as u32));
-    let channels = frame.color_type.samples();
-    let inked = pixels[..frame.buffer_size()]
-        .chunks(channels)
-        .filter(|p| p[..3].iter().any(|&c| c < 200))
-        .count();
-    let total = (frame.width * frame.height) as usize;
-    assert!(
-        inked * 100 > total,
-        "only {inked} of {total} pixels are not white"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }

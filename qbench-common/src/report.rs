@@ -1,8 +1,10 @@
 //! One update's record, as the runtime writes it to `QBENCH_REPORT` (a JSON line).
 //!
-//! It depends on serde alone: the integration tests read reports with this same file
-//! (tests/src/lib.rs includes it), because linking the runtime would run its constructor in the
-//! test programs.
+//! The runtime writes it and every reader (the integration tests, the benchmarks) reads it with
+//! these same types; it lives here, with serde its only dependency, because linking the runtime
+//! into a reader would run the runtime's constructor there.
+
+use alloc::{string::String, vec::Vec};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,12 +86,5 @@ impl Report {
             threads: end.threads,
             missing: end.missing,
         }
-    }
-
-    /// The report as one JSON line, newline included.
-    pub fn to_json_line(&self) -> String {
-        let mut line = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string());
-        line.push('\n');
-        line
     }
 }
