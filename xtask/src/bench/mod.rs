@@ -3,6 +3,7 @@
 
 pub mod accuracy;
 pub mod overhead;
+pub mod probe_effect;
 pub mod runtime;
 pub mod table1;
 pub mod table1_report;
@@ -38,8 +39,10 @@ pub enum Which {
         #[arg(long)]
         quick: bool,
     },
-    /// Throughput of memcached-like under load without qbench-trace, with it attached and idle,
-    /// with it measuring an update every second, and with `--watch` attached (needs root).
+    /// First the probe effect: an 8-thread process's quiescence and an unrelated process's
+    /// syscall without and with the diagnosis mode attached, interleaved. Then throughput of
+    /// memcached-like under load without qbench-trace, with it attached and idle, with it
+    /// measuring an update every second, and with `--watch` attached (needs root).
     Overhead {
         /// Seconds per load run (with --watch-only: per block).
         #[arg(long, default_value_t = 10)]
@@ -55,6 +58,9 @@ pub enum Which {
         /// Pin the server to CPU 0 and the load generator to CPU 1.
         #[arg(long)]
         pin: bool,
+        /// Only the probe effect, not the throughput.
+        #[arg(long)]
+        probe_effect_only: bool,
     },
     /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
     /// observer and the diagnosis mode (needs root).
@@ -82,8 +88,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             rounds,
             watch_only,
             pin,
-        } => crate::bench::overhead::run(seconds, rounds, watch_only, pin),
+            probe_effect_only,
+        } => {
+            if !watch_only {
+                probe_effect(rounds)?;
+            }
+            if probe_effect_only {
+                return Ok(());
+            }
+            crate::bench::overhead::run(seconds, rounds, watch_only, pin)
+        }
     }
+}
+
+/// Updates per block of the probe effect: 45 a side with the default 5 rounds.
+const PROBE_EFFECT_UPDATES: usize = 9;
+
+fn probe_effect(rounds: usize) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the observer needs root");
+    let trace = probe_effect::release_trace()?;
+    let (without, with) = probe_effect::run(&trace, rounds, PROBE_EFFECT_UPDATES)?;
+    let mut json = probe_effect::json(&without, &with);
+    json["benchmark"] = "probe-effect".into();
+    json["machine"] = machine().into();
+    json["rounds"] = rounds.into();
+    json["updates_per_block"] = PROBE_EFFECT_UPDATES.into();
+    let path = write_result("probe-effect.json", &json)?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
 }
 
 fn runtime(quick: bool, requests: usize) -> anyhow::Result<()> {
