@@ -79,7 +79,8 @@ pub fn qbench_request(ctx: ProbeContext) -> u32 {
     }
     let now = now_ns();
     if let Some(window_seq) = open_window(now) {
-        emit(RequestEvent {
+        // Not woken, as for the signal (see `signal.rs`).
+        emit_quietly(RequestEvent {
             header: header(EVENT_REQUEST, ctx.pid(), now),
             window_seq,
             runtime_seq: ctx.arg(0).unwrap_or(0),

@@ -81,17 +81,18 @@ pub fn header(kind: u32, tid: u32, ts_ns: u64) -> EventHeader {
 }
 
 /// Sends `event` to userspace and wakes the reader at once, or counts it as lost when the ring
-/// buffer is full: for the events that start or end an update (the request, the runtime's
-/// release), which the reader acts on.
+/// buffer is full: for the runtime's release, which ends an update once every thread is parked,
+/// and the rare thread creations and exits (between updates nothing else drains the buffer
+/// often).
 #[inline(always)]
 pub fn emit<T: 'static>(event: T) {
     submit(event, u64::from(BPF_RB_FORCE_WAKEUP));
 }
 
 /// Sends `event` to userspace without waking the reader, which drains the ring buffer on its
-/// own tick while a window is open: the many events of an update (calls, arrivals) then cost no
-/// wake-up each, and the observer does not compete for a core with the threads it measures.
-/// Their timestamps are taken here, so a later read changes no figure.
+/// own ticks: the request and the many events of an update (calls, arrivals) then cost no
+/// wake-up each, and the observer does not compete for a core with the threads it measures
+/// while they race to park. Their timestamps are taken here, so a later read changes no figure.
 #[inline(always)]
 pub fn emit_quietly<T: 'static>(event: T) {
     submit(event, u64::from(BPF_RB_NO_WAKEUP));

@@ -48,6 +48,18 @@ pub fn run(settings: &Observe) -> anyhow::Result<Summary> {
     } else {
         None
     };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Ctrl-C is caught from before attaching: one that comes just after the "attached" line
+    // detaches and exits 0 like any other.
+    let (mut interrupt, mut terminate) = {
+        let _entered = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
     let (observed, events) = Observed::attach(target, &settings.probing, Blocked::Traced)?;
     if !settings.json || settings.probing.verbose > 0 {
         eprintln!(
@@ -70,12 +82,7 @@ pub fn run(settings: &Observe) -> anyhow::Result<Summary> {
         alive: TICK,
         idle: None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
         tokio::select! {
             done = observed.run(events, cadence, &mut sink) => done?,
             _ = interrupt.recv() => {}

@@ -43,6 +43,50 @@ pub fn spawn_trace(args: &[&str]) -> Child {
         .expect("start qbench-trace")
 }
 
+/// A qbench-trace that has said it is attached; its stderr is read as it comes.
+#[derive(Debug)]
+pub struct Attached {
+    pub child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Starts qbench-trace with `args` and returns once it says it is attached to its target (at
+/// most 30 s): a test that acts on the target then knows the probes see it.
+pub fn spawn_attached(args: &[&str]) -> Attached {
+    let mut child = spawn_trace(args);
+    let stderr = child.stderr.take().expect("qbench-trace's stderr");
+    let (attached, said) = std::sync::mpsc::channel();
+    let stderr = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.contains("attached to") {
+                let _ = attached.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if said.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "qbench-trace never said it was attached: {}",
+            stderr.join().unwrap_or_default()
+        );
+    }
+    Attached { child, stderr }
+}
+
+impl Attached {
+    /// Waits (at most `timeout`, else fails with `late`) until it exits; its whole output.
+    pub fn finish(self, timeout: Duration, late: &str) -> Output {
+        let mut out = finish(self.child, timeout, late);
+        out.stderr = self.stderr.join().expect("stderr reader").into_bytes();
+        out
+    }
+}
+
 /// Waits (at most `timeout`, else fails with `late`) until `child` exits, and returns its output.
 pub fn finish(mut child: Child, timeout: Duration, late: &str) -> Output {
     poll(

@@ -1,12 +1,12 @@
 //! qbench-trace against real target programs: real eBPF programs loaded into the kernel, real
 //! update requests by signal, exact outcomes. Skipped, with the reason printed, when not root.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use qbench_tests::ebpf::{c_source, compile_c};
 use qbench_tests::observer::{
-    assert_exit, finish, json_lines, privileged, request, requested_updates, spawn_trace, thread,
+    assert_exit, json_lines, privileged, request, requested_updates, spawn_attached, thread,
     threads_where, trace,
 };
 use qbench_tests::{Report, ReportChecks, Target};
@@ -252,11 +252,9 @@ fn a_program_without_update_points_is_refused_with_a_hint() {
 fn the_target_exiting_ends_the_observation_cleanly() {
     let Some(_serial) = privileged() else { return };
     let mut target = situations(&["read:1"], &[]);
-    let child = spawn_trace(&["--pid", &target.pid.to_string()]);
-    std::thread::sleep(Duration::from_millis(700));
+    let observer = spawn_attached(&["--pid", &target.pid.to_string()]);
     target.send("q");
-    let out = finish(
-        child,
+    let out = observer.finish(
         Duration::from_secs(10),
         "qbench-trace did not notice the exit",
     );
@@ -272,13 +270,7 @@ fn killing_the_observer_leaves_the_target_running_and_no_programs_behind() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1", "condwait:1"], &[]);
     let before = qbench_programs();
-    let mut child = Command::new(qbench_tests::artifact("qbench-trace"))
-        .args(["--pid", &target.pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    std::thread::sleep(Duration::from_millis(700));
+    let mut child = spawn_attached(&["--pid", &target.pid.to_string()]).child;
     // This observer's programs: loaded since it started (other observers may run beside it).
     let ours: std::collections::BTreeSet<u32> =
         qbench_programs().difference(&before).copied().collect();
@@ -317,13 +309,14 @@ fn wait_unloaded(ours: &std::collections::BTreeSet<u32>) {
 fn a_child_process_forked_during_observation_is_not_a_thread() {
     let Some(_serial) = privileged() else { return };
     let mut target = situations(&["read:2"], &[]);
-    let child = spawn_trace(&["--pid", &target.pid.to_string(), "--count", "1", "--json"]);
-    std::thread::sleep(Duration::from_millis(700));
+    // -v: with --json the "attached" line is printed only when asked for.
+    let pid = target.pid.to_string();
+    let observer = spawn_attached(&["--pid", &pid, "--count", "1", "--json", "-v"]);
     // The target forks a child (which runs its own update and exits), then gets a request.
     target.send("f");
     assert!(target.read_line().starts_with("child "));
     target.request(libc::SIGUSR2);
-    let out = finish(child, Duration::from_secs(10), "no report");
+    let out = observer.finish(Duration::from_secs(10), "no report");
     assert_exit(&out, 0);
     let update = &json_lines(&out)[0];
     assert_eq!(update["outcome"], "quiesced", "{update}");
@@ -370,14 +363,14 @@ fn ctrl_c_detaches_cleanly() {
     let Some(_serial) = privileged() else { return };
     let target = situations(&["read:1"], &[]);
     let before = qbench_programs();
-    let child = spawn_trace(&["--pid", &target.pid.to_string()]);
-    std::thread::sleep(Duration::from_millis(700));
+    let observer = spawn_attached(&["--pid", &target.pid.to_string()]);
     let ours: std::collections::BTreeSet<u32> =
         qbench_programs().difference(&before).copied().collect();
     assert!(!ours.is_empty());
+    let observer_pid = observer.child.id() as i32;
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let out = child.wait_with_output().expect("output");
+    assert_eq!(unsafe { libc::kill(observer_pid, libc::SIGINT) }, 0);
+    let out = observer.finish(Duration::from_secs(10), "qbench-trace did not stop");
     assert_exit(&out, 0);
     wait_unloaded(&ours);
 }
