@@ -115,7 +115,7 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
                 cause,
                 evidence,
                 hint,
-                details: details(&facts),
+                details: details(&facts, cause),
                 stack: Some(stack),
             }
         })
@@ -218,7 +218,7 @@ fn facts(
     }
 }
 
-fn details(f: &Facts) -> serde_json::Value {
+fn details(f: &Facts, cause: Option<Cause>) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     if let Some(b) = f.blocked {
         map.insert("syscall".into(), syscalls::name(b.nr).into());
@@ -245,6 +245,8 @@ fn details(f: &Facts) -> serde_json::Value {
     let retries = diagnose::eintr_retries(f);
     if retries > 0 {
         map.insert("retries".into(), retries.into());
+    }
+    if cause == Some(Cause::EintrRetried) {
         map.insert(
             "retry_loop".into(),
             diagnose::loop_frame(&f.frames).map(str::to_string).into(),

@@ -401,7 +401,7 @@ fn reorders_or_hides(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::Blocked;
+    use crate::tracker::{Blocked, Call};
 
     fn update(outcome: Outcome) -> Update {
         Update {
@@ -432,7 +432,25 @@ mod tests {
                         args: [0x55aa, 128, 0, 0, 0, 0],
                         since_ns: Some(900_000),
                     }),
-                    calls: vec![],
+                    // Interrupted once by the runtime, and back in the same wait.
+                    calls: vec![
+                        Call {
+                            nr: 202,
+                            args: [0x55aa, 128, 0, 0, 0, 0],
+                            start_ns: Some(500_000),
+                            end_ns: Some(800_000),
+                            ret: Some(-4),
+                            restarted: false,
+                        },
+                        Call {
+                            nr: 202,
+                            args: [0x55aa, 128, 0, 0, 0, 0],
+                            start_ns: Some(900_000),
+                            end_ns: None,
+                            ret: None,
+                            restarted: false,
+                        },
+                    ],
                     ever_arrived: true,
                     participating: true,
                 },
@@ -444,6 +462,16 @@ mod tests {
                     calls: vec![],
                     ever_arrived: true,
                     participating: true,
+                },
+                // A thread the update did not wait for: not counted in the summary.
+                ThreadReport {
+                    tid: 14,
+                    comm: "outsider".into(),
+                    arrival_ns: None,
+                    blocked: None,
+                    calls: vec![],
+                    ever_arrived: false,
+                    participating: false,
                 },
             ],
         }
@@ -483,6 +511,8 @@ mod tests {
             serde_json::json!([0x55aa, 128, 0, 0])
         );
         assert_eq!(stuck["blocked_in"]["since_ns"], 900_000);
+        assert_eq!(stuck["blocked_in"]["first_blocked_ns"], 500_000);
+        assert_eq!(stuck["blocked_in"]["reentries"], 1);
         assert_eq!(v["threads"][1]["state"], "arrived");
         assert_eq!(v["threads"][1]["blocked_in"], serde_json::Value::Null);
     }
@@ -555,7 +585,8 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with("  SINCE_MS"));
+        assert!(lines[1].ends_with(" FIRST_MS REENTRIES   SINCE_MS"), "{}", lines[1]);
+        assert!(lines[2].contains(" 1000.5         1     1000.1"), "{}", lines[2]);
         assert!(lines[2].contains("stuck\\x1b[2J"), "{}", lines[2]);
         assert!(
             lines[2].contains("futex(uaddr=0x55aa, op=FUTEX_WAIT_PRIVATE, val=0, timeout=NULL)")
@@ -567,6 +598,30 @@ mod tests {
             lines[3]
         );
         assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn an_arrived_thread_may_have_no_cause_and_an_empty_stack_always_a_note() {
+        let state_of = |_: u32| Some('S');
+        let diagnoses = [Diagnosis {
+            tid: 10,
+            cause: None,
+            evidence: "arrived 0.010 ms after the request".into(),
+            hint: "nothing to change".into(),
+            details: serde_json::json!({}),
+            stack: Some(crate::diagnosis::stack::Stack::default()),
+        }];
+        let ctx = Context {
+            diagnoses: &diagnoses,
+            ..ctx(&state_of)
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&update(Outcome::Quiesced), &ctx)).expect("json");
+        let d = &v["threads"][1]["diagnosis"];
+        assert_eq!(d["cause"], serde_json::Value::Null);
+        assert_eq!(d["stack_note"], "no frame could be read");
+        let text = human(&update(Outcome::Quiesced), &ctx);
+        assert!(text.contains("WHY 10 (main), arrived last: no cause\n"), "{text}");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! stuck, so it gets a cause only when what it was in at the request kept it from the update
 //! point on its own (an I/O call or a sleep that ran to its end). A call the request interrupted,
 //! or one of the runtime's waits, made it arrive as soon as the request reached it: no cause.
+//! Nor when no call is known at the request: the per-thread state is read just after the
+//! request, by when a thread the request woke is out of its call, so that is no evidence that it
+//! was running.
 //!
 //! The facts: `blocked` is the call it was in at the request (the first of `calls`), and
 //! `arrived_after_ns` the time from the request to its arrival.
@@ -11,10 +14,7 @@ use crate::syscalls::{self, Wake};
 
 /// Its cause, where the evidence supports one.
 pub fn classify_arrived(f: &Facts) -> Option<Cause> {
-    let Some(blocked) = f.blocked else {
-        // In no call at the request and none since: it ran all the way to its update point.
-        return f.calls.is_empty().then_some(Cause::Running);
-    };
+    let blocked = f.blocked?;
     let first = f.calls.first()?;
     if runtime_wait(f).is_some() || first.end_ns.is_none() || interrupted(first) {
         return None;
@@ -37,7 +37,6 @@ pub fn arrived_evidence(cause: Option<Cause>, f: &Facts) -> String {
     let call = f.blocked.map(|b| syscalls::describe(b.nr, &b.args));
     let first = f.calls.first();
     let what = match (cause, call) {
-        (Some(Cause::Running), _) => "in no blocking call at the request: it ran to its update point".into(),
         (Some(cause), Some(call)) => {
             let ret = first.and_then(|c| Some((c.ret?, c.end_ns?.saturating_sub(c.start_ns?))));
             let returned = ret.map_or(String::new(), |(ret, ns)| {
@@ -53,7 +52,7 @@ pub fn arrived_evidence(cause: Option<Cause>, f: &Facts) -> String {
             None => format!("at the request in {call}"),
         },
         (_, None) => format!(
-            "in no blocking call at the request; {} call(s) before arriving",
+            "no blocking call seen at the request; {} call(s) before arriving",
             f.calls.len()
         ),
     };

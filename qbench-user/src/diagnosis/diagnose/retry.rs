@@ -16,15 +16,19 @@ pub fn interrupted(call: &Call) -> bool {
         && !call.restarted()
 }
 
-/// How many calls of the syscall the thread is blocked in now returned to the program
-/// interrupted during the window: each was followed by another call, so each is a retry.
+/// How many calls of the syscall the thread is blocked in (or was in at the request) returned
+/// to the program interrupted during the window and were followed by another call of it: each
+/// is a retry.
 pub fn eintr_retries(f: &Facts) -> usize {
     let Some(blocked) = f.blocked else {
         return 0;
     };
-    f.calls
+    let Some(last) = f.calls.iter().rposition(|c| c.nr == blocked.nr) else {
+        return 0;
+    };
+    f.calls[..last]
         .iter()
-        .filter(|c| c.nr == blocked.nr && c.end_ns.is_some() && interrupted(c))
+        .filter(|c| c.nr == blocked.nr && interrupted(c))
         .count()
 }
 
