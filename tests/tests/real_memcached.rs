@@ -193,7 +193,10 @@ fn assert_reentered(t: &Value, interrupted: bool) {
         assert_eq!((reentries, retries), (0, 0), "{t}");
         return;
     }
-    assert!(reentries >= 1 && retries >= 1 && retries <= reentries, "{t}");
+    assert!(
+        reentries >= 1 && retries >= 1 && retries <= reentries,
+        "{t}"
+    );
     let since = blocked["since_ns"].as_u64().expect("since_ns");
     if let Some(first) = blocked["first_blocked_ns"].as_u64() {
         assert!(first < since, "{t}");
@@ -342,7 +345,7 @@ fn stage1_main_and_workers_quiesce_without_the_helpers() {
     let text = String::from_utf8_lossy(&out.stdout);
     let summary = text.lines().next().unwrap_or("");
     assert!(
-        summary.contains(&format!("quiesced, ") )
+        summary.contains(": quiesced, ")
             && summary.ends_with(&format!(", {} threads, 0 events lost", 1 + WORKERS)),
         "{text}"
     );

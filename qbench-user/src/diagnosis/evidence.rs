@@ -76,15 +76,7 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .into_iter()
         .map(|(thread, blocked)| {
             let missing = thread.arrival_ns.is_none();
-            let stack = if missing && blocked.is_some() {
-                settle(pid, thread.tid);
-                reader.stack(thread.tid)
-            } else {
-                Stack {
-                    frames: Vec::new(),
-                    degraded: Some(diagnose::stack_not_read(!missing).to_string()),
-                }
-            };
+            let stack = stack_of(pid, &mut reader, thread.tid, missing, blocked.is_some());
             let facts = facts(
                 pid,
                 thread,
@@ -101,15 +93,7 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
                     .map(|a| a.saturating_sub(update.request_ns)),
                 ..facts
             };
-            let (cause, evidence, hint) = if missing {
-                let cause = diagnose::classify(&facts);
-                let evidence = diagnose::evidence(cause, &facts);
-                (Some(cause), evidence, diagnose::hint(cause, &facts))
-            } else {
-                let cause = diagnose::classify_arrived(&facts);
-                let evidence = diagnose::arrived_evidence(cause, &facts);
-                (cause, evidence, diagnose::arrived_hint(cause, &facts))
-            };
+            let (cause, evidence, hint) = diagnose::explain(&facts);
             Diagnosis {
                 tid: thread.tid,
                 cause,
@@ -120,6 +104,20 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
             }
         })
         .collect()
+}
+
+/// The user stack of a missing thread blocked in a call; for any other, an empty stack whose
+/// note says why it was not read.
+fn stack_of(pid: u32, reader: &mut StackReader, tid: u32, missing: bool, blocked: bool) -> Stack {
+    if missing && blocked {
+        settle(pid, tid);
+        reader.stack(tid)
+    } else {
+        Stack {
+            frames: Vec::new(),
+            degraded: Some(diagnose::stack_not_read(!missing).to_string()),
+        }
+    }
 }
 
 /// Waits a little (at most 50 ms) for a blocked thread that is momentarily on a CPU, typically

@@ -585,8 +585,16 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with(" FIRST_MS REENTRIES   SINCE_MS"), "{}", lines[1]);
-        assert!(lines[2].contains(" 1000.5         1     1000.1"), "{}", lines[2]);
+        assert!(
+            lines[1].ends_with(" FIRST_MS REENTRIES   SINCE_MS"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains(" 1000.5         1     1000.1"),
+            "{}",
+            lines[2]
+        );
         assert!(lines[2].contains("stuck\\x1b[2J"), "{}", lines[2]);
         assert!(
             lines[2].contains("futex(uaddr=0x55aa, op=FUTEX_WAIT_PRIVATE, val=0, timeout=NULL)")
@@ -621,7 +629,10 @@ mod tests {
         assert_eq!(d["cause"], serde_json::Value::Null);
         assert_eq!(d["stack_note"], "no frame could be read");
         let text = human(&update(Outcome::Quiesced), &ctx);
-        assert!(text.contains("WHY 10 (main), arrived last: no cause\n"), "{text}");
+        assert!(
+            text.contains("WHY 10 (main), arrived last: no cause\n"),
+            "{text}"
+        );
     }
 
     #[test]

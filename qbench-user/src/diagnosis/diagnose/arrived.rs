@@ -40,12 +40,20 @@ pub fn arrived_evidence(cause: Option<Cause>, f: &Facts) -> String {
         (Some(cause), Some(call)) => {
             let ret = first.and_then(|c| Some((c.ret?, c.end_ns?.saturating_sub(c.start_ns?))));
             let returned = ret.map_or(String::new(), |(ret, ns)| {
-                format!(" returned {ret} after {:.3} ms, not interrupted", ns as f64 / 1e6)
+                format!(
+                    " returned {ret} after {:.3} ms, not interrupted",
+                    ns as f64 / 1e6
+                )
             });
-            format!("at the request in {call}, which{returned}; {}", evidence(cause, f))
+            format!(
+                "at the request in {call}, which{returned}; {}",
+                evidence(cause, f)
+            )
         }
         (None, Some(call)) => match runtime_wait(f) {
-            Some(wait) => format!("at the request in the runtime's wait {wait} ({call}), which the request ends"),
+            Some(wait) => format!(
+                "at the request in the runtime's wait {wait} ({call}), which the request ends"
+            ),
             None if first.is_some_and(interrupted) => {
                 format!("at the request in {call}, which the request interrupted")
             }

@@ -131,10 +131,29 @@ impl FrameFact {
     /// The C library, the dynamic loader or the vDSO: frames between the program and the kernel.
     pub fn is_system(&self) -> bool {
         self.object.as_deref().is_some_and(|o| {
-            ["libc.so", "libc-", "libpthread", "ld-linux", "ld-musl", "[vdso]"]
-                .iter()
-                .any(|p| o.starts_with(p))
+            [
+                "libc.so",
+                "libc-",
+                "libpthread",
+                "ld-linux",
+                "ld-musl",
+                "[vdso]",
+            ]
+            .iter()
+            .any(|p| o.starts_with(p))
         })
+    }
+}
+
+/// The cause (None where the evidence supports none), the evidence and the hint: by the rules
+/// for a missing thread, or for the last arrival when `arrived_after_ns` is known.
+pub fn explain(f: &Facts) -> (Option<Cause>, String, String) {
+    if f.arrived_after_ns.is_some() {
+        let cause = classify_arrived(f);
+        (cause, arrived_evidence(cause, f), arrived_hint(cause, f))
+    } else {
+        let cause = classify(f);
+        (Some(cause), evidence(cause, f), hint(cause, f))
     }
 }
 

@@ -326,10 +326,7 @@ fn a_call_interrupted_and_called_again_is_an_eintr_retry() {
     // -ERESTARTSYS the kernel did not restart (a handler without SA_RESTART) reached the
     // program as EINTR too.
     let unrestarted = Facts {
-        calls: vec![
-            ended(EPOLL_WAIT, 5, -512, false),
-            open_call(EPOLL_WAIT, 6),
-        ],
+        calls: vec![ended(EPOLL_WAIT, 5, -512, false), open_call(EPOLL_WAIT, 6)],
         ..retried_facts()
     };
     assert_eq!(classify(&unrestarted), Cause::EintrRetried);
@@ -406,7 +403,9 @@ fn the_runtimes_waits_are_not_the_programs() {
         evidence(Cause::RuntimeWait, &sleep_stack)
             .split("; ")
             .next(),
-        Some("in the runtime's interruptible wait qbench_usleep: it arrives when the runtime interrupts it")
+        Some(
+            "in the runtime's interruptible wait qbench_usleep: it arrives when the runtime interrupts it"
+        )
     );
     assert!(hint(Cause::RuntimeWait, &sleep_stack).starts_with(
         "nothing to change in the wait: qbench_usleep returns when the runtime interrupts the thread"
@@ -435,7 +434,12 @@ fn the_runtimes_waits_are_not_the_programs() {
         ..wrapped.clone()
     };
     assert_eq!(classify(&plain), Cause::CondWaitUnwrapped);
-    for name in ["qbench_usleep", "qbench::park::wait", "<qbench::x as y>::z", "_RNvNtCs1_6qbench5state7PENDING"] {
+    for name in [
+        "qbench_usleep",
+        "qbench::park::wait",
+        "<qbench::x as y>::z",
+        "_RNvNtCs1_6qbench5state7PENDING",
+    ] {
         assert!(is_runtime_symbol(name), "{name}");
     }
     for name in ["pthread_cond_wait", "qbenchmark", "_ZN4core3ptr"] {
@@ -453,7 +457,11 @@ fn the_last_arrival_gets_a_cause_only_where_the_evidence_supports_one() {
         ..facts()
     };
     assert_eq!(classify_arrived(&interrupted), None);
-    assert_eq!(eintr_retries(&interrupted), 0, "interrupted, but not called again");
+    assert_eq!(
+        eintr_retries(&interrupted),
+        0,
+        "interrupted, but not called again"
+    );
     assert_eq!(
         arrived_evidence(None, &interrupted),
         "arrived 0.400 ms after the request; at the request in \
@@ -543,10 +551,14 @@ fn a_wait_spans_its_reentries() {
 #[test]
 fn hints_name_the_runtimes_calls_and_what_the_caller_must_do() {
     let sleep = hint(Cause::Sleeping, &facts());
-    assert!(sleep.contains("qbench_usleep") && sleep.contains("update point"), "{sleep}");
+    assert!(
+        sleep.contains("qbench_usleep") && sleep.contains("update point"),
+        "{sleep}"
+    );
     let cond = hint(Cause::CondWaitUnwrapped, &facts());
     assert!(
-        cond.contains("spurious wake-up, as POSIX allows") && cond.contains("re-check the predicate"),
+        cond.contains("spurious wake-up, as POSIX allows")
+            && cond.contains("re-check the predicate"),
         "{cond}"
     );
     assert_eq!(

@@ -133,7 +133,6 @@ pub fn evidence(cause: Cause, f: &Facts) -> String {
     parts.join("; ")
 }
 
-
 /// Why a diagnosed thread's stack was not read: only a missing thread blocked in a call has
 /// registers `/proc` shows.
 pub fn stack_not_read(arrived: bool) -> &'static str {
