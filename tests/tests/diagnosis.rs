@@ -97,8 +97,8 @@ fn mutex_wait_names_the_owner() {
     );
     assert_eq!(d["details"]["owner_parked"], false);
     assert_eq!(d["details"]["futex_symbol"], "big_lock", "{d}");
-    // The owner is late for its own reason: a read nothing interrupts.
-    assert_eq!(diagnosis(&report, "lockholder")["cause"], "io_blocked");
+    // The owner is late for its own reason: a read the runtime interrupts and it calls again.
+    assert_eq!(diagnosis(&report, "lockholder")["cause"], "eintr_retried");
 }
 
 #[test]
@@ -133,10 +133,14 @@ fn io_restarted_when_the_handler_has_sa_restart() {
 }
 
 #[test]
-fn io_blocked_names_the_socket() {
+fn eintr_retried_names_the_socket_and_the_loop() {
     let Some(_serial) = privileged() else { return };
+    // The runtime interrupts the straggler's accept every few milliseconds; the loop calls it
+    // again each time.
     let (_target, report) = observe(&["read:1", "stuckaccept:1"], true);
-    let d = diagnosed(&report, "stuckaccept", "io_blocked");
+    let d = diagnosed(&report, "stuckaccept", "eintr_retried");
+    assert_eq!(d["details"]["retry_loop"], "stuck_accept_loop", "{d}");
+    assert!(d["details"]["retries"].as_u64() >= Some(1), "{d}");
     assert_eq!(d["details"]["syscall"], "accept");
     let fd = d["details"]["fd"].as_str().unwrap_or("");
     assert!(
@@ -147,14 +151,28 @@ fn io_blocked_names_the_socket() {
 }
 
 #[test]
-fn io_blocked_names_the_pipe() {
+fn eintr_retried_names_the_pipe() {
     let Some(_serial) = privileged() else { return };
     let (_target, report) = observe(&["read:1", "stuckread:1"], true);
     let d = diagnosis(&report, "stuckread");
     assert_eq!(
-        (d["cause"].as_str(), d["details"]["fd"].as_str()),
-        (Some("io_blocked"), Some("pipe")),
+        (
+            d["cause"].as_str(),
+            d["details"]["fd"].as_str(),
+            d["details"]["retry_loop"].as_str()
+        ),
+        (Some("eintr_retried"), Some("pipe"), Some("stuck_read_loop")),
         "{d}"
+    );
+    let blocked = &thread(&report, "stuckread")["blocked_in"];
+    let reentries = blocked["reentries"].as_u64().expect("reentries");
+    assert!(
+        reentries >= d["details"]["retries"].as_u64().expect("retries"),
+        "{d}"
+    );
+    assert!(
+        blocked["first_blocked_ns"].as_u64() < blocked["since_ns"].as_u64(),
+        "{blocked}"
     );
 }
 
@@ -265,16 +283,17 @@ fn the_human_report_says_why() {
         .expect("a WHY block");
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[why].ends_with("(stuckread), missing: io_blocked"),
+        lines[why].ends_with("(stuckread), missing: eintr_retried"),
         "{text}"
     );
     assert!(
-        lines[why + 1].starts_with("    evidence: read(fd="),
+        lines[why + 1].starts_with("    evidence: interrupted ")
+            && lines[why + 1].contains(" and called again by stuck_read_loop; read(fd="),
         "{text}"
     );
     assert!(lines[why + 1].ends_with("; fd is pipe"), "{text}");
     assert!(
-        lines[why + 2].starts_with("    fix:      add an update point"),
+        lines[why + 2].starts_with("    fix:      break stuck_read_loop from an update callback"),
         "{text}"
     );
     assert!(lines[why + 3].starts_with("    stack:"), "{text}");
@@ -302,7 +321,7 @@ fn a_deleted_executable_still_gets_a_report_with_what_could_be_had() {
     assert_exit(&out, 3);
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
     let d = diagnosis(&report, "stuckread");
-    assert_eq!(d["cause"], "io_blocked", "{d}");
+    assert_eq!(d["cause"], "eintr_retried", "{d}");
     // The frames in the deleted executable are still there, as addresses at least.
     assert!(d["stack"].as_array().is_some_and(|s| s.len() >= 2), "{d}");
 }

@@ -153,6 +153,8 @@ fn the_human_report_has_a_summary_and_a_header_row() {
         "STATE",
         "ARRIVAL_US",
         "BLOCKED_IN",
+        "FIRST_MS",
+        "REENTRIES",
         "SINCE_MS"
     ]));
     assert!(

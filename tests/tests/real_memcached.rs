@@ -4,9 +4,8 @@
 //! why it is skipped.
 //!
 //! Facts asserted are what qbench-trace reports today where that is right. Where its diagnosis
-//! is known to be wrong (the main thread of the unpatched program, whose epoll_wait libevent
-//! calls again after SIGHUP's EINTR; the helpers of stage 2 in later updates, registered yet
-//! called `not_participating`), only the facts around it are asserted.
+//! is known to be wrong (the helpers of stage 2 in later updates, registered yet called
+//! `not_participating`), only the facts around it are asserted.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -148,8 +147,9 @@ fn arrived(report: &Value, comm: &str) -> usize {
 }
 
 /// The four condition waiters are diagnosed `cond_wait_unwrapped` on their own condition
-/// variable, and the LRU maintainer `sleeping` in its usleep.
-fn assert_helpers_diagnosed(report: &Value) {
+/// variable, and the LRU maintainer `sleeping` in its usleep. With `interrupted`, the runtime
+/// interrupted each wait during the update and the thread waited again: each says how often.
+fn assert_helpers_diagnosed(report: &Value, interrupted: bool) {
     for (comm, cond) in COND_WAITERS {
         let t = thread(report, comm);
         assert!(t["arrival_ns"].is_null(), "{t}");
@@ -159,6 +159,7 @@ fn assert_helpers_diagnosed(report: &Value) {
         assert_eq!(details["syscall"], "futex", "{t}");
         assert_eq!(details["futex_symbol"], cond, "{t}");
         assert_eq!(details["owner_tid"], Value::Null, "{t}");
+        assert_reentered(t, interrupted);
     }
     let lru = thread(report, "mc-lrumaint");
     assert!(lru["arrival_ns"].is_null(), "{lru}");
@@ -170,6 +171,65 @@ fn assert_helpers_diagnosed(report: &Value) {
         .expect("sleep_requested_ns");
     // items.c: MIN_LRU_MAINTAINER_SLEEP (1 ms) to MAX_LRU_MAINTAINER_SLEEP (1 s)
     assert!((1_000_000..=1_000_000_000).contains(&asked), "{lru}");
+    assert!(
+        lru["diagnosis"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("qbench_usleep") && h.contains("update point")),
+        "{lru}"
+    );
+    if interrupted {
+        assert_reentered(lru, true);
+    }
+}
+
+/// A waiter the runtime kept interrupting: it re-entered its call, each time after an interrupted
+/// one (`retries`), and its wait began no later than its latest entry. Without interruptions:
+/// one call since before attach, none interrupted.
+fn assert_reentered(t: &Value, interrupted: bool) {
+    let blocked = &t["blocked_in"];
+    let reentries = blocked["reentries"].as_u64().expect("reentries");
+    let retries = t["diagnosis"]["details"]["retries"].as_u64().unwrap_or(0);
+    if !interrupted {
+        assert_eq!((reentries, retries), (0, 0), "{t}");
+        return;
+    }
+    assert!(
+        reentries >= 1 && retries >= 1 && retries <= reentries,
+        "{t}"
+    );
+    let since = blocked["since_ns"].as_u64().expect("since_ns");
+    if let Some(first) = blocked["first_blocked_ns"].as_u64() {
+        assert!(first < since, "{t}");
+    }
+}
+
+/// The last arrival of an update that quiesced: no cause unless what it was in at the request
+/// ran to its end on its own (the main thread's epoll_wait may time out for libevent's clock
+/// event), and a stack note saying why its stack was not read.
+fn assert_last_arrival_diagnosed(report: &Value) {
+    let diagnosed = threads_where(report, |t| !t["diagnosis"].is_null());
+    assert_eq!(diagnosed.len(), 1, "{report}");
+    let last = diagnosed[0];
+    assert_eq!(last["arrival_ns"], report["last_arrival_ns"], "{report}");
+    let d = &last["diagnosis"];
+    let evidence = d["evidence"].as_str().expect("evidence");
+    assert!(evidence.starts_with("arrived "), "{last}");
+    match cause(last) {
+        "none" => assert_eq!(
+            d["hint"], "nothing to change: it arrived once the request reached it",
+            "{last}"
+        ),
+        "io_blocked" => assert!(
+            last["comm"] == "memcached" && evidence.contains("which returned 0 after"),
+            "{last}"
+        ),
+        _ => panic!("no cause supported: {last}"),
+    }
+    assert_eq!(d["stack"], Value::Array(Vec::new()), "{last}");
+    assert_eq!(
+        d["stack_note"], "not read: the thread had arrived (it is at an update point now)",
+        "{last}"
+    );
 }
 
 #[test]
@@ -214,20 +274,35 @@ fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread()
     assert_eq!(workers.len(), WORKERS, "{report}");
     for w in workers {
         assert_eq!(cause(w), "io_blocked", "{w}");
+        assert_reentered(w, false);
         let details = &w["diagnosis"]["details"];
         assert_eq!(details["syscall"], "epoll_wait", "{w}");
         assert_eq!(details["fd"], "epoll instance", "{w}");
         assert_eq!(details["args"][2], 32, "{w}");
         assert_eq!(details["args"][3], NO_TIMEOUT, "{w}");
     }
-    // The main thread: in epoll_wait, with the clock event's timeout of at most 1 s. Its cause
-    // is not asserted: today it is io_blocked, though SIGHUP ended the call with EINTR and
-    // libevent called it again.
+    // The main thread: in epoll_wait, with the clock event's timeout of at most 1 s. SIGHUP
+    // ended the call with EINTR once, and libevent's loop called it again.
     let main = thread(report, "memcached");
     assert_eq!(main["blocked_in"]["syscall"], "epoll_wait", "{main}");
     let timeout = main["blocked_in"]["args"][3].as_u64().expect("timeout");
     assert!(timeout <= 1000, "{main}");
-    assert_helpers_diagnosed(report);
+    assert_eq!(cause(main), "eintr_retried", "{main}");
+    let details = &main["diagnosis"]["details"];
+    assert_eq!(details["retries"], 1, "{main}");
+    assert_eq!(details["retry_loop"], "event_base_loop", "{main}");
+    assert_eq!(details["fd"], "epoll instance", "{main}");
+    assert!(
+        main["blocked_in"]["reentries"].as_u64() >= Some(1),
+        "{main}"
+    );
+    assert!(
+        main["diagnosis"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("break event_base_loop from an update callback")),
+        "{main}"
+    );
+    assert_helpers_diagnosed(report, false);
 }
 
 #[test]
@@ -259,7 +334,21 @@ fn stage1_main_and_workers_quiesce_without_the_helpers() {
             let evidence = t["diagnosis"]["evidence"].as_str().unwrap_or("");
             assert!(evidence.ends_with(&format!("futex in {cond}")), "{t}");
         }
+        let last = threads_where(report, |t| {
+            !t["arrival_ns"].is_null() && !t["diagnosis"].is_null()
+        });
+        assert_eq!(last.len(), 1, "{report}");
     }
+    // For people: the summary counts the threads the update waited for, not the helpers.
+    let out = trace(&["--pid", &pid, "--request"]);
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text.lines().next().unwrap_or("");
+    assert!(
+        summary.contains(": quiesced, ")
+            && summary.ends_with(&format!(", {} threads, 0 events lost", 1 + WORKERS)),
+        "{text}"
+    );
 }
 
 #[test]
@@ -281,7 +370,7 @@ fn stage2_registered_helpers_hold_the_update_in_their_waits() {
     assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
     assert_eq!(arrived(report, "memcached"), 1, "{report}");
     assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
-    assert_helpers_diagnosed(report);
+    assert_helpers_diagnosed(report, true);
     assert_eq!(thread(report, "mc-lrumaint")["participating"], true);
 }
 
@@ -320,6 +409,7 @@ fn stage3_fully_patched_memcached_quiesces_and_keeps_serving() {
             Some(last - first),
             "{report}"
         );
+        assert_last_arrival_diagnosed(report);
     }
     assert_eq!(
         memcached.command("get k\r\n", "END"),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::diagnosis::diagnose::{self, Cause, Facts, Futex};
+use crate::diagnosis::diagnose::{self, Cause, Facts, FrameFact, Futex};
 use crate::diagnosis::memory;
 use crate::diagnosis::stack::{Stack, StackReader};
 use crate::tracker::{Blocked, Outcome, ThreadReport, Update};
@@ -14,7 +14,8 @@ use crate::{procfs, syscalls};
 #[derive(Debug, Clone)]
 pub struct Diagnosis {
     pub tid: u32,
-    pub cause: Cause,
+    /// None for a thread that arrived when nothing but the request held it.
+    pub cause: Option<Cause>,
     /// One line: what was seen.
     pub evidence: String,
     /// One line: the change that fixes it.
@@ -75,31 +76,48 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .into_iter()
         .map(|(thread, blocked)| {
             let missing = thread.arrival_ns.is_none();
-            let stack = (missing && blocked.is_some()).then(|| {
-                settle(pid, thread.tid);
-                reader.stack(thread.tid)
-            });
+            let stack = stack_of(pid, &mut reader, thread.tid, missing, blocked.is_some());
             let facts = facts(
                 pid,
                 thread,
                 blocked,
                 earlier_updates,
-                stack.as_ref(),
+                Some(&stack),
                 &reader,
                 &comms,
                 &parked,
             );
-            let cause = diagnose::classify(&facts);
+            let facts = Facts {
+                arrived_after_ns: thread
+                    .arrival_ns
+                    .map(|a| a.saturating_sub(update.request_ns)),
+                ..facts
+            };
+            let (cause, evidence, hint) = diagnose::explain(&facts);
             Diagnosis {
                 tid: thread.tid,
                 cause,
-                evidence: diagnose::evidence(cause, &facts),
-                hint: diagnose::hint(cause, &facts),
-                details: details(&facts),
-                stack,
+                evidence,
+                hint,
+                details: details(&facts, cause),
+                stack: Some(stack),
             }
         })
         .collect()
+}
+
+/// The user stack of a missing thread blocked in a call; for any other, an empty stack whose
+/// note says why it was not read.
+fn stack_of(pid: u32, reader: &mut StackReader, tid: u32, missing: bool, blocked: bool) -> Stack {
+    if missing && blocked {
+        settle(pid, tid);
+        reader.stack(tid)
+    } else {
+        Stack {
+            frames: Vec::new(),
+            degraded: Some(diagnose::stack_not_read(!missing).to_string()),
+        }
+    }
 }
 
 /// Waits a little (at most 50 ms) for a blocked thread that is momentarily on a CPU, typically
@@ -180,13 +198,25 @@ fn facts(
         stack_functions: stack
             .map(|s| s.frames.iter().filter_map(|f| f.function.clone()).collect())
             .unwrap_or_default(),
+        frames: stack
+            .map(|s| {
+                s.frames
+                    .iter()
+                    .map(|f| FrameFact {
+                        function: f.function.clone(),
+                        object: f.object.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         futex,
         fd,
         sleep_ns: sleep_ns.map(|d| d.as_nanos() as u64),
+        arrived_after_ns: None,
     }
 }
 
-fn details(f: &Facts) -> serde_json::Value {
+fn details(f: &Facts, cause: Option<Cause>) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     if let Some(b) = f.blocked {
         map.insert("syscall".into(), syscalls::name(b.nr).into());
@@ -209,6 +239,19 @@ fn details(f: &Facts) -> serde_json::Value {
     let restarts = f.calls.iter().filter(|c| c.restarted()).count();
     if restarts > 0 {
         map.insert("restarts".into(), restarts.into());
+    }
+    let retries = diagnose::eintr_retries(f);
+    if retries > 0 {
+        map.insert("retries".into(), retries.into());
+    }
+    if cause == Some(Cause::EintrRetried) {
+        map.insert(
+            "retry_loop".into(),
+            diagnose::loop_frame(&f.frames).map(str::to_string).into(),
+        );
+    }
+    if let Some(wait) = diagnose::runtime_wait(f) {
+        map.insert("runtime_wait".into(), wait.into());
     }
     serde_json::Value::Object(map)
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::diagnosis::diagnose::{self, Cause};
 use crate::diagnosis::evidence::Diagnosis;
 use crate::diagnosis::stack::format_frame;
 use crate::procfs;
@@ -66,12 +67,13 @@ struct ThreadJson<'a> {
 
 #[derive(Debug, Serialize)]
 struct DiagnosisJson {
-    cause: &'static str,
+    /// Null for a thread that arrived when nothing but the request held it.
+    cause: Option<&'static str>,
     evidence: String,
     hint: String,
     details: serde_json::Value,
     stack: Vec<FrameJson>,
-    /// Why the stack is short or unsymbolized; null when complete.
+    /// Why the stack is short, empty or unsymbolized; null when complete.
     stack_note: Option<String>,
 }
 
@@ -87,7 +89,7 @@ struct FrameJson {
 fn diagnosis_json(d: &Diagnosis) -> DiagnosisJson {
     let stack = d.stack.as_ref();
     DiagnosisJson {
-        cause: d.cause.code(),
+        cause: d.cause.map(Cause::code),
         evidence: d.evidence.clone(),
         hint: d.hint.clone(),
         details: d.details.clone(),
@@ -105,7 +107,11 @@ fn diagnosis_json(d: &Diagnosis) -> DiagnosisJson {
                     .collect()
             })
             .unwrap_or_default(),
-        stack_note: stack.and_then(|s| s.degraded.clone()),
+        stack_note: match stack {
+            Some(s) if s.degraded.is_some() => s.degraded.clone(),
+            Some(s) if !s.frames.is_empty() => None,
+            _ => Some("no frame could be read".to_string()),
+        },
     }
 }
 
@@ -113,8 +119,25 @@ fn diagnosis_json(d: &Diagnosis) -> DiagnosisJson {
 struct BlockedJson {
     syscall: String,
     args: Vec<u64>,
-    /// When the call began; null when it began before qbench-trace attached.
+    /// When the call began; null when it began before qbench-trace attached. The runtime
+    /// interrupts a straggler every few milliseconds, so this is its latest entry.
     since_ns: Option<u64>,
+    /// When it first entered this syscall in the window: when the wait began.
+    first_blocked_ns: Option<u64>,
+    /// How many times it entered the syscall again since `first_blocked_ns`.
+    reentries: usize,
+}
+
+fn blocked_json(t: &ThreadReport) -> Option<BlockedJson> {
+    let b = t.blocked?;
+    let span = diagnose::wait_span(&b, &t.calls);
+    Some(BlockedJson {
+        syscall: syscalls::name(b.nr),
+        args: syscalls::shown_args(b.nr, &b.args),
+        since_ns: b.since_ns,
+        first_blocked_ns: span.first_blocked_ns,
+        reentries: span.reentries,
+    })
 }
 
 /// The outcome's code in JSON and in metrics labels.
@@ -184,11 +207,7 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
             arrival_ns: t.arrival_ns,
             participating: t.participating,
             state: state(t, ctx),
-            blocked_in: t.blocked.map(|b| BlockedJson {
-                syscall: syscalls::name(b.nr),
-                args: syscalls::shown_args(b.nr, &b.args),
-                since_ns: b.since_ns,
-            }),
+            blocked_in: blocked_json(t),
             diagnosis: ctx
                 .diagnoses
                 .iter()
@@ -230,7 +249,8 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
         RequestSeen::Runtime => "requested inside the process".to_string(),
         RequestSeen::Arrival => "request not seen".to_string(),
     };
-    let threads = update.threads.len();
+    // The participants: the threads the update waited for.
+    let threads = update.threads.iter().filter(|t| t.participating).count();
     let _ = match update.outcome {
         Outcome::Quiesced => writeln!(
             out,
@@ -271,30 +291,40 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
     };
     let _ = writeln!(
         out,
-        "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10}",
-        "TID", "COMM", "STATE", "ARRIVAL_US", "BLOCKED_IN", "SINCE_MS"
+        "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10} {:>9} {:>10}",
+        "TID", "COMM", "STATE", "ARRIVAL_US", "BLOCKED_IN", "FIRST_MS", "REENTRIES", "SINCE_MS"
     );
     for t in &update.threads {
         let arrival = t.arrival_ns.map_or("-".to_string(), |a| {
             format!("+{}", micros(a.saturating_sub(update.request_ns)))
         });
-        let (blocked, since) = match t.blocked {
-            Some(b) => (
-                syscalls::describe(b.nr, &b.args),
-                b.since_ns.map_or("<attach".to_string(), |s| {
-                    format!("{:.1}", update.end_ns.saturating_sub(s) as f64 / 1e6)
-                }),
-            ),
-            None => ("-".to_string(), "-".to_string()),
+        let ago = |ns: Option<u64>| {
+            ns.map_or("<attach".to_string(), |s| {
+                format!("{:.1}", update.end_ns.saturating_sub(s) as f64 / 1e6)
+            })
+        };
+        let (blocked, first, reentries, since) = match t.blocked {
+            Some(b) => {
+                let span = diagnose::wait_span(&b, &t.calls);
+                (
+                    syscalls::describe(b.nr, &b.args),
+                    ago(span.first_blocked_ns),
+                    span.reentries.to_string(),
+                    ago(b.since_ns),
+                )
+            }
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         let _ = writeln!(
             out,
-            "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10}",
+            "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10} {:>9} {:>10}",
             t.tid,
             escape(&t.comm),
             state(t, ctx),
             arrival,
             blocked,
+            first,
+            reentries,
             since
         );
     }
@@ -324,7 +354,7 @@ fn why(out: &mut String, update: &Update, ctx: &Context<'_>) {
             "WHY {} ({}), {late}: {}",
             d.tid,
             escape(comm),
-            d.cause.code()
+            d.cause.map_or("no cause", Cause::code)
         );
         let _ = writeln!(out, "    evidence: {}", escape(&d.evidence));
         let _ = writeln!(out, "    fix:      {}", d.hint);
@@ -371,7 +401,7 @@ fn reorders_or_hides(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::Blocked;
+    use crate::tracker::{Blocked, Call};
 
     fn update(outcome: Outcome) -> Update {
         Update {
@@ -402,7 +432,25 @@ mod tests {
                         args: [0x55aa, 128, 0, 0, 0, 0],
                         since_ns: Some(900_000),
                     }),
-                    calls: vec![],
+                    // Interrupted once by the runtime, and back in the same wait.
+                    calls: vec![
+                        Call {
+                            nr: 202,
+                            args: [0x55aa, 128, 0, 0, 0, 0],
+                            start_ns: Some(500_000),
+                            end_ns: Some(800_000),
+                            ret: Some(-4),
+                            restarted: false,
+                        },
+                        Call {
+                            nr: 202,
+                            args: [0x55aa, 128, 0, 0, 0, 0],
+                            start_ns: Some(900_000),
+                            end_ns: None,
+                            ret: None,
+                            restarted: false,
+                        },
+                    ],
                     ever_arrived: true,
                     participating: true,
                 },
@@ -414,6 +462,16 @@ mod tests {
                     calls: vec![],
                     ever_arrived: true,
                     participating: true,
+                },
+                // A thread the update did not wait for: not counted in the summary.
+                ThreadReport {
+                    tid: 14,
+                    comm: "outsider".into(),
+                    arrival_ns: None,
+                    blocked: None,
+                    calls: vec![],
+                    ever_arrived: false,
+                    participating: false,
                 },
             ],
         }
@@ -453,6 +511,8 @@ mod tests {
             serde_json::json!([0x55aa, 128, 0, 0])
         );
         assert_eq!(stuck["blocked_in"]["since_ns"], 900_000);
+        assert_eq!(stuck["blocked_in"]["first_blocked_ns"], 500_000);
+        assert_eq!(stuck["blocked_in"]["reentries"], 1);
         assert_eq!(v["threads"][1]["state"], "arrived");
         assert_eq!(v["threads"][1]["blocked_in"], serde_json::Value::Null);
     }
@@ -525,7 +585,16 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with("  SINCE_MS"));
+        assert!(
+            lines[1].ends_with(" FIRST_MS REENTRIES   SINCE_MS"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains(" 1000.5         1     1000.1"),
+            "{}",
+            lines[2]
+        );
         assert!(lines[2].contains("stuck\\x1b[2J"), "{}", lines[2]);
         assert!(
             lines[2].contains("futex(uaddr=0x55aa, op=FUTEX_WAIT_PRIVATE, val=0, timeout=NULL)")
@@ -537,6 +606,33 @@ mod tests {
             lines[3]
         );
         assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn an_arrived_thread_may_have_no_cause_and_an_empty_stack_always_a_note() {
+        let state_of = |_: u32| Some('S');
+        let diagnoses = [Diagnosis {
+            tid: 10,
+            cause: None,
+            evidence: "arrived 0.010 ms after the request".into(),
+            hint: "nothing to change".into(),
+            details: serde_json::json!({}),
+            stack: Some(crate::diagnosis::stack::Stack::default()),
+        }];
+        let ctx = Context {
+            diagnoses: &diagnoses,
+            ..ctx(&state_of)
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&update(Outcome::Quiesced), &ctx)).expect("json");
+        let d = &v["threads"][1]["diagnosis"];
+        assert_eq!(d["cause"], serde_json::Value::Null);
+        assert_eq!(d["stack_note"], "no frame could be read");
+        let text = human(&update(Outcome::Quiesced), &ctx);
+        assert!(
+            text.contains("WHY 10 (main), arrived last: no cause\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,23 @@
 //! Why a thread did not reach an update point, from facts gathered about it: the cause (a stable
 //! vocabulary, documented in the README), and the change that would fix it. Pure: the facts are
 //! collected elsewhere (`evidence`), so every rule is tested without a target.
+//!
+//! This folder: the causes and the rules for a missing thread (here), the rules for the thread
+//! that arrived last (`arrived`), the runtime's own waits (`runtime`), calls a signal interrupted
+//! and the program called again (`retry`), how long a thread has waited (`span`), and the texts
+//! for people (`text`).
+
+mod arrived;
+mod retry;
+mod runtime;
+mod span;
+mod text;
+
+pub use self::arrived::{arrived_evidence, arrived_hint, classify_arrived};
+pub use self::retry::{eintr_retries, interrupted, loop_frame};
+pub use self::runtime::{is_runtime_symbol, runtime_wait};
+pub use self::span::{WaitSpan, wait_span};
+pub use self::text::{evidence, hint, stack_not_read};
 
 use crate::syscalls::{self, Wake};
 use crate::tracker::{Blocked, Call};
@@ -16,6 +33,12 @@ pub enum Cause {
     LockHeldAtUpdatePoint,
     /// The call was interrupted by the request and restarted by the kernel (SA_RESTART).
     IoRestarted,
+    /// A signal interrupted the call during the window (EINTR reached the program), and the
+    /// program called it again without passing an update point (a retry loop, libevent's say).
+    EintrRetried,
+    /// In one of the runtime's own interruptible waits (`qbench_usleep`, a wrapped condition
+    /// wait): the runtime ends it when it interrupts the thread for an update.
+    RuntimeWait,
     /// Blocked in an I/O call nothing interrupted.
     IoBlocked,
     /// In a plain sleep.
@@ -39,6 +62,8 @@ impl Cause {
             Cause::MutexWait => "mutex_wait",
             Cause::LockHeldAtUpdatePoint => "lock_held_at_update_point",
             Cause::IoRestarted => "io_restarted",
+            Cause::EintrRetried => "eintr_retried",
+            Cause::RuntimeWait => "runtime_wait",
             Cause::IoBlocked => "io_blocked",
             Cause::Sleeping => "sleeping",
             Cause::Running => "running",
@@ -81,11 +106,55 @@ pub struct Facts {
     pub earlier_updates: u64,
     /// Function names of its user stack, innermost first (empty when unknown).
     pub stack_functions: Vec<String>,
+    /// Its user stack's frames, innermost first, with the object each is in (empty when
+    /// unknown).
+    pub frames: Vec<FrameFact>,
     pub futex: Option<Futex>,
     /// What the call's file descriptor is ("TCP 127.0.0.1:5555 LISTEN", "pipe", a path).
     pub fd: Option<String>,
     /// The duration a sleep asked for.
     pub sleep_ns: Option<u64>,
+    /// For the thread that arrived last: from the request to its arrival. None for a thread
+    /// that did not arrive.
+    pub arrived_after_ns: Option<u64>,
+}
+
+/// One frame of a user stack, as the rules see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameFact {
+    pub function: Option<String>,
+    /// The file name of the object (`libc.so.6`, `libqbench.so`), or `[vdso]`.
+    pub object: Option<String>,
+}
+
+impl FrameFact {
+    /// The C library, the dynamic loader or the vDSO: frames between the program and the kernel.
+    pub fn is_system(&self) -> bool {
+        self.object.as_deref().is_some_and(|o| {
+            [
+                "libc.so",
+                "libc-",
+                "libpthread",
+                "ld-linux",
+                "ld-musl",
+                "[vdso]",
+            ]
+            .iter()
+            .any(|p| o.starts_with(p))
+        })
+    }
+}
+
+/// The cause (None where the evidence supports none), the evidence and the hint: by the rules
+/// for a missing thread, or for the last arrival when `arrived_after_ns` is known.
+pub fn explain(f: &Facts) -> (Option<Cause>, String, String) {
+    if f.arrived_after_ns.is_some() {
+        let cause = classify_arrived(f);
+        (cause, arrived_evidence(cause, f), arrived_hint(cause, f))
+    } else {
+        let cause = classify(f);
+        (Some(cause), evidence(cause, f), hint(cause, f))
+    }
 }
 
 /// The cause of a thread's absence, by the first rule that applies.
@@ -102,6 +171,11 @@ pub fn classify(f: &Facts) -> Cause {
     let Some(blocked) = f.blocked else {
         return Cause::Running;
     };
+    // The runtime's wait ends at the runtime's interruption: whatever call it is, the program
+    // is not the one waiting.
+    if runtime_wait(f).is_some() {
+        return Cause::RuntimeWait;
+    }
     let Some(call) = syscalls::by_number(blocked.nr) else {
         return Cause::IoBlocked;
     };
@@ -113,7 +187,9 @@ pub fn classify(f: &Facts) -> Cause {
         return Cause::IoRestarted;
     }
     match call.name {
+        // A sleep's fix is the runtime's sleep, whether or not a signal cut one short before.
         "nanosleep" | "clock_nanosleep" => Cause::Sleeping,
+        _ if eintr_retries(f) > 0 => Cause::EintrRetried,
         _ => Cause::IoBlocked,
     }
 }
@@ -153,106 +229,6 @@ fn futex_cause(f: &Facts, blocked: Blocked) -> Cause {
     } else {
         Cause::MutexWait
     }
-}
-
-/// The change that would fix it, for people.
-pub fn hint(cause: Cause, f: &Facts) -> String {
-    let owner = f
-        .futex
-        .as_ref()
-        .and_then(|x| {
-            x.owner_tid
-                .map(|t| format!("thread {t} ({})", x.owner_comm.as_deref().unwrap_or("?")))
-        })
-        .unwrap_or_else(|| "its owner".to_string());
-    let lock = f
-        .futex
-        .as_ref()
-        .and_then(|x| x.symbol.clone())
-        .unwrap_or_else(|| "the lock".to_string());
-    match cause {
-        Cause::CondWaitUnwrapped => {
-            "use qbench_pthread_cond_wait and check qbench_update_requested() in the wait loop".into()
-        }
-        Cause::MutexWait => format!("waits for {lock}, held by {owner}: see why that thread is late"),
-        Cause::LockHeldAtUpdatePoint => {
-            format!("release {lock} before the update point: {owner} is parked holding it")
-        }
-        Cause::IoRestarted => "install the update signal's handler without SA_RESTART".into(),
-        Cause::IoBlocked => "add an update point before the call, or make the call interruptible".into(),
-        Cause::Sleeping => "use qbench_sleep or qbench_nanosleep, which return when an update is requested".into(),
-        Cause::Running => "add an update point inside the long-running loop".into(),
-        Cause::Uninterruptible => format!(
-            "nothing can wake it: it waits in the kernel in {}",
-            f.wchan.as_deref().filter(|w| !w.is_empty() && *w != "0").unwrap_or("an unknown function")
-        ),
-        Cause::Stopped if f.state == Some('t') => {
-            "a tracer (a debugger, strace) holds it stopped: detach it or continue the thread".into()
-        }
-        Cause::Stopped => "it was stopped by a signal (SIGSTOP, Ctrl-Z): continue it with SIGCONT".into(),
-        Cause::NotParticipating => {
-            "register it (qbench_thread_register) if the update must wait for it; otherwise nothing to do".into()
-        }
-    }
-}
-
-/// The evidence, one line for people.
-pub fn evidence(cause: Cause, f: &Facts) -> String {
-    let call = f.blocked.map(|b| syscalls::describe(b.nr, &b.args));
-    let mut parts: Vec<String> = Vec::new();
-    match cause {
-        Cause::Uninterruptible => {
-            parts.push(format!("state D in {}", f.wchan.as_deref().unwrap_or("?")))
-        }
-        Cause::Stopped => parts.push(match f.state {
-            Some('t') => "state t: stopped by a tracer".to_string(),
-            _ => "state T: stopped by a signal".to_string(),
-        }),
-        Cause::Running => parts.push(format!(
-            "state {} with no blocking call",
-            f.state.unwrap_or('?')
-        )),
-        Cause::NotParticipating if !f.participating => {
-            parts.push("the runtime reached full quiescence without it".into())
-        }
-        Cause::NotParticipating => parts.push(format!(
-            "no update point reached in {} earlier update(s)",
-            f.earlier_updates
-        )),
-        Cause::IoRestarted => {
-            let restarts = f.calls.iter().filter(|c| c.restarted()).count();
-            parts.push(format!("restarted {restarts} time(s) by the kernel after the update signal's handler: it has SA_RESTART"));
-        }
-        Cause::Sleeping => {
-            if let Some(ns) = f.sleep_ns {
-                parts.push(format!("asked to sleep {:.3} s", ns as f64 / 1e9));
-            }
-        }
-        _ => {}
-    }
-    if let Some(call) = call {
-        parts.push(call);
-    }
-    if let Some(fd) = &f.fd {
-        parts.push(format!("fd is {fd}"));
-    }
-    if let Some(x) = &f.futex {
-        if let Some(symbol) = &x.symbol {
-            parts.push(format!("futex in {symbol}"));
-        }
-        if let Some(owner) = x.owner_tid {
-            let parked = if x.owner_parked {
-                ", parked at an update point"
-            } else {
-                ""
-            };
-            parts.push(format!(
-                "owner thread {owner} ({}){parked}",
-                x.owner_comm.as_deref().unwrap_or("?")
-            ));
-        }
-    }
-    parts.join("; ")
 }
 
 #[cfg(test)]

@@ -249,3 +249,320 @@ fn evidence_and_hints_name_the_specifics() {
             .starts_with("asked to sleep 1.500 s; clock_nanosleep(")
     );
 }
+
+const EPOLL_WAIT: i64 = 232;
+
+fn ended(nr: i64, start_ns: u64, ret: i64, restarted: bool) -> Call {
+    Call {
+        nr,
+        args: [5, 0x1000, 32, u64::from(u32::MAX), 0, 0],
+        start_ns: Some(start_ns),
+        end_ns: Some(start_ns + 1),
+        ret: Some(ret),
+        restarted,
+    }
+}
+
+fn open_call(nr: i64, start_ns: u64) -> Call {
+    Call {
+        end_ns: None,
+        ret: None,
+        ..ended(nr, start_ns, 0, false)
+    }
+}
+
+fn frame(function: Option<&str>, object: &str) -> FrameFact {
+    FrameFact {
+        function: function.map(str::to_string),
+        object: Some(object.to_string()),
+    }
+}
+
+/// libevent's loop in the main thread of memcached: epoll_dispatch is static (no symbol).
+fn event_loop_frames() -> Vec<FrameFact> {
+    vec![
+        frame(Some("epoll_wait"), "libc.so.6"),
+        frame(None, "libevent-2.1.so.7.0.1"),
+        frame(Some("event_base_loop"), "libevent-2.1.so.7.0.1"),
+        frame(Some("main"), "memcached"),
+        frame(Some("__libc_start_call_main"), "libc.so.6"),
+    ]
+}
+
+/// The main thread of memcached after SIGHUP: its epoll_wait returned EINTR (twice: the
+/// second time a later signal), and libevent called it again.
+fn retried_facts() -> Facts {
+    Facts {
+        blocked: blocked(EPOLL_WAIT, [5, 0x1000, 32, 1000, 0, 0]),
+        calls: vec![
+            ended(EPOLL_WAIT, 5, -4, false),
+            ended(EPOLL_WAIT, 7, 0, false),
+            ended(EPOLL_WAIT, 9, -4, false),
+            open_call(EPOLL_WAIT, 11),
+        ],
+        frames: event_loop_frames(),
+        fd: Some("epoll instance".into()),
+        ..facts()
+    }
+}
+
+#[test]
+fn a_call_interrupted_and_called_again_is_an_eintr_retry() {
+    let f = retried_facts();
+    assert_eq!(classify(&f), Cause::EintrRetried);
+    assert_eq!(Cause::EintrRetried.code(), "eintr_retried");
+    assert_eq!(eintr_retries(&f), 2);
+    assert_eq!(loop_frame(&f.frames), Some("event_base_loop"));
+    assert_eq!(
+        evidence(Cause::EintrRetried, &f),
+        "interrupted 2 time(s) by a signal during the update (EINTR) and called again by event_base_loop; \
+         epoll_wait(epfd=5, events=0x1000, maxevents=32, timeout_ms=1000); fd is epoll instance"
+    );
+    assert_eq!(
+        hint(Cause::EintrRetried, &f),
+        "break event_base_loop from an update callback (event_base_loopbreak, pcap_breakloop, a \
+         write to a notify pipe or eventfd), or put an update point in it"
+    );
+    // -ERESTARTSYS the kernel did not restart (a handler without SA_RESTART) reached the
+    // program as EINTR too.
+    let unrestarted = Facts {
+        calls: vec![ended(EPOLL_WAIT, 5, -512, false), open_call(EPOLL_WAIT, 6)],
+        ..retried_facts()
+    };
+    assert_eq!(classify(&unrestarted), Cause::EintrRetried);
+}
+
+#[test]
+fn a_restart_by_the_kernel_or_another_call_interrupted_is_no_eintr_retry() {
+    let restarted = Facts {
+        blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
+        calls: vec![ended(0, 5, -512, true), open_call(0, 6)],
+        ..facts()
+    };
+    assert_eq!(classify(&restarted), Cause::IoRestarted);
+    let other = Facts {
+        calls: vec![ended(0, 5, -4, false), open_call(EPOLL_WAIT, 6)],
+        ..retried_facts()
+    };
+    assert_eq!(classify(&other), Cause::IoBlocked);
+    // The call still open at the end is not a retry of itself.
+    let once = Facts {
+        calls: vec![open_call(EPOLL_WAIT, 6)],
+        ..retried_facts()
+    };
+    assert_eq!(classify(&once), Cause::IoBlocked);
+    // A sleep keeps its own cause and fix; the evidence says it was cut short before.
+    let sleep = Facts {
+        blocked: blocked(230, [0, 0, 0x10, 0, 0, 0]),
+        calls: vec![ended(230, 5, -4, false), open_call(230, 6)],
+        sleep_ns: Some(1_000_000),
+        ..facts()
+    };
+    assert_eq!(classify(&sleep), Cause::Sleeping);
+    assert!(
+        evidence(Cause::Sleeping, &sleep)
+            .starts_with("asked to sleep 0.001 s; interrupted 1 time(s) and slept again; "),
+        "{}",
+        evidence(Cause::Sleeping, &sleep)
+    );
+}
+
+/// The runtime's futex word, as the data symbol reads it in libqbench.
+const PENDING: &str = "_ZN6qbench5state7PENDING17h0123456789abcdefE+0";
+
+#[test]
+fn the_runtimes_waits_are_not_the_programs() {
+    // qbench_usleep with no stack: the futex word is the runtime's, whatever the operation.
+    let usleep = Facts {
+        blocked: blocked(FUTEX, [0x7000, 128, 0, 0x10, 0, 0]),
+        futex: Some(Futex {
+            symbol: Some(PENDING.into()),
+            ..Futex::default()
+        }),
+        ..facts()
+    };
+    assert_eq!(classify(&usleep), Cause::RuntimeWait);
+    assert_eq!(Cause::RuntimeWait.code(), "runtime_wait");
+    assert_eq!(runtime_wait(&usleep).as_deref(), Some(PENDING));
+    // qbench_usleep with its stack: the runtime's outermost frame above libc names the wait.
+    let sleep_stack = Facts {
+        futex: None,
+        frames: vec![
+            frame(Some("syscall"), "libc.so.6"),
+            frame(Some("qbench::sys::futex_wait"), "libqbench.so"),
+            frame(Some("qbench::waits::sleep"), "libqbench.so"),
+            frame(Some("qbench_usleep"), "libqbench.so"),
+            frame(Some("lru_maintainer_thread"), "memcached"),
+            frame(Some("qbench::threads::trampoline"), "libqbench.so"),
+            frame(Some("start_thread"), "libc.so.6"),
+        ],
+        ..usleep.clone()
+    };
+    assert_eq!(classify(&sleep_stack), Cause::RuntimeWait);
+    assert_eq!(
+        evidence(Cause::RuntimeWait, &sleep_stack)
+            .split("; ")
+            .next(),
+        Some(
+            "in the runtime's interruptible wait qbench_usleep: it arrives when the runtime interrupts it"
+        )
+    );
+    assert!(hint(Cause::RuntimeWait, &sleep_stack).starts_with(
+        "nothing to change in the wait: qbench_usleep returns when the runtime interrupts the thread"
+    ));
+    // A wrapped condition wait: glibc's pthread_cond_wait under the runtime's.
+    let wrapped = Facts {
+        blocked: blocked(FUTEX, [0x1000, 393, 0, 0, 0, 0]),
+        stack_functions: vec!["___pthread_cond_wait".into()],
+        frames: vec![
+            frame(Some("__futex_abstimed_wait_common"), "libc.so.6"),
+            frame(Some("___pthread_cond_wait"), "libc.so.6"),
+            frame(Some("qbench_pthread_cond_wait"), "libqbench.so"),
+            frame(Some("logger_thread"), "memcached"),
+        ],
+        ..facts()
+    };
+    assert_eq!(classify(&wrapped), Cause::RuntimeWait);
+    // A plain condition wait in a thread the runtime created stays the program's.
+    let plain = Facts {
+        frames: vec![
+            frame(Some("__futex_abstimed_wait_common"), "libc.so.6"),
+            frame(Some("___pthread_cond_wait"), "libc.so.6"),
+            frame(Some("logger_thread"), "memcached"),
+            frame(Some("qbench::threads::trampoline"), "libqbench.so"),
+        ],
+        ..wrapped.clone()
+    };
+    assert_eq!(classify(&plain), Cause::CondWaitUnwrapped);
+    for name in [
+        "qbench_usleep",
+        "qbench::park::wait",
+        "<qbench::x as y>::z",
+        "_RNvNtCs1_6qbench5state7PENDING",
+    ] {
+        assert!(is_runtime_symbol(name), "{name}");
+    }
+    for name in ["pthread_cond_wait", "qbenchmark", "_ZN4core3ptr"] {
+        assert!(!is_runtime_symbol(name), "{name}");
+    }
+}
+
+#[test]
+fn the_last_arrival_gets_a_cause_only_where_the_evidence_supports_one() {
+    // A worker whose epoll_wait the request interrupted: it arrived at once.
+    let interrupted = Facts {
+        blocked: blocked(EPOLL_WAIT, [5, 0x1000, 32, u64::from(u32::MAX), 0, 0]),
+        calls: vec![ended(EPOLL_WAIT, 5, -4, false)],
+        arrived_after_ns: Some(400_000),
+        ..facts()
+    };
+    assert_eq!(classify_arrived(&interrupted), None);
+    assert_eq!(
+        eintr_retries(&interrupted),
+        0,
+        "interrupted, but not called again"
+    );
+    assert_eq!(
+        arrived_evidence(None, &interrupted),
+        "arrived 0.400 ms after the request; at the request in \
+         epoll_wait(epfd=5, events=0x1000, maxevents=32, timeout_ms=-1), which the request interrupted"
+    );
+    assert_eq!(
+        arrived_hint(None, &interrupted),
+        "nothing to change: it arrived once the request reached it"
+    );
+    // In the runtime's wait at the request.
+    let parked = Facts {
+        blocked: blocked(FUTEX, [0x7000, 128, 0, 0, 0, 0]),
+        calls: vec![ended(FUTEX, 5, 0, false)],
+        futex: Some(Futex {
+            symbol: Some(PENDING.into()),
+            ..Futex::default()
+        }),
+        arrived_after_ns: Some(300_000),
+        ..facts()
+    };
+    assert_eq!(classify_arrived(&parked), None);
+    // A futex wait that ended with no owner known: woken, by whom is not known.
+    let woken = Facts {
+        futex: None,
+        ..parked.clone()
+    };
+    assert_eq!(classify_arrived(&woken), None);
+    // A read that completed on its own, then the thread arrived: the read held it.
+    let read = Facts {
+        blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
+        calls: vec![ended(0, 5, 1, false)],
+        arrived_after_ns: Some(2_000_000),
+        ..facts()
+    };
+    assert_eq!(classify_arrived(&read), Some(Cause::IoBlocked));
+    assert!(
+        arrived_evidence(Some(Cause::IoBlocked), &read).starts_with(
+            "arrived 2.000 ms after the request; at the request in read(fd=3, buf=NULL, count=1), \
+             which returned 1 after 0.000 ms, not interrupted; "
+        ),
+        "{}",
+        arrived_evidence(Some(Cause::IoBlocked), &read)
+    );
+    // No call seen at the request: a thread the request woke at once looks the same as one
+    // that was running, so no cause.
+    let unseen = Facts {
+        arrived_after_ns: Some(386_000),
+        ..facts()
+    };
+    assert_eq!(classify_arrived(&unseen), None);
+    assert_eq!(
+        arrived_evidence(None, &unseen),
+        "arrived 0.386 ms after the request; no blocking call seen at the request; 0 call(s) before arriving"
+    );
+    // It blocked after the request: what held it is not one call.
+    let later = Facts {
+        calls: vec![ended(0, 50, 1, false)],
+        ..unseen
+    };
+    assert_eq!(classify_arrived(&later), None);
+}
+
+#[test]
+fn a_wait_spans_its_reentries() {
+    let b = Blocked {
+        nr: EPOLL_WAIT,
+        args: [0; 6],
+        since_ns: Some(11),
+    };
+    let calls = retried_facts().calls;
+    assert_eq!(
+        wait_span(&b, &calls),
+        WaitSpan {
+            first_blocked_ns: Some(5),
+            reentries: 3
+        }
+    );
+    assert_eq!(
+        wait_span(&b, &[]),
+        WaitSpan {
+            first_blocked_ns: Some(11),
+            reentries: 0
+        }
+    );
+}
+
+#[test]
+fn hints_name_the_runtimes_calls_and_what_the_caller_must_do() {
+    let sleep = hint(Cause::Sleeping, &facts());
+    assert!(
+        sleep.contains("qbench_usleep") && sleep.contains("update point"),
+        "{sleep}"
+    );
+    let cond = hint(Cause::CondWaitUnwrapped, &facts());
+    assert!(
+        cond.contains("spurious wake-up, as POSIX allows")
+            && cond.contains("re-check the predicate"),
+        "{cond}"
+    );
+    assert_eq!(
+        stack_not_read(true),
+        "not read: the thread had arrived (it is at an update point now)"
+    );
+}
