@@ -2,8 +2,8 @@
 //! attach them in the target ([`symbols`]) and attaches them ([`attach`], with the tracepoint
 //! field offsets of the running kernel from [`tracepoint_layout`]), drains and decodes the ring
 //! buffer ([`reader`], [`decode`]), probes the kernel's features ([`features`], [`selfprobe`]),
-//! and words the kernel's refusals ([`refusal`]); `memlock` raises the locked-memory limit
-//! older kernels charge maps to.
+//! sizes the maps from the target ([`sizing`]), and words the kernel's refusals ([`refusal`]);
+//! `memlock` raises the locked-memory limit older kernels charge maps to.
 
 pub mod attach;
 pub mod decode;
@@ -13,5 +13,6 @@ mod memlock;
 pub mod reader;
 pub mod refusal;
 pub mod selfprobe;
+pub mod sizing;
 pub mod symbols;
 pub mod tracepoint_layout;
