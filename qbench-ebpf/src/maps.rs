@@ -165,6 +165,23 @@ pub fn open_window_seq() -> Option<u64> {
     }
 }
 
+/// The open window's sequence number and when it opened (the request), or `None` while it is
+/// closed.
+#[inline(always)]
+pub fn open_window_and_start() -> Option<(u64, u64)> {
+    let window = window()?;
+    // SAFETY: as in `open_window_seq`.
+    unsafe {
+        if core::ptr::read_volatile(&raw const (*window).open) == 0 {
+            return None;
+        }
+        Some((
+            core::ptr::read_volatile(&raw const (*window).seq),
+            core::ptr::read_volatile(&raw const (*window).t0_ns),
+        ))
+    }
+}
+
 /// Opens the window at `now` if it is closed and returns its new sequence number; `None` when it
 /// is already open (the request belongs to the update being observed).
 ///

@@ -20,8 +20,8 @@ use qbench_common::{
 };
 
 use crate::maps::{
-    QBENCH_BLOCKING, QBENCH_THREADS, count_miss, emit_quietly, header, now_ns, open_window_seq,
-    target_tgid,
+    QBENCH_BLOCKING, QBENCH_THREADS, count_miss, emit_quietly, header, now_ns,
+    open_window_and_start, open_window_seq, target_tgid,
 };
 
 /// x86-64's `struct pt_regs` (arch/x86/include/asm/ptrace.h) from `r10` to `orig_ax`: the
@@ -161,13 +161,16 @@ pub fn qbench_sys_exit(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn exit(tid: u32, nr: i64, ret: i64) {
-    let arrived_seq = match QBENCH_THREADS.get_ptr_mut(tid) {
+    // What the thread was in, if it is this call: its entry, for a call that began before the
+    // request (the window saw no entry of it).
+    let (arrived_seq, began) = match QBENCH_THREADS.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry (see `point.rs`).
         Some(state) => unsafe {
+            let began = ((*state).nr == nr).then(|| ((*state).since_ns, (*state).args));
             if (*state).nr != NO_SYSCALL {
                 (*state).nr = NO_SYSCALL;
             }
-            (*state).arrived_seq
+            ((*state).arrived_seq, began)
         },
         None => {
             // A thread blocked since before attach: record that it is out of the call, so that
@@ -180,14 +183,31 @@ fn exit(tid: u32, nr: i64, ret: i64) {
                     ..ThreadState::default()
                 },
             );
-            0
+            (0, None)
         }
     };
-    if waited_for(arrived_seq) {
-        emit_quietly(SysExitEvent {
-            header: header(EVENT_SYS_EXIT, tid, now_ns()),
+    let Some((seq, request_ns)) = open_window_and_start() else {
+        return;
+    };
+    if seq == arrived_seq {
+        return;
+    }
+    if let Some((since_ns, args)) = began
+        && since_ns < request_ns
+        && nr != RT_SIGRETURN
+    {
+        // The call the request found the thread in: its entry, stamped when it began (0 when
+        // it began before attach), so that userspace knows what the thread was blocked in even
+        // when it reads the thread table only after the call ended.
+        emit_quietly(SysEnterEvent {
+            header: header(EVENT_SYS_ENTER, tid, since_ns),
             nr,
-            ret,
+            args,
         });
     }
+    emit_quietly(SysExitEvent {
+        header: header(EVENT_SYS_EXIT, tid, now_ns()),
+        nr,
+        ret,
+    });
 }

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use qbench_tests::observer::{assert_exit, finish, privileged};
+use qbench_tests::observer::{finish, privileged};
 use qbench_tests::{ReportChecks, TempDir, artifact};
 use serde_json::Value;
 
@@ -41,12 +41,18 @@ fn ten_thousand_threads_are_observed_with_no_event_lost() {
         Duration::from_secs(120),
         "qbench-trace did not finish",
     );
-    assert_exit(&out, 0);
     let reports: Vec<Value> = std::fs::read_to_string(&json)
         .expect("read the reports")
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON report"))
         .collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        summary(&reports),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(reports.len(), 3, "{reports:?}");
     // The runtime's own account of the same updates.
     let runtime = target.wait_reports(3, Duration::from_secs(10));
@@ -63,4 +69,27 @@ fn ten_thousand_threads_are_observed_with_no_event_lost() {
             "every thread was seen arriving"
         );
     }
+}
+
+/// Each report's outcome, lost events and first few threads not seen arriving, with their causes.
+fn summary(reports: &[Value]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let missing: Vec<String> = r["threads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["arrival_ns"].is_null())
+            .map(|t| format!("{} {} {}", t["tid"], t["comm"], t["diagnosis"]["cause"]))
+            .collect();
+        out.push_str(&format!(
+            "update {}: {} ({} events lost), {} not seen arriving: {:?}\n",
+            r["update"],
+            r["outcome"],
+            r["lost_events"],
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        ));
+    }
+    out
 }

@@ -232,9 +232,16 @@ impl Tracker {
             let Some(thread) = self.threads.get_mut(tid) else {
                 continue;
             };
-            if state.nr == NO_SYSCALL {
-                thread.blocked = None;
-            } else if state.since_ns < request_ns {
+            if state.nr == NO_SYSCALL || state.since_ns >= request_ns {
+                // Not in the call guessed at the opening (from the previous window): the call it
+                // was in at the request, if any, comes as an event when it ends.
+                thread
+                    .calls
+                    .retain(|c| c.start_ns.is_some_and(|start| start >= request_ns));
+                if state.nr == NO_SYSCALL {
+                    thread.blocked = None;
+                }
+            } else {
                 // Zero: seeded from /proc at attach, blocked since an unknown earlier time.
                 let since_ns = (state.since_ns != 0).then_some(state.since_ns);
                 thread.blocked = Some(Blocked {
@@ -385,11 +392,9 @@ impl Tracker {
         }
         // A parked thread's own futex wait is the runtime's, not a reason it is late.
         if thread.arrival_ns.is_none() {
-            thread.blocked = Some(Blocked {
-                nr,
-                args,
-                since_ns: Some(ts_ns),
-            });
+            // Zero: the entry of a call the request found in progress, begun before attach.
+            let since_ns = (ts_ns != 0).then_some(ts_ns);
+            thread.blocked = Some(Blocked { nr, args, since_ns });
             if self.window.is_some() {
                 // A thread looping over system calls must not grow this without bound:
                 // past the cap, the newest call replaces the last kept one.
@@ -399,14 +404,19 @@ impl Tracker {
                 thread.calls.push(Call {
                     nr,
                     args,
-                    start_ns: Some(ts_ns),
+                    start_ns: since_ns,
                     end_ns: None,
                     ret: None,
                     restarted: false,
                 });
             }
         }
-        self.finish_closing(ts_ns)
+        // An entry stamped before the request (a call the request found) ends nothing earlier.
+        let now = self
+            .window
+            .as_ref()
+            .map_or(ts_ns, |w| ts_ns.max(w.request_ns));
+        self.finish_closing(now)
     }
 
     fn on_sys_exit(&mut self, tid: u32, ts_ns: u64, nr: i64, ret: i64) {

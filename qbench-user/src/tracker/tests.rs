@@ -554,3 +554,46 @@ fn a_late_arrival_for_a_reported_update_opens_no_window() {
         "an arrival for an update not seen yet opens one"
     );
 }
+
+#[test]
+fn the_call_a_request_found_comes_with_its_entry_when_it_ends() {
+    // Thread 100 was in read at the end of the previous window; by the next request it is in
+    // epoll_wait (since 800, before attach for 101), and the table is read only after both
+    // calls were interrupted: their entries come with their exits, stamped when they began.
+    let mut t = tracker();
+    t.seed(100, "worker", Some((0, [3, 0, 0, 0, 0, 0])));
+    t.seed(101, "other", None);
+    t.on_event(request(1000));
+    let out = ThreadState {
+        nr: NO_SYSCALL,
+        ..ThreadState::default()
+    };
+    t.apply_snapshot(&[(100, out), (101, out)]);
+    assert!(
+        thread_calls(&t, 100).is_empty(),
+        "the guess from /proc is gone"
+    );
+    t.on_event(enter(100, 800, 232, [5, 0, 0, 0, 0, 0]));
+    t.on_event(exit(100, 1200, 232, -4));
+    t.on_event(enter(101, 0, 7, [9, 0, 0, 0, 0, 0]));
+    t.on_event(exit(101, 1300, 7, -4));
+    let update = t.on_tick(u64::MAX).expect("dnq");
+    let calls = |tid| {
+        thread(&update, tid)
+            .calls
+            .iter()
+            .map(|c| (c.nr, c.start_ns, c.end_ns, c.ret))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(calls(100), vec![(232, Some(800), Some(1200), Some(-4))]);
+    assert_eq!(calls(101), vec![(7, None, Some(1300), Some(-4))]);
+    assert_eq!(update.end_ns, 1000 + 1000 * MS);
+}
+
+/// The calls the tracker holds for `tid` in the open window.
+fn thread_calls(t: &Tracker, tid: u32) -> Vec<Call> {
+    t.threads
+        .get(&tid)
+        .map(|th| th.calls.clone())
+        .unwrap_or_default()
+}
