@@ -4,6 +4,7 @@
 //! 2 bad usage.
 
 mod bench;
+mod debian;
 mod demo;
 mod dist;
 mod install;

@@ -2,6 +2,7 @@
 //! the terminal as the Markdown table BENCHMARKS.md shows.
 
 pub mod accuracy;
+mod guard;
 pub mod overhead;
 pub mod probe_effect;
 pub mod runtime;

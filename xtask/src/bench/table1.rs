@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
+use crate::bench::guard::{Guard, start_workload};
 use crate::bench::table1_report::summary;
 use crate::target;
 use crate::workspace::{self, Profile};
@@ -220,15 +221,6 @@ struct Run {
     load: Option<String>,
 }
 
-/// Kills a child when dropped (the workload, the load, whatever went wrong).
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn run_cell(p: &Programs, c: &Cell, s: &Setup, observer: Option<&Path>) -> anyhow::Result<Run> {
     let dir = std::env::temp_dir().join(format!("qbench-table1-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -237,18 +229,13 @@ fn run_cell(p: &Programs, c: &Cell, s: &Setup, observer: Option<&Path>) -> anyho
         c.workload.name, c.variant, c.loaded
     ));
     let _ = std::fs::remove_file(&report);
-    let mut workload = Guard(
+    let (mut workload, port) = start_workload(
         Command::new(p.workload(c.workload.name))
-            .args(["--variant", c.variant])
             .env("QBENCH_REPORT", &report)
-            .env("QBENCH_TIMEOUT_MS", s.timeout_ms.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start the workload")?,
-    );
-    let port = target::read_ready(&mut workload.0, "the workload")?;
-    target::ensure_release_runtime(workload.0.id())?;
+            .env("QBENCH_TIMEOUT_MS", s.timeout_ms.to_string()),
+        c.variant,
+        "the workload",
+    )?;
     let pid = workload.0.id() as i32;
     let timeout = Duration::from_millis(s.timeout_ms);
     let mut load = None;

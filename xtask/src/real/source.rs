@@ -10,11 +10,15 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
+use crate::debian::{self, Cache, KEYRING, MIRROR, PrivateApt, SECURITY_MIRROR};
 use crate::run::Runner;
-use crate::vm::kernels::{KEYRING, MIRROR, SECURITY_MIRROR, apt_conf};
 
-/// Where sources are kept unless `QBENCH_REAL_CACHE` says otherwise.
-const DEFAULT_CACHE: &str = "/var/cache/qbench-real";
+/// Where sources are kept.
+const CACHE: Cache = Cache {
+    var: "QBENCH_REAL_CACHE",
+    default: "/var/cache/qbench-real",
+    what: "source cache",
+};
 
 /// A package and the file whose presence says it is installed: `dpkg-source` unpacks the
 /// source, the rest build it.
@@ -33,15 +37,10 @@ pub struct Source {
     pub version: String,
 }
 
-pub fn cache_root() -> PathBuf {
-    std::env::var_os("QBENCH_REAL_CACHE")
-        .map_or_else(|| PathBuf::from(DEFAULT_CACHE), PathBuf::from)
-}
-
 /// The source of `package`, from the cache or fetched into it (`refresh`: fetch again).
 pub fn fetch(package: &str, refresh: bool, verbose: bool) -> anyhow::Result<Source> {
-    ensure_tools(verbose)?;
-    let dir = cache_root().join(package);
+    debian::install_missing(&TOOLS, "real", verbose)?;
+    let dir = CACHE.root().join(package);
     let stamp = dir.join("source");
     if !refresh && let Some(source) = cached(&dir, &stamp) {
         println!(
@@ -51,24 +50,17 @@ pub fn fetch(package: &str, refresh: bool, verbose: bool) -> anyhow::Result<Sour
         );
         return Ok(source);
     }
-    fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "cannot create the source cache {}: run as root, or set QBENCH_REAL_CACHE to a writable directory",
-            dir.display()
-        )
-    })?;
+    CACHE.create(&dir)?;
     let started = Instant::now();
     let runner = Runner::new(verbose, &format!("real-{package}"))?;
-    let conf = apt_config(package, &dir, &runner)?;
+    let apt = private_apt(package, &dir, &runner)?;
     let unpacked = dir.join("src.tmp");
     let _ = fs::remove_dir_all(&unpacked);
     fs::create_dir_all(&unpacked)?;
-    let mut cmd = Command::new("apt-get");
-    cmd.args(["-q", "source", package]).current_dir(&unpacked);
-    if let Some(conf) = &conf {
-        cmd.env("APT_CONFIG", conf);
-    }
-    runner.run(&mut cmd)?;
+    let mut cmd = apt
+        .as_ref()
+        .map_or_else(|| Command::new("apt-get"), |apt| apt.command("apt-get"));
+    runner.run(cmd.args(["-q", "source", package]).current_dir(&unpacked))?;
     let src = dir.join("src");
     let _ = fs::remove_dir_all(&src);
     fs::rename(&unpacked, &src)?;
@@ -96,9 +88,9 @@ fn cached(dir: &Path, stamp: &Path) -> Option<Source> {
     })
 }
 
-/// None when the machine's apt knows the package's source already; otherwise a private
-/// configuration in `dir/apt` with deb-src entries for the machine's suite, updated once.
-fn apt_config(package: &str, dir: &Path, runner: &Runner) -> anyhow::Result<Option<PathBuf>> {
+/// None when the machine's apt knows the package's source already; otherwise a private apt
+/// state in `dir/apt` with deb-src entries for the machine's suite, updated once.
+fn private_apt(package: &str, dir: &Path, runner: &Runner) -> anyhow::Result<Option<PrivateApt>> {
     let known = Command::new("apt-cache")
         .args(["showsrc", package])
         .output()
@@ -114,59 +106,13 @@ fn apt_config(package: &str, dir: &Path, runner: &Runner) -> anyhow::Result<Opti
             "cargo xtask real fetches Debian's sources: /etc/os-release names no Debian suite (ID=debian, VERSION_CODENAME)"
         );
     };
-    let apt = dir.join("apt");
-    for sub in ["lists/partial", "cache/archives/partial", "parts"] {
-        fs::create_dir_all(apt.join(sub))?;
-    }
-    fs::write(apt.join("sources.list"), source_list(&suite))?;
-    fs::write(apt.join("status"), "")?;
-    let conf = apt.join("apt.conf");
-    fs::write(&conf, apt_conf(&apt))?;
+    let apt = PrivateApt::create(dir.join("apt"), &source_list(&suite))?;
     println!(
         "real: no deb-src entry for {package}; apt-get update of {suite}'s sources in a private apt state ({})",
-        apt.display()
+        apt.dir.display()
     );
-    runner.run(
-        Command::new("apt-get")
-            .args(["-q", "update"])
-            .env("APT_CONFIG", &conf),
-    )?;
-    Ok(Some(conf))
-}
-
-/// Installs whichever of [`TOOLS`] is missing with the machine's apt.
-fn ensure_tools(verbose: bool) -> anyhow::Result<()> {
-    let missing: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(_, file)| !Path::new(file).exists())
-        .map(|(package, _)| *package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let shown = format!(
-        "apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
-    );
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "missing {}: run as root (it would run `{shown}`)",
-            missing.join(", ")
-        );
-    }
-    println!(
-        "real: missing {}; running `apt-get update && {shown}`",
-        missing.join(", ")
-    );
-    let runner = Runner::new(verbose, "real-tools")?;
-    runner.run(Command::new("apt-get").arg("update"))?;
-    runner.run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    apt.update(runner)?;
+    Ok(Some(apt))
 }
 
 /// The one directory `apt-get source` unpacked into `dir`.

@@ -1,13 +1,10 @@
 //! What the host needs to boot the kernels (QEMU, a static busybox, cpio), installed like
 //! `cargo xtask setup` installs its steps, and whether KVM can be used.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::bail;
-
-use crate::run::{Runner, output};
+use crate::debian;
+use crate::run::output;
 
 /// A package and the file whose presence says it is installed.
 const TOOLS: [(&str, &str); 3] = [
@@ -19,56 +16,20 @@ const TOOLS: [(&str, &str); 3] = [
 /// Installs whichever of [`TOOLS`] is missing, saying what it does; does nothing (and says so)
 /// when all are present.
 pub fn ensure_tools(verbose: bool) -> anyhow::Result<()> {
-    let missing: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(_, file)| !Path::new(file).exists())
-        .map(|(package, _)| *package)
-        .collect();
-    if missing.is_empty() {
+    let started = Instant::now();
+    if debian::install_missing(&TOOLS, "vm-test", verbose)? {
+        println!(
+            "vm-test: installed in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
         println!(
             "vm-test: qemu-system-x86_64, busybox (static) and cpio -> present ({})",
             output("qemu-system-x86_64", &["--version"])
                 .and_then(|v| v.lines().next().map(str::to_owned))
                 .unwrap_or_default()
         );
-        return Ok(());
     }
-    let shown = format!(
-        "apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
-    );
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "missing {}: run as root (it would run `{shown}`)",
-            missing.join(", ")
-        );
-    }
-    println!(
-        "vm-test: missing {}; running `apt-get update && {shown}`",
-        missing.join(", ")
-    );
-    let started = Instant::now();
-    let runner = Runner::new(verbose, "vm-tools")?;
-    runner.run(Command::new("apt-get").arg("update"))?;
-    runner.run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    for (package, file) in TOOLS {
-        if !Path::new(file).exists() {
-            bail!(
-                "installed {package}, but {file} is still missing (log: {})",
-                runner.log.display()
-            );
-        }
-    }
-    println!(
-        "vm-test: installed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

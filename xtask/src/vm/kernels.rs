@@ -9,14 +9,15 @@ use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
 
+use crate::debian::{Cache, KEYRING, MIRROR, PrivateApt, SECURITY_MIRROR};
 use crate::run::Runner;
 
-/// Where kernels are kept unless `QBENCH_VM_CACHE` says otherwise.
-const DEFAULT_CACHE: &str = "/var/cache/qbench-vm";
-/// debian-archive-keyring has the keys of every release since bullseye in this one file.
-pub(crate) const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-pub(crate) const MIRROR: &str = "http://deb.debian.org/debian";
-pub(crate) const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+/// Where kernels are kept, a directory per suite.
+const CACHE: Cache = Cache {
+    var: "QBENCH_VM_CACHE",
+    default: "/var/cache/qbench-vm",
+    what: "kernel cache",
+};
 /// The metapackage whose dependency names the suite's current cloud kernel.
 const METAPACKAGE: &str = "linux-image-cloud-amd64";
 
@@ -74,14 +75,10 @@ pub struct Fetched {
     pub package: String,
 }
 
-pub fn cache_root() -> PathBuf {
-    std::env::var_os("QBENCH_VM_CACHE").map_or_else(|| PathBuf::from(DEFAULT_CACHE), PathBuf::from)
-}
-
 /// The kernel of `kernel`'s suite, from the cache, or downloaded into it (`refresh`: resolve
 /// and download again even when cached).
 pub fn fetch(kernel: Kernel, refresh: bool, verbose: bool) -> anyhow::Result<Fetched> {
-    let dir = cache_root().join(kernel.suite());
+    let dir = CACHE.root().join(kernel.suite());
     let (vmlinuz, package_file) = (dir.join("vmlinuz"), dir.join("package"));
     if !refresh && vmlinuz.exists() {
         let package = fs::read_to_string(&package_file).unwrap_or_default();
@@ -96,12 +93,7 @@ pub fn fetch(kernel: Kernel, refresh: bool, verbose: bool) -> anyhow::Result<Fet
             package: package.trim().to_owned(),
         });
     }
-    fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "cannot create the kernel cache {}: run as root, or set QBENCH_VM_CACHE to a writable directory",
-            dir.display()
-        )
-    })?;
+    CACHE.create(&dir)?;
     let started = Instant::now();
     let runner = Runner::new(verbose, &format!("vm-{}", kernel.suite()))?;
     let package = download(kernel, &dir, &runner)?;
@@ -118,29 +110,18 @@ pub fn fetch(kernel: Kernel, refresh: bool, verbose: bool) -> anyhow::Result<Fet
 /// real package, apt-get download, and its kernel image (and config, checked) extracted. The
 /// apt state and the package are removed afterwards: only the image is kept.
 fn download(kernel: Kernel, dir: &Path, runner: &Runner) -> anyhow::Result<String> {
-    let apt = dir.join("apt");
-    for sub in ["lists/partial", "cache/archives/partial", "parts"] {
-        fs::create_dir_all(apt.join(sub))?;
-    }
-    fs::write(apt.join("sources.list"), sources_list(kernel.suite()))?;
-    fs::write(apt.join("status"), "")?;
-    let conf = apt.join("apt.conf");
-    fs::write(&conf, apt_conf(&apt))?;
+    let apt = PrivateApt::create(dir.join("apt"), &sources_list(kernel.suite()))?;
     println!(
         "vm-test: {}: apt-get update ({} and {}-security, private apt state in {})",
         kernel.label(),
         kernel.suite(),
         kernel.suite(),
-        apt.display()
+        apt.dir.display()
     );
-    runner.run(
-        Command::new("apt-get")
-            .args(["-q", "update"])
-            .env("APT_CONFIG", &conf),
-    )?;
-    let depends = Command::new("apt-cache")
+    apt.update(runner)?;
+    let depends = apt
+        .command("apt-cache")
         .args(["depends", METAPACKAGE])
-        .env("APT_CONFIG", &conf)
         .output()
         .context("cannot run apt-cache")?;
     let depends = String::from_utf8_lossy(&depends.stdout);
@@ -155,9 +136,8 @@ fn download(kernel: Kernel, dir: &Path, runner: &Runner) -> anyhow::Result<Strin
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
     runner.run(
-        Command::new("apt-get")
+        apt.command("apt-get")
             .args(["-q", "download", &package])
-            .env("APT_CONFIG", &conf)
             .current_dir(&work),
     )?;
     let deb = fs::read_dir(&work)?
@@ -181,7 +161,7 @@ fn download(kernel: Kernel, dir: &Path, runner: &Runner) -> anyhow::Result<Strin
         .with_context(|| format!("{package} has no boot/vmlinuz-{release}"))?;
     fs::rename(&tmp, dir.join("vmlinuz"))?;
     fs::remove_dir_all(&work)?;
-    fs::remove_dir_all(&apt)?;
+    fs::remove_dir_all(&apt.dir)?;
     Ok(package)
 }
 
@@ -191,26 +171,6 @@ fn sources_list(suite: &str) -> String {
     format!(
         "deb [signed-by={KEYRING}] {MIRROR} {suite} main\n\
          deb [signed-by={KEYRING}] {SECURITY_MIRROR} {suite}-security main\n"
-    )
-}
-
-/// An apt configuration that reads and writes only under `dir`: its own sources, lists, caches
-/// and an empty dpkg status, and none of the machine's apt.conf.d (whose hooks, such as the
-/// AppStream refresh, are for the machine's own lists).
-pub(crate) fn apt_conf(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "Dir::Etc::SourceList \"{d}/sources.list\";\n\
-         Dir::Etc::SourceParts \"{d}/parts\";\n\
-         Dir::Etc::Parts \"{d}/parts\";\n\
-         Dir::Etc::Preferences \"{d}/preferences\";\n\
-         Dir::Etc::PreferencesParts \"{d}/parts\";\n\
-         Dir::State::Lists \"{d}/lists\";\n\
-         Dir::State::status \"{d}/status\";\n\
-         Dir::Cache \"{d}/cache\";\n\
-         APT::Architecture \"amd64\";\n\
-         APT::Sandbox::User \"root\";\n\
-         Acquire::Languages \"none\";\n"
     )
 }
 
@@ -269,15 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn the_private_apt_configuration_stays_in_its_directory() {
-        let conf = apt_conf(Path::new("/c/bullseye/apt"));
-        for line in conf.lines() {
-            let value = line.split('"').nth(1).expect("a quoted value");
-            assert!(
-                !value.starts_with('/') || value.starts_with("/c/bullseye/apt/"),
-                "{line}"
-            );
-        }
+    fn the_sources_are_the_suite_and_its_security_updates() {
         let sources = sources_list("bullseye");
         assert!(
             sources.contains(" bullseye main\n") && sources.contains(" bullseye-security main\n")

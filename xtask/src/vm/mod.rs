@@ -9,7 +9,7 @@
 
 mod host;
 mod initramfs;
-pub(crate) mod kernels;
+mod kernels;
 mod qemu;
 mod results;
 
