@@ -23,6 +23,12 @@ pub struct ProcThread {
 /// result says exactly which bytes the kernel holds, in every output alike, and a name that is
 /// not valid UTF-8 never makes its thread look gone.
 pub fn decode(bytes: &[u8]) -> String {
+    // The common case, read for every thread: nothing to escape.
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.contains('\\')
+    {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
