@@ -114,7 +114,8 @@ fn settle(pid: u32, tid: u32) -> std::io::Result<String> {
     let path = format!("/proc/{pid}/task/{tid}/syscall");
     let mut tries = 0;
     loop {
-        let text = std::fs::read_to_string(&path);
+        let text =
+            procfs::read_record(&path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
         tries += 1;
         match text {
             Ok(text) if text.starts_with("running") && tries <= 50 => {
@@ -262,7 +263,12 @@ fn describe(pid: u32, fd: i32, sockets: &mut SocketTables) -> Option<String> {
 }
 
 /// The network tables that name sockets, in the order they are searched.
-const TABLES: [(&str, &str); 4] = [("tcp", "TCP"), ("tcp6", "TCP"), ("udp", "UDP"), ("udp6", "UDP")];
+const TABLES: [(&str, &str); 4] = [
+    ("tcp", "TCP"),
+    ("tcp6", "TCP"),
+    ("udp", "UDP"),
+    ("udp6", "UDP"),
+];
 
 /// The sockets of the target's network namespace by inode, read when a socket is first looked
 /// up: the sockets of thousands of threads cost one read of each table, and a lookup each.

@@ -61,8 +61,12 @@ fn views_with(pid: u32, threads: &[ProcThread], kept: &mut Option<StackReader>) 
                 };
                 refreshed = true;
                 let reader = kept.insert(reader);
-                view.stack_functions = reader
-                    .stack(t.tid)
+                // The registers read with the call: the stack of that very wait.
+                let stack = match t.registers {
+                    Some(registers) => reader.stack_at(Ok(registers)),
+                    None => reader.stack(t.tid),
+                };
+                view.stack_functions = stack
                     .frames
                     .into_iter()
                     .filter_map(|f| f.function)

@@ -26,6 +26,7 @@ use self::symbolize::{Named, Symbols};
 use self::window::StackWindow;
 use crate::diagnosis::memory::Memory;
 use crate::procfs::maps::{self, DataSymbols, MappedObject, Mapping};
+use crate::procfs::parse_registers as registers;
 
 /// How far above SP the stack is read page by page, as the unwinder needs it: enough for deep C
 /// stacks; a frame beyond it is read word by word.
@@ -153,11 +154,17 @@ impl StackReader {
     /// The user stack of thread `tid` from its `/proc/PID/task/TID/syscall` as just read (for a
     /// caller that read it already).
     pub fn stack_from(&mut self, tid: u32, syscall: std::io::Result<String>) -> Stack {
-        let mut notes = self.notes.clone();
         let registers = match syscall {
             Ok(text) => registers(&text),
             Err(err) => Err(format!("/proc/{}/task/{tid}/syscall: {err}", self.pid)),
         };
+        self.stack_at(registers)
+    }
+
+    /// The user stack of a thread blocked with stack pointer `sp` and program counter `pc`
+    /// (`registers`, or why they could not be had), as [`crate::procfs::ProcThread`] has them.
+    pub fn stack_at(&mut self, registers: Result<(u64, u64), String>) -> Stack {
+        let mut notes = self.notes.clone();
         let (sp, pc) = match registers {
             Ok(registers) => registers,
             Err(why) => {
@@ -188,9 +195,9 @@ impl StackReader {
         // RBP is not known from outside; CFI unwinding needs it only in functions that keep
         // their frame in RBP, and then after it was saved on the stack, where it is found.
         let regs = UnwindRegsX86_64::new(pc, sp, 0);
-        let mut iter =
-            self.unwinder
-                .iter_frames(pc, regs, &mut self.unwind_cache, &mut read_stack);
+        let mut iter = self
+            .unwinder
+            .iter_frames(pc, regs, &mut self.unwind_cache, &mut read_stack);
         let mut frames = Vec::new();
         loop {
             let address = match iter.next() {
@@ -352,23 +359,6 @@ pub fn format_frame(frame: &Frame) -> String {
         what
     } else {
         format!("{what} ({place})")
-    }
-}
-
-/// The SP and PC of a blocked thread from `/proc/PID/task/TID/syscall`: "NR ARGS.. SP PC" in a
-/// syscall, "-1 SP PC" blocked elsewhere, "running" on a CPU (its registers change under us).
-fn registers(text: &str) -> Result<(u64, u64), String> {
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    if fields.first() == Some(&"running") {
-        return Err("the thread is running on a CPU: its registers cannot be read".to_owned());
-    }
-    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-    match fields.as_slice() {
-        [_, .., sp, pc] => match (hex(sp), hex(pc)) {
-            (Some(sp), Some(pc)) => Ok((sp, pc)),
-            _ => Err(format!("unreadable registers {:?}", text.trim())),
-        },
-        _ => Err(format!("unreadable registers {:?}", text.trim())),
     }
 }
 

@@ -36,7 +36,9 @@ impl<'m> StackWindow<'m> {
     /// The word at `address`: from the pieces read within the window, else read alone.
     pub(super) fn word(&mut self, address: u64) -> Option<u64> {
         if self.window.contains(&address)
-            && let Some(word) = self.piece_at(address).and_then(|bytes| word_in(bytes, address))
+            && let Some(word) = self
+                .piece_at(address)
+                .and_then(|bytes| word_in(bytes, address))
         {
             return Some(word);
         }
