@@ -5,7 +5,8 @@
 //! as qbench-trace runs them after a DNQ. `cargo xtask bench watch` runs it (as root: the
 //! diagnosis reads the target's memory).
 //!
-//! Prints one line: `threads N diagnosed D diagnose_ms X human_ms Y json_ms Z`.
+//! Prints one line: `threads N diagnosed D diagnose_ms X human_ms Y json_ms Z cpu_ms C bytes B`,
+//! the three times wall-clock, C the CPU (user and system) of all three together.
 //! Exit codes: 0 measured, 1 the process cannot be read, 2 usage error.
 
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     };
     let update = dnq(&threads);
+    let cpu_before = cpu_ms();
     let started = Instant::now();
     let diagnoses = evidence::diagnose(pid, &update, 0);
     let diagnose = started.elapsed();
@@ -47,9 +49,10 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let json = output::json(&update, &ctx);
     let json_time = started.elapsed();
+    let cpu = cpu_ms() - cpu_before;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     println!(
-        "threads {} diagnosed {} diagnose_ms {:.1} human_ms {:.1} json_ms {:.1} bytes {}",
+        "threads {} diagnosed {} diagnose_ms {:.1} human_ms {:.1} json_ms {:.1} cpu_ms {cpu:.1} bytes {}",
         update.threads.len(),
         diagnoses.len(),
         ms(diagnose),
@@ -58,6 +61,16 @@ fn main() -> ExitCode {
         human.len() + json.len()
     );
     ExitCode::SUCCESS
+}
+
+/// The CPU this process has used so far (user and system), in milliseconds.
+fn cpu_ms() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the valid one given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
 /// The report of an update none of `threads` arrived at, each blocked where /proc shows it (as

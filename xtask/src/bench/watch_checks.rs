@@ -48,6 +48,8 @@ pub struct Dnq {
     pub diagnose_ms: f64,
     pub human_ms: f64,
     pub json_ms: f64,
+    /// CPU of the three together (user and system).
+    pub cpu_ms: f64,
 }
 
 impl Dnq {
@@ -253,8 +255,8 @@ fn dnq_report(exe: &Path, example: &PathBuf) -> anyhow::Result<Dnq> {
         );
         let run = parse_dnq(&String::from_utf8_lossy(&out.stdout))?;
         eprintln!(
-            "bench: DNQ of {} threads: diagnose {:.0} ms, human {:.0} ms, json {:.0} ms",
-            run.threads, run.diagnose_ms, run.human_ms, run.json_ms
+            "bench: DNQ of {} threads: diagnose {:.0} ms, human {:.0} ms, json {:.0} ms, CPU {:.0} ms",
+            run.threads, run.diagnose_ms, run.human_ms, run.json_ms, run.cpu_ms
         );
         runs.push(run);
     }
@@ -277,6 +279,7 @@ fn parse_dnq(line: &str) -> anyhow::Result<Dnq> {
         diagnose_ms: value("diagnose_ms")?,
         human_ms: value("human_ms")?,
         json_ms: value("json_ms")?,
+        cpu_ms: value("cpu_ms")?,
     };
     if value("diagnosed")? as usize != dnq.threads {
         bail!("not every thread was diagnosed: {line:?}");
@@ -303,6 +306,7 @@ pub fn json(f: &Figures) -> serde_json::Value {
             "human_ms": f.dnq.human_ms,
             "json_ms": f.dnq.json_ms,
             "total_ms": f.dnq.total_ms(),
+            "cpu_ms": f.dnq.cpu_ms,
             "statistic": format!("median of {DNQ_RUNS} runs (by total), wall time"),
         },
     })
@@ -323,12 +327,13 @@ pub fn markdown(f: &Figures) -> String {
         f.default_interval_ms_per_s
     );
     out += &format!(
-        "| report of a DNQ, every thread missing: diagnose + human + json (wall) | {} | {:.0} ms ({:.0} + {:.0} + {:.0}) |\n",
+        "| report of a DNQ, every thread missing: diagnose + human + json, wall (CPU) | {} | {:.0} ms ({:.0} + {:.0} + {:.0}; CPU {:.0} ms) |\n",
         f.dnq.threads,
         f.dnq.total_ms(),
         f.dnq.diagnose_ms,
         f.dnq.human_ms,
-        f.dnq.json_ms
+        f.dnq.json_ms,
+        f.dnq.cpu_ms
     );
     out
 }
