@@ -2,10 +2,9 @@
 //! channels, descriptors, sockets), its memory (mutex owners, requested sleeps), and its stacks.
 //! Everything degrades: a fact that cannot be had is left out, never an error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::diagnosis::diagnose::{self, Cause, Facts, FrameFact, Futex};
-use crate::diagnosis::memory;
 use crate::diagnosis::stack::{Stack, StackReader};
 use crate::tracker::{Blocked, Outcome, ThreadReport, Update};
 use crate::{procfs, syscalls};
@@ -66,26 +65,33 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .iter()
         .map(|t| (t.tid, t.comm.as_str()))
         .collect();
-    let parked: Vec<u32> = update
+    let parked: HashSet<u32> = update
         .threads
         .iter()
         .filter(|t| t.arrival_ns.is_some())
         .map(|t| t.tid)
         .collect();
+    // Read once per report, whatever the number of threads: sockets are looked up by inode in
+    // the target's network tables.
+    let mut sockets = SocketTables::default();
     targets
         .into_iter()
         .map(|(thread, blocked)| {
             let missing = thread.arrival_ns.is_none();
             let stack = stack_of(pid, &mut reader, thread.tid, missing, blocked.is_some());
+            let seen = Seen {
+                reader: &reader,
+                comms: &comms,
+                parked: &parked,
+            };
             let facts = facts(
                 pid,
                 thread,
                 blocked,
                 earlier_updates,
                 Some(&stack),
-                &reader,
-                &comms,
-                &parked,
+                &seen,
+                &mut sockets,
             );
             let facts = Facts {
                 arrived_after_ns: thread
@@ -110,8 +116,7 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
 /// note says why it was not read.
 fn stack_of(pid: u32, reader: &mut StackReader, tid: u32, missing: bool, blocked: bool) -> Stack {
     if missing && blocked {
-        settle(pid, tid);
-        reader.stack(tid)
+        reader.stack_from(tid, settle(pid, tid))
     } else {
         Stack {
             frames: Vec::new(),
@@ -122,33 +127,46 @@ fn stack_of(pid: u32, reader: &mut StackReader, tid: u32, missing: bool, blocked
 
 /// Waits a little (at most 50 ms) for a blocked thread that is momentarily on a CPU, typically
 /// running the update signal's handler after one of the runtime's interruptions, to be back in
-/// its call: only then are its registers, and so its stack, readable.
-fn settle(pid: u32, tid: u32) {
+/// its call: only then are its registers, and so its stack, readable. Returns the last reading
+/// of its `/proc/PID/task/TID/syscall`, the registers the stack is read from.
+fn settle(pid: u32, tid: u32) -> std::io::Result<String> {
     let path = format!("/proc/{pid}/task/{tid}/syscall");
-    for _ in 0..50 {
-        match std::fs::read_to_string(&path) {
-            Ok(text) if text.starts_with("running") => {
+    let mut tries = 0;
+    loop {
+        let text =
+            procfs::read_record(&path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        tries += 1;
+        match text {
+            Ok(text) if text.starts_with("running") && tries <= 50 => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            _ => return,
+            text => return text,
         }
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site, each argument a different source"
-)]
+/// What is known of the whole process, shared by the facts of every thread.
+struct Seen<'a> {
+    reader: &'a StackReader,
+    comms: &'a HashMap<u32, &'a str>,
+    parked: &'a HashSet<u32>,
+}
+
 fn facts(
     pid: u32,
     thread: &ThreadReport,
     blocked: Option<Blocked>,
     earlier_updates: u64,
     stack: Option<&Stack>,
-    reader: &StackReader,
-    comms: &HashMap<u32, &str>,
-    parked: &[u32],
+    seen: &Seen<'_>,
+    sockets: &mut SocketTables,
 ) -> Facts {
+    let Seen {
+        reader,
+        comms,
+        parked,
+    } = *seen;
+    let memory = reader.memory();
     let missing = thread.arrival_ns.is_none();
     let task = format!("/proc/{pid}/task/{}", thread.tid);
     let state = if missing {
@@ -156,8 +174,10 @@ fn facts(
     } else {
         Some('S')
     };
-    let wchan = std::fs::read_to_string(format!("{task}/wchan"))
-        .ok()
+    // Only a thread in uninterruptible sleep is explained by its wait channel.
+    let wchan = (state == Some('D'))
+        .then(|| std::fs::read_to_string(format!("{task}/wchan")).ok())
+        .flatten()
         .map(|w| w.trim().to_string());
     let call = blocked.and_then(|b| syscalls::by_number(b.nr).map(|c| (b, c)));
     let futex = call.filter(|(_, c)| c.name == "futex").map(|(b, _)| {
@@ -170,8 +190,9 @@ fn facts(
             }
         });
         // glibc's pthread_mutex_t: the futex word first, the owner's tid 8 bytes in.
-        let owner_tid =
-            memory::read_u32(pid, uaddr + 8).filter(|t| *t != 0 && comms.contains_key(t));
+        let owner_tid = memory
+            .and_then(|m| m.read_u32(uaddr + 8))
+            .filter(|t| *t != 0 && comms.contains_key(t));
         Futex {
             symbol,
             owner_tid,
@@ -181,10 +202,10 @@ fn facts(
     });
     let fd = call
         .filter(|(_, c)| matches!(c.args.first(), Some(&"fd" | &"epfd")))
-        .and_then(|(b, _)| describe_fd(pid, b.args[0] as i32));
+        .and_then(|(b, _)| describe(pid, b.args[0] as i32, sockets));
     let sleep_ns = call.and_then(|(b, c)| match c.name {
-        "nanosleep" => memory::read_timespec(pid, b.args[0]),
-        "clock_nanosleep" => memory::read_timespec(pid, b.args[2]),
+        "nanosleep" => memory?.read_timespec(b.args[0]),
+        "clock_nanosleep" => memory?.read_timespec(b.args[2]),
         _ => None,
     });
     Facts {
@@ -259,13 +280,22 @@ fn details(f: &Facts, cause: Option<Cause>) -> serde_json::Value {
 /// What descriptor `fd` of `pid` is: "TCP 127.0.0.1:5555 LISTEN", "pipe", "epoll instance",
 /// "file /var/log/x".
 pub fn describe_fd(pid: u32, fd: i32) -> Option<String> {
+    describe(pid, fd, &mut SocketTables::default())
+}
+
+/// [`describe_fd`], with the network tables read at most once for many descriptors.
+fn describe(pid: u32, fd: i32, sockets: &mut SocketTables) -> Option<String> {
     let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
     let target = target.to_string_lossy();
     if let Some(inode) = target
         .strip_prefix("socket:[")
         .and_then(|s| s.strip_suffix(']'))
     {
-        return Some(socket(pid, inode).unwrap_or_else(|| "socket".to_string()));
+        return Some(
+            sockets
+                .describe(pid, inode)
+                .unwrap_or_else(|| "socket".to_string()),
+        );
     }
     Some(match target.as_ref() {
         t if t.starts_with("pipe:") => "pipe".to_string(),
@@ -276,31 +306,58 @@ pub fn describe_fd(pid: u32, fd: i32) -> Option<String> {
     })
 }
 
-/// The socket with `inode` in the target's network namespace.
-fn socket(pid: u32, inode: &str) -> Option<String> {
-    for (table, proto) in [
-        ("tcp", "TCP"),
-        ("tcp6", "TCP"),
-        ("udp", "UDP"),
-        ("udp6", "UDP"),
-    ] {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
-        if let Some(line) = text
-            .lines()
-            .skip(1)
-            .find(|l| l.split_whitespace().nth(9) == Some(inode))
-        {
-            return parse_socket_line(proto, line);
+/// The network tables that name sockets, in the order they are searched.
+const TABLES: [(&str, &str); 4] = [
+    ("tcp", "TCP"),
+    ("tcp6", "TCP"),
+    ("udp", "UDP"),
+    ("udp6", "UDP"),
+];
+
+/// The sockets of the target's network namespace by inode, read when a socket is first looked
+/// up: the sockets of thousands of threads cost one read of each table, and a lookup each.
+#[derive(Debug, Default)]
+struct SocketTables {
+    by_inode: Option<HashMap<String, Option<String>>>,
+}
+
+impl SocketTables {
+    /// The socket with `inode`, as the first line that lists it says.
+    fn describe(&mut self, pid: u32, inode: &str) -> Option<String> {
+        self.by_inode
+            .get_or_insert_with(|| read_tables(pid))
+            .get(inode)
+            .cloned()
+            .flatten()
+    }
+}
+
+/// Every socket of the TCP and UDP tables, then of the Unix one, by inode.
+fn read_tables(pid: u32) -> HashMap<String, Option<String>> {
+    let mut by_inode = HashMap::new();
+    let read = |table: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default()
+    };
+    for (table, proto) in TABLES {
+        for line in read(table).lines().skip(1) {
+            if let Some(inode) = line.split_whitespace().nth(9) {
+                by_inode
+                    .entry(inode.to_owned())
+                    .or_insert_with(|| parse_socket_line(proto, line));
+            }
         }
     }
-    let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap_or_default();
-    unix.lines()
-        .skip(1)
-        .find(|l| l.split_whitespace().nth(6) == Some(inode))
-        .map(|l| match l.split_whitespace().nth(7) {
-            Some(path) => format!("unix socket {path}"),
-            None => "unix socket".to_string(),
-        })
+    for line in read("unix").lines().skip(1) {
+        let mut fields = line.split_whitespace().skip(6);
+        if let Some(inode) = fields.next() {
+            let shown = match fields.next() {
+                Some(path) => format!("unix socket {path}"),
+                None => "unix socket".to_string(),
+            };
+            by_inode.entry(inode.to_owned()).or_insert(Some(shown));
+        }
+    }
+    by_inode
 }
 
 /// A line of /proc/net/{tcp,udp}[6]: `sl local rem st ...` with hex addresses.

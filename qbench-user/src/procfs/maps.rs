@@ -120,7 +120,13 @@ pub fn mappings(pid: u32) -> Option<Vec<Mapping>> {
 
 /// The mapping that contains `address`.
 pub fn mapping_of(mappings: &[Mapping], address: u64) -> Option<&Mapping> {
-    mappings.iter().find(|m| m.range.contains(&address))
+    // The kernel lists mappings in address order, without overlaps: a binary search, since a
+    // process with thousands of threads has thousands of stacks mapped.
+    let after = mappings.partition_point(|m| m.range.start <= address);
+    after
+        .checked_sub(1)
+        .map(|i| &mappings[i])
+        .filter(|m| m.range.contains(&address))
 }
 
 /// One file mapped by the process, with all its mappings.
@@ -221,25 +227,62 @@ pub fn objects(mappings: &[Mapping]) -> Vec<MappedObject> {
 /// The data symbol containing `address` among the objects of process `pid`, and the offset into
 /// it (see `stack::data_symbol`).
 pub fn data_symbol(pid: u32, objects: &[MappedObject], address: u64) -> Option<(String, u64)> {
-    // The object whose image starts last at or below the address; its .bss may lie past its
-    // file-backed mappings, in anonymous memory.
-    let object = objects
+    let object = data_object(objects, address)?;
+    DataSymbols::load(pid, &objects[object])?.find(address)
+}
+
+/// The index of the object whose image starts last at or below `address`: the one whose data
+/// holds it, if any does (its .bss may lie past its file-backed mappings, in anonymous memory).
+pub fn data_object(objects: &[MappedObject], address: u64) -> Option<usize> {
+    objects
         .iter()
-        .filter(|o| o.range().start <= address)
-        .max_by_key(|o| o.range().start)?;
-    let file = ReadCache::new(object.open(pid)?);
-    let elf = object::File::parse(&file).ok()?;
-    let bias = object.bias(&elf)?;
-    if address >= object.image_end(&elf, bias) {
-        return None;
+        .enumerate()
+        .filter(|(_, o)| o.range().start <= address)
+        .max_by_key(|(_, o)| o.range().start)
+        .map(|(i, _)| i)
+}
+
+/// The data symbols of one mapped object, read once to name many addresses.
+#[derive(Debug, Clone)]
+pub struct DataSymbols {
+    bias: u64,
+    image_end: u64,
+    /// `.symtab` (which has the static, file-local data too) then `.dynsym` (which survives
+    /// stripping): file address, size and name (None when not readable).
+    symbols: Vec<(u64, u64, Option<String>)>,
+}
+
+impl DataSymbols {
+    /// Reads the data symbols of `object`; None when its file cannot be read or is not ELF.
+    pub fn load(pid: u32, object: &MappedObject) -> Option<Self> {
+        let file = ReadCache::new(object.open(pid)?);
+        let elf = object::File::parse(&file).ok()?;
+        let bias = object.bias(&elf)?;
+        let symbols = elf
+            .symbols()
+            .chain(elf.dynamic_symbols())
+            .filter(|s| s.kind() == SymbolKind::Data && s.is_definition())
+            .map(|s| (s.address(), s.size(), s.name().ok().map(str::to_owned)))
+            .collect();
+        Some(Self {
+            bias,
+            image_end: object.image_end(&elf, bias),
+            symbols,
+        })
     }
-    let vaddr = address.checked_sub(bias)?;
-    // .symtab has the static (file-local) data too; .dynsym survives stripping.
-    elf.symbols()
-        .chain(elf.dynamic_symbols())
-        .filter(|s| s.kind() == SymbolKind::Data && s.is_definition())
-        .find(|s| (s.address()..s.address().saturating_add(s.size())).contains(&vaddr))
-        .and_then(|s| Some((s.name().ok()?.to_owned(), vaddr - s.address())))
+
+    /// The symbol containing process address `address`, and the offset into it.
+    pub fn find(&self, address: u64) -> Option<(String, u64)> {
+        if address >= self.image_end {
+            return None;
+        }
+        let vaddr = address.checked_sub(self.bias)?;
+        let (start, _, name) = self
+            .symbols
+            .iter()
+            .find(|(start, size, _)| (*start..start.saturating_add(*size)).contains(&vaddr))?;
+        Some((name.clone()?, vaddr - start))
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub struct ProcThread {
     pub state: char,
     /// The syscall it is blocked in, with its arguments, if any.
     pub syscall: Option<(i64, [u64; 6])>,
+    /// Its user stack pointer and program counter when blocked (in a syscall or not), read
+    /// with `syscall`: where its stack is unwound from.
+    pub registers: Option<(u64, u64)>,
 }
 
 /// Text from /proc that may hold names (thread and process names, paths): bytes, not UTF-8.
@@ -23,6 +26,12 @@ pub struct ProcThread {
 /// result says exactly which bytes the kernel holds, in every output alike, and a name that is
 /// not valid UTF-8 never makes its thread look gone.
 pub fn decode(bytes: &[u8]) -> String {
+    // The common case, read for every thread: nothing to escape.
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.contains('\\')
+    {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -41,7 +50,76 @@ pub fn decode(bytes: &[u8]) -> String {
 
 /// Reads a /proc file as [`decode`]d text; None when it cannot be read (the task is gone).
 pub fn read(path: impl AsRef<std::path::Path>) -> Option<String> {
-    std::fs::read(path).ok().map(|bytes| decode(&bytes))
+    read_small(path).map(|bytes| decode(&bytes))
+}
+
+/// The bytes of a small /proc file. `std::fs::read` asks the file's size first (a `statx`),
+/// which /proc files do not know: this reads straight away, thousands of times per check.
+pub fn read_small(path: impl AsRef<std::path::Path>) -> Option<Vec<u8>> {
+    read_all(std::fs::File::open(path).ok()?, false).ok()
+}
+
+/// The whole of `file`; with `one_record`, a read that does not fill the buffer is taken as the
+/// end (true of the files whose one line the kernel writes in one go, such as a task's `stat`
+/// and `syscall`), which spares the read that would return nothing.
+/// [`read_small`] for a file the kernel writes in one go (see [`read_all`]): a task's `stat`,
+/// `syscall`, `comm`.
+pub fn read_record(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8>> {
+    read_all(std::fs::File::open(path)?, true)
+}
+
+fn read_all(mut file: std::fs::File, one_record: bool) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = vec![0; 1024];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) if one_record && len + n < bytes.len() => {
+                len += n;
+                break;
+            }
+            Ok(n) => len += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+/// A /proc directory held open, its files opened relative to it: the kernel then walks two
+/// path components per file instead of five, which is a third of reading a thread's `stat`.
+struct ProcDir(std::fs::File);
+
+impl ProcDir {
+    fn open(path: &std::path::Path) -> Option<Self> {
+        std::fs::File::open(path).ok().map(Self)
+    }
+
+    /// The bytes of the one-record file (see [`read_all`]) at `relative` (no NUL in it) under
+    /// this directory.
+    fn read_record(&self, relative: &str) -> Option<Vec<u8>> {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _};
+        let name = std::ffi::CString::new(relative).ok()?;
+        // SAFETY: the directory descriptor is open for the life of `self`, and `name` is a
+        // NUL-terminated string that outlives the call.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just opened here and nothing else owns it.
+        read_all(unsafe { std::fs::File::from_raw_fd(fd) }, true).ok()
+    }
 }
 
 /// The root of /proc (tests point it elsewhere).
@@ -52,11 +130,16 @@ fn proc_root() -> PathBuf {
 /// Every thread of process `pid`; None when the process does not exist.
 pub fn threads(pid: u32) -> Option<Vec<ProcThread>> {
     let task = proc_root().join(pid.to_string()).join("task");
-    let entries = std::fs::read_dir(task).ok()?;
+    let entries = std::fs::read_dir(&task).ok()?;
+    let dir = ProcDir::open(&task)?;
     let mut threads: Vec<ProcThread> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|tid| thread(pid, tid))
+        .filter_map(|tid| {
+            let stat = dir.read_record(&format!("{tid}/stat"))?;
+            let syscall = dir.read_record(&format!("{tid}/syscall"));
+            proc_thread(tid, &stat, syscall.as_deref())
+        })
         .collect();
     threads.sort_by_key(|t| t.tid);
     Some(threads)
@@ -68,16 +151,23 @@ pub fn thread(pid: u32, tid: u32) -> Option<ProcThread> {
         .join(pid.to_string())
         .join("task")
         .join(tid.to_string());
-    let stat = read(dir.join("stat"))?;
-    let (comm, state) = parse_stat(&stat)?;
-    let syscall = std::fs::read_to_string(dir.join("syscall"))
-        .ok()
-        .and_then(|s| parse_syscall(&s));
+    let stat = read_record(dir.join("stat")).ok()?;
+    let syscall = read_record(dir.join("syscall")).ok();
+    proc_thread(tid, &stat, syscall.as_deref())
+}
+
+/// A thread from its `stat` and `syscall` files; None when the stat line is malformed.
+fn proc_thread(tid: u32, stat: &[u8], syscall: Option<&[u8]>) -> Option<ProcThread> {
+    let (comm, state) = parse_stat(&decode(stat))?;
+    let text = syscall.map(String::from_utf8_lossy);
+    let syscall = text.as_deref().and_then(parse_syscall);
+    let registers = text.as_deref().and_then(|s| parse_registers(s).ok());
     Some(ProcThread {
         tid,
         comm,
         state,
         syscall,
+        registers,
     })
 }
 
@@ -97,7 +187,8 @@ pub fn comm(pid: u32, tid: u32) -> Option<String> {
 
 /// The scheduler state letter of thread `tid` of `pid`.
 pub fn state(pid: u32, tid: u32) -> Option<char> {
-    parse_stat(&read(task_file(pid, tid, "stat"))?).map(|(_, state)| state)
+    let stat = read_record(task_file(pid, tid, "stat")).ok()?;
+    parse_stat(&decode(&stat)).map(|(_, state)| state)
 }
 
 /// Whether process `pid` is gone or on its way out: its main thread a zombie or dead, exiting
@@ -175,6 +266,23 @@ pub fn parse_syscall(text: &str) -> Option<(i64, [u64; 6])> {
         *arg = u64::from_str_radix(field.trim_start_matches("0x"), 16).ok()?;
     }
     Some((nr, args))
+}
+
+/// The SP and PC of a blocked thread from `/proc/PID/task/TID/syscall`: "NR ARGS.. SP PC" in a
+/// syscall, "-1 SP PC" blocked elsewhere, "running" on a CPU (its registers change under us).
+pub fn parse_registers(text: &str) -> Result<(u64, u64), String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields.first() == Some(&"running") {
+        return Err("the thread is running on a CPU: its registers cannot be read".to_owned());
+    }
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    match fields.as_slice() {
+        [_, .., sp, pc] => match (hex(sp), hex(pc)) {
+            (Some(sp), Some(pc)) => Ok((sp, pc)),
+            _ => Err(format!("unreadable registers {:?}", text.trim())),
+        },
+        _ => Err(format!("unreadable registers {:?}", text.trim())),
+    }
 }
 
 /// The word for a scheduler state letter, as reports print it.

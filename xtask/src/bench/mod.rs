@@ -10,6 +10,7 @@ pub mod table1;
 pub mod table1_report;
 pub mod table1_svg;
 pub mod watch;
+pub mod watch_checks;
 
 use anyhow::Context as _;
 
@@ -64,11 +65,15 @@ pub enum Which {
         probe_effect_only: bool,
     },
     /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
-    /// observer and the diagnosis mode (needs root).
+    /// observer and the diagnosis mode; what a readiness check and the report of a DNQ of
+    /// 10,000 threads cost (needs root).
     Watch {
         /// Rounds of the three modes (figures are medians of rounds).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Only the readiness checks and the DNQ report (not the per-call costs).
+        #[arg(long)]
+        checks_only: bool,
     },
     /// The observer's quiescence time against the runtime's, for the same updates (needs root).
     Accuracy {
@@ -82,7 +87,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match args.which {
         Which::Runtime { quick, requests } => runtime(quick, requests),
         Which::Accuracy { updates } => crate::bench::accuracy::run(updates),
-        Which::Watch { rounds } => crate::bench::watch::run(rounds),
+        Which::Watch {
+            rounds,
+            checks_only,
+        } => crate::bench::watch::run(rounds, checks_only),
         Which::Table1 { quick } => crate::bench::table1_report::run(quick),
         Which::Overhead {
             seconds,

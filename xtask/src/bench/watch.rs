@@ -40,10 +40,28 @@ struct Round {
     rss_kib: Option<u64>,
 }
 
-pub fn run(rounds: usize) -> anyhow::Result<()> {
+pub fn run(rounds: usize, checks_only: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     ensure!(root, "bench watch needs root (it loads eBPF programs)");
+    if !checks_only {
+        per_call(rounds)?;
+    }
+    let figures = crate::bench::watch_checks::run()?;
+    let machine = crate::bench::machine();
+    let mut json = crate::bench::watch_checks::json(&figures);
+    json["machine"] = machine.clone().into();
+    let out = crate::bench::write_result("watch-checks.json", &json)?;
+    println!(
+        "Machine: {machine}\n\n{}",
+        crate::bench::watch_checks::markdown(&figures)
+    );
+    println!("written {}", out.display());
+    Ok(())
+}
+
+/// The per-call costs of the modes side by side, `rounds` times.
+fn per_call(rounds: usize) -> anyhow::Result<()> {
     workspace::cargo(&[
         "build",
         "--release",

@@ -11,23 +11,25 @@
 //!
 //! Nothing here fails: what could not be had is said in `Stack::degraded`.
 
-use std::{fs::File, path::Path};
+mod symbolize;
+mod window;
 
-use blazesym::symbolize::{
-    Input, Reason, Symbolized, Symbolizer,
-    source::{Process, Source},
-};
+use std::{cell::RefCell, collections::HashMap, fs::File, path::Path};
+
 use framehop::{
     ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder as _,
     x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
 };
 use object::{Object as _, ObjectSection as _, ReadCache};
 
+use self::symbolize::{Named, Symbols};
+use self::window::StackWindow;
 use crate::diagnosis::memory::Memory;
-use crate::procfs::maps::{self, MappedObject, Mapping};
+use crate::procfs::maps::{self, DataSymbols, MappedObject, Mapping};
+use crate::procfs::parse_registers as registers;
 
-/// How much of the stack is read at once from SP: enough for deep C stacks; a frame beyond it
-/// is read word by word.
+/// How far above SP the stack is read page by page, as the unwinder needs it: enough for deep C
+/// stacks; a frame beyond it is read word by word.
 const STACK_BYTES: u64 = 64 * 1024;
 /// A bound on the frames of one stack, against loops in corrupt stacks.
 const MAX_FRAMES: usize = 128;
@@ -55,25 +57,41 @@ pub struct Stack {
     pub degraded: Option<String>,
 }
 
-/// The stacks of one process's threads: the objects' unwind info is read and the symbolizer's
-/// caches filled once for all of them.
+/// The stacks of one process's threads: the objects' unwind info is read, and each code address
+/// named, once for all of them. [`StackReader::refresh`] keeps all that for a later look at the
+/// same process, as long as it maps the same files.
 pub struct StackReader {
     pid: u32,
     mappings: Vec<Mapping>,
     objects: Vec<MappedObject>,
     unwinder: UnwinderX86_64<Vec<u8>>,
+    /// framehop's cache of unwind rules by address, valid as long as the modules are.
+    unwind_cache: CacheX86_64,
     memory: Option<Memory>,
-    symbolizer: Symbolizer,
+    symbols: Symbols,
+    /// Data symbols by object (read on first use) and the names found, by address.
+    data: RefCell<DataCache>,
     /// Notes about the process that concern every stack (no maps, no memory).
     notes: Vec<String>,
 }
 
+#[derive(Debug, Default)]
+struct DataCache {
+    objects: HashMap<usize, Option<DataSymbols>>,
+    named: HashMap<u64, Option<(String, u64)>>,
+}
+
 impl StackReader {
     /// Reads process `pid`'s memory map and the unwind info of the code it maps now (a library
-    /// `dlopen`ed later is not known to this reader).
+    /// `dlopen`ed later is not known to this reader until [`refresh`](Self::refresh)).
     pub fn new(pid: u32) -> Self {
+        let mappings = maps::mappings(pid);
+        Self::with_mappings(pid, mappings)
+    }
+
+    fn with_mappings(pid: u32, mappings: Option<Vec<Mapping>>) -> Self {
         let mut notes = Vec::new();
-        let mappings = maps::mappings(pid).unwrap_or_else(|| {
+        let mappings = mappings.unwrap_or_else(|| {
             notes.push(format!("/proc/{pid}/maps is not readable"));
             Vec::new()
         });
@@ -93,30 +111,60 @@ impl StackReader {
         if memory.is_none() {
             notes.push(format!("/proc/{pid}/mem is not readable"));
         }
-        let symbolizer = Symbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(false)
-            .enable_demangling(true)
-            .build();
         Self {
             pid,
             mappings,
             objects,
             unwinder,
+            unwind_cache: CacheX86_64::new(),
             memory,
-            symbolizer,
+            symbols: Symbols::new(pid),
+            data: RefCell::default(),
             notes,
+        }
+    }
+
+    /// Reads the memory map again, for stacks taken later. What was learnt about the code stays
+    /// while the process maps the same files at the same places (threads come and go, the heap
+    /// grows: none of that changes a name); otherwise the reader starts over.
+    pub fn refresh(&mut self) {
+        let mappings = maps::mappings(self.pid);
+        // Opened again: a process with the pid of one gone (and the same map, without address
+        // randomization) has its own memory.
+        let memory = Memory::open(self.pid);
+        match (mappings, memory) {
+            (Some(mappings), Some(memory))
+                if self.memory.is_some()
+                    && !self.mappings.is_empty()
+                    && same_code(&self.mappings, &mappings) =>
+            {
+                self.mappings = mappings;
+                self.memory = Some(memory);
+            }
+            (mappings, _) => *self = Self::with_mappings(self.pid, mappings),
         }
     }
 
     /// The user stack of thread `tid`, as much of it as could be had.
     pub fn stack(&mut self, tid: u32) -> Stack {
-        let mut notes = self.notes.clone();
         let path = format!("/proc/{}/task/{tid}/syscall", self.pid);
-        let registers = match std::fs::read_to_string(&path) {
+        self.stack_from(tid, std::fs::read_to_string(path))
+    }
+
+    /// The user stack of thread `tid` from its `/proc/PID/task/TID/syscall` as just read (for a
+    /// caller that read it already).
+    pub fn stack_from(&mut self, tid: u32, syscall: std::io::Result<String>) -> Stack {
+        let registers = match syscall {
             Ok(text) => registers(&text),
-            Err(err) => Err(format!("{path}: {err}")),
+            Err(err) => Err(format!("/proc/{}/task/{tid}/syscall: {err}", self.pid)),
         };
+        self.stack_at(registers)
+    }
+
+    /// The user stack of a thread blocked with stack pointer `sp` and program counter `pc`
+    /// (`registers`, or why they could not be had), as [`crate::procfs::ProcThread`] has them.
+    pub fn stack_at(&mut self, registers: Result<(u64, u64), String>) -> Stack {
+        let mut notes = self.notes.clone();
         let (sp, pc) = match registers {
             Ok(registers) => registers,
             Err(why) => {
@@ -136,34 +184,20 @@ impl StackReader {
     }
 
     /// The return addresses from PC up, as frames with only their address and object.
-    fn unwind(&self, sp: u64, pc: u64, notes: &mut Vec<String>) -> Vec<Frame> {
+    fn unwind(&mut self, sp: u64, pc: u64, notes: &mut Vec<String>) -> Vec<Frame> {
         let stack_end = maps::mapping_of(&self.mappings, sp)
             .map_or(sp + STACK_BYTES, |m| m.range.end.min(sp + STACK_BYTES));
-        let stack = self.memory.as_ref().map_or_else(Vec::new, |memory| {
-            memory.read_prefix(sp, usize::try_from(stack_end - sp).unwrap_or(0))
-        });
-        if stack.is_empty() {
+        let mut stack = StackWindow::new(self.memory.as_ref(), sp, stack_end);
+        if !stack.readable() {
             notes.push(format!("stack memory at SP {sp:#x} is not readable"));
         }
-        let mut read_stack = |address: u64| -> Result<u64, ()> {
-            let at = address
-                .checked_sub(sp)
-                .and_then(|o| usize::try_from(o).ok());
-            if let Some(word) = at.and_then(|at| stack.get(at..at.checked_add(8)?)) {
-                return Ok(u64::from_ne_bytes(word.try_into().map_err(|_| ())?));
-            }
-            self.memory
-                .as_ref()
-                .and_then(|m| m.read_u64(address))
-                .ok_or(())
-        };
+        let mut read_stack = |address: u64| stack.word(address).ok_or(());
         // RBP is not known from outside; CFI unwinding needs it only in functions that keep
         // their frame in RBP, and then after it was saved on the stack, where it is found.
         let regs = UnwindRegsX86_64::new(pc, sp, 0);
-        let mut cache = CacheX86_64::new();
         let mut iter = self
             .unwinder
-            .iter_frames(pc, regs, &mut cache, &mut read_stack);
+            .iter_frames(pc, regs, &mut self.unwind_cache, &mut read_stack);
         let mut frames = Vec::new();
         loop {
             let address = match iter.next() {
@@ -204,7 +238,7 @@ impl StackReader {
     }
 
     /// Names the frames; says which objects left frames unnamed and why.
-    fn symbolize(&self, frames: &mut [Frame], notes: &mut Vec<String>) {
+    fn symbolize(&mut self, frames: &mut [Frame], notes: &mut Vec<String>) {
         // A return address is the instruction after the call: the call itself is one byte back,
         // and that is the line to show (the next one may be another line, or another function).
         let lookups: Vec<u64> = frames
@@ -215,22 +249,27 @@ impl StackReader {
         if lookups.is_empty() {
             return;
         }
-        let (symbols, failure) = self.lookup(&lookups);
+        let (symbols, failure) = self.symbols.lookup(&self.mappings, &lookups);
         if let Some(failure) = failure {
             notes.push(failure);
         }
         let mut unnamed: Vec<String> = Vec::new();
         for (i, (frame, symbol)) in frames.iter_mut().zip(symbols).enumerate() {
             match symbol {
-                Symbolized::Sym(sym) => {
-                    frame.function = Some(sym.name.into_owned());
-                    frame.offset = Some(sym.offset as u64 + u64::from(i > 0));
-                    if let Some(code) = sym.code_info {
-                        frame.file = Some(code.to_path().display().to_string());
-                        frame.line = code.line;
+                Named::Symbol {
+                    function,
+                    offset,
+                    file,
+                    line,
+                } => {
+                    frame.function = Some(function);
+                    frame.offset = Some(offset + u64::from(i > 0));
+                    if file.is_some() {
+                        frame.file = file;
+                        frame.line = line;
                     }
                 }
-                Symbolized::Unknown(reason) => {
+                Named::Unknown(reason) => {
                     let object = frame.object.as_deref().unwrap_or("no object");
                     let why = format!("{object}: {reason}");
                     if !unnamed.contains(&why) {
@@ -249,50 +288,27 @@ impl StackReader {
         }
     }
 
-    /// One symbol per address. One bad file (a debug file it cannot decompress, an object it
-    /// may not open) must not cost the other frames their names, so a failed batch is retried
-    /// address by address, by path instead of map_files (which needs CAP_SYS_ADMIN), then
-    /// without debug info. Also says what failed, if anything.
-    fn lookup(&self, addresses: &[u64]) -> (Vec<Symbolized<'_>>, Option<String>) {
-        let mut process = Process::new(self.pid.into());
-        process.perf_map = false;
-        let batch = self
-            .symbolizer
-            .symbolize(&Source::Process(process.clone()), Input::AbsAddr(addresses));
-        let err = match batch {
-            Ok(symbols) => return (symbols, None),
-            Err(err) => err,
-        };
-        let mut by_path = process.clone();
-        by_path.map_files = false;
-        let mut without_debug = [process.clone(), by_path.clone()];
-        for process in &mut without_debug {
-            process.debug_syms = false;
-        }
-        let sources: Vec<Source<'_>> = [process, by_path]
-            .into_iter()
-            .chain(without_debug)
-            .map(Source::Process)
-            .collect();
-        let symbols: Vec<Symbolized<'_>> = addresses
-            .iter()
-            .map(|&address| {
-                let input = Input::AbsAddr(address);
-                sources
-                    .iter()
-                    .find_map(|source| self.symbolizer.symbolize_single(source, input).ok())
-                    .unwrap_or(Symbolized::Unknown(Reason::IgnoredError))
-            })
-            .collect();
-        // Without map_files, a target outside containers symbolizes all the same: no note then.
-        let failed = symbols.iter().any(|s| matches!(s, Symbolized::Unknown(_)));
-        (symbols, failed.then(|| format!("symbolizer: {err}")))
-    }
-
     /// The data symbol (a global `pthread_cond_t`, say) containing `address`, and the offset
     /// into it.
     pub fn data_symbol(&self, address: u64) -> Option<(String, u64)> {
-        maps::data_symbol(self.pid, &self.objects, address)
+        let mut data = self.data.borrow_mut();
+        if let Some(named) = data.named.get(&address) {
+            return named.clone();
+        }
+        let named = maps::data_object(&self.objects, address).and_then(|i| {
+            data.objects
+                .entry(i)
+                .or_insert_with(|| DataSymbols::load(self.pid, &self.objects[i]))
+                .as_ref()?
+                .find(address)
+        });
+        data.named.insert(address, named.clone());
+        named
+    }
+
+    /// The process's memory, when readable (for the diagnosis's other reads).
+    pub fn memory(&self) -> Option<&Memory> {
+        self.memory.as_ref()
     }
 }
 
@@ -346,21 +362,11 @@ pub fn format_frame(frame: &Frame) -> String {
     }
 }
 
-/// The SP and PC of a blocked thread from `/proc/PID/task/TID/syscall`: "NR ARGS.. SP PC" in a
-/// syscall, "-1 SP PC" blocked elsewhere, "running" on a CPU (its registers change under us).
-fn registers(text: &str) -> Result<(u64, u64), String> {
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    if fields.first() == Some(&"running") {
-        return Err("the thread is running on a CPU: its registers cannot be read".to_owned());
-    }
-    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-    match fields.as_slice() {
-        [_, .., sp, pc] => match (hex(sp), hex(pc)) {
-            (Some(sp), Some(pc)) => Ok((sp, pc)),
-            _ => Err(format!("unreadable registers {:?}", text.trim())),
-        },
-        _ => Err(format!("unreadable registers {:?}", text.trim())),
-    }
+/// Whether two memory maps of a process map the same files at the same places (and the same
+/// vDSO): then every code address names the same function in both.
+fn same_code(a: &[Mapping], b: &[Mapping]) -> bool {
+    let code = |m: &&Mapping| m.is_file() || m.path == "[vdso]";
+    a.iter().filter(code).eq(b.iter().filter(code))
 }
 
 /// The mapped file's name, or the mapping's pseudo name (`[vdso]`).

@@ -1,6 +1,7 @@
 //! Reports for people (libbpf-tools style: a summary line, one header row, fixed-width columns
 //! with units in their names) and for machines (`--json`: one object per update).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -198,6 +199,7 @@ fn state(thread: &ThreadReport, ctx: &Context<'_>) -> String {
 
 /// The update as one line of JSON (no trailing newline).
 pub fn json(update: &Update, ctx: &Context<'_>) -> String {
+    let diagnoses = first_by_tid(ctx.diagnoses.iter(), |d| d.tid);
     let threads = update
         .threads
         .iter()
@@ -208,11 +210,7 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
             participating: t.participating,
             state: state(t, ctx),
             blocked_in: blocked_json(t),
-            diagnosis: ctx
-                .diagnoses
-                .iter()
-                .find(|d| d.tid == t.tid)
-                .map(diagnosis_json),
+            diagnosis: diagnoses.get(&t.tid).map(|d| diagnosis_json(d)),
         })
         .collect();
     let doc = UpdateJson {
@@ -235,6 +233,15 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
 
 fn micros(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e3)
+}
+
+/// The first item of each tid.
+fn first_by_tid<T>(items: impl Iterator<Item = T>, tid: impl Fn(&T) -> u32) -> HashMap<u32, T> {
+    let mut by_tid = HashMap::new();
+    for item in items {
+        by_tid.entry(tid(&item)).or_insert(item);
+    }
+    by_tid
 }
 
 /// The update for a terminal: a summary line, a header row, one row per thread (missing ones
@@ -334,17 +341,12 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
 
 /// The diagnoses, one block per thread: cause, evidence, hint, and the stack.
 fn why(out: &mut String, update: &Update, ctx: &Context<'_>) {
+    // By tid: a DNQ of thousands of threads has thousands of diagnoses.
+    let threads = first_by_tid(update.threads.iter(), |t| t.tid);
     for d in ctx.diagnoses {
-        let comm = update
-            .threads
-            .iter()
-            .find(|t| t.tid == d.tid)
-            .map_or("?", |t| t.comm.as_str());
-        let late = if update
-            .threads
-            .iter()
-            .any(|t| t.tid == d.tid && t.arrival_ns.is_some())
-        {
+        let thread = threads.get(&d.tid);
+        let comm = thread.map_or("?", |t| t.comm.as_str());
+        let late = if thread.is_some_and(|t| t.arrival_ns.is_some()) {
             "arrived last"
         } else {
             "missing"
