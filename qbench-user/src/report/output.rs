@@ -161,6 +161,7 @@ fn source_word(seen: RequestSeen) -> &'static str {
         RequestSeen::Signal { .. } => "signal",
         RequestSeen::Runtime => "runtime",
         RequestSeen::Arrival => "arrival",
+        RequestSeen::BeforeAttach => "before_attach",
     }
 }
 
@@ -229,6 +230,7 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
         } => format!("signal {signal} from pid {sender_tgid}"),
         RequestSeen::Runtime => "requested inside the process".to_string(),
         RequestSeen::Arrival => "request not seen".to_string(),
+        RequestSeen::BeforeAttach => "requested before attach (pending then)".to_string(),
     };
     let threads = update.threads.len();
     let _ = match update.outcome {
@@ -405,6 +407,7 @@ mod tests {
                     calls: vec![],
                     ever_arrived: true,
                     participating: true,
+                    runtime_knows: None,
                 },
                 ThreadReport {
                     tid: 10,
@@ -414,6 +417,7 @@ mod tests {
                     calls: vec![],
                     ever_arrived: true,
                     participating: true,
+                    runtime_knows: None,
                 },
             ],
         }

@@ -77,6 +77,8 @@ pub struct Facts {
     pub participating: bool,
     /// It reached an update point in some earlier update since attach.
     pub ever_arrived: bool,
+    /// The runtime's own list said whether it participates (`participating`): nothing to infer.
+    pub participation_known: bool,
     /// Updates observed before this one.
     pub earlier_updates: u64,
     /// Function names of its user stack, innermost first (empty when unknown).
@@ -90,7 +92,7 @@ pub struct Facts {
 
 /// The cause of a thread's absence, by the first rule that applies.
 pub fn classify(f: &Facts) -> Cause {
-    if !f.participating || (f.earlier_updates > 0 && !f.ever_arrived) {
+    if !f.participating || (!f.participation_known && f.earlier_updates > 0 && !f.ever_arrived) {
         return Cause::NotParticipating;
     }
     if matches!(f.state, Some('T' | 't')) {
@@ -212,6 +214,9 @@ pub fn evidence(cause: Cause, f: &Facts) -> String {
             "state {} with no blocking call",
             f.state.unwrap_or('?')
         )),
+        Cause::NotParticipating if !f.participating && f.participation_known => {
+            parts.push("the runtime does not list it among its participating threads".into())
+        }
         Cause::NotParticipating if !f.participating => {
             parts.push("the runtime reached full quiescence without it".into())
         }
