@@ -65,7 +65,8 @@ pub fn read(pid: u32, address: u64) -> Result<RuntimeState, ReadError> {
     for _ in 0..ATTEMPTS {
         let header = copy(pid, address, HEADER_BYTES).map_err(memory)?;
         let bytes = copy(pid, address, decode::full_len(&header).map_err(decode)?).map_err(memory)?;
-        let after = copy(pid, address + OFF_SEQUENCE as u64, 8).map_err(memory)?;
+        // The header's start again, up to and with the sequence word.
+        let after = copy(pid, address, OFF_SEQUENCE + 8).map_err(memory)?;
         match decode::decode(&bytes, decode::sequence(&after).unwrap_or(u64::MAX)) {
             Err(DecodeError::Torn) => std::thread::sleep(Duration::from_micros(50)),
             Err(e) => last = e,
@@ -110,6 +111,17 @@ mod tests {
     fn a_process_without_the_runtime_has_no_state() {
         // This test executable does not link the runtime.
         assert_eq!(locate(std::process::id()), None);
+    }
+
+    #[test]
+    fn a_copy_of_memory_is_decoded_whole() {
+        // This process's own memory, laid out as the runtime's state.
+        use qbench_common::state::{MAGIC, OFF_MAGIC, OFF_VERSION, VERSION};
+        let mut image = vec![0u8; HEADER_BYTES];
+        image[OFF_MAGIC..][..4].copy_from_slice(&MAGIC.to_le_bytes());
+        image[OFF_VERSION..][..4].copy_from_slice(&VERSION.to_le_bytes());
+        let state = read(std::process::id(), image.as_ptr() as u64).expect("reads");
+        assert!(!state.pending && state.participants.is_empty());
     }
 
     #[test]
