@@ -37,11 +37,11 @@ fn stuck_target(env: &[(&str, &str)]) -> (Target, u64, u64) {
     target.wait_blocked();
     let before = monotonic_ns();
     target.request(libc::SIGUSR2);
-    let after = monotonic_ns();
     // Parked and asleep again: everyone but the plaincond thread is in the runtime's wait.
+    // The signal is handled some time after kill returns: the request is before this.
     std::thread::sleep(Duration::from_millis(200));
     target.wait_blocked();
-    (target, before, after)
+    (target, before, monotonic_ns())
 }
 
 fn assert_pending_update_opened(report: &Value, parked: &[&str], before: u64, after: u64) {
@@ -65,10 +65,12 @@ fn an_update_pending_at_attach_is_reported_and_ends_at_the_timeout_from_its_requ
     let Some(_serial) = privileged() else { return };
     let (target, before, after) = stuck_target(&[]);
     let pid = target.pid.to_string();
-    let child = spawn_trace(&[
-        "--pid", &pid, "--timeout", "2s", "--count", "1", "--json",
-    ]);
-    let out = finish(child, Duration::from_secs(30), "qbench-trace did not finish");
+    let child = spawn_trace(&["--pid", &pid, "--timeout", "2s", "--count", "1", "--json"]);
+    let out = finish(
+        child,
+        Duration::from_secs(30),
+        "qbench-trace did not finish",
+    );
     assert_exit(&out, 3);
     let reports = json_lines(&out);
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -80,8 +82,13 @@ fn an_update_pending_at_attach_is_reported_and_ends_at_the_timeout_from_its_requ
     let stuck = thread(report, "plaincond");
     assert_eq!(stuck["arrival_ns"], Value::Null);
     assert_eq!(stuck["participating"], true);
-    assert_eq!(stuck["diagnosis"]["cause"], "cond_wait_unwrapped", "{stuck}");
-    let missing = threads_where(report, |t| t["participating"] == true && t["arrival_ns"].is_null());
+    assert_eq!(
+        stuck["diagnosis"]["cause"], "cond_wait_unwrapped",
+        "{stuck}"
+    );
+    let missing = threads_where(report, |t| {
+        t["participating"] == true && t["arrival_ns"].is_null()
+    });
     assert_eq!(missing.len(), 1, "{report}");
 }
 
@@ -92,17 +99,31 @@ fn an_update_pending_at_attach_then_completed_is_reported_quiesced() {
     let (mut target, before, after) = stuck_target(&[("SITUATIONS_MAIN_OUTSIDE", "1")]);
     let pid = target.pid.to_string();
     let mut child = spawn_trace(&[
-        "--pid", &pid, "--timeout", "30s", "--count", "1", "--json", "-v",
+        "--pid",
+        &pid,
+        "--timeout",
+        "30s",
+        "--count",
+        "1",
+        "--json",
+        "-v",
     ]);
     // Attached (its programs are in place) once it says so.
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let mut line = String::new();
     while !line.contains("attached to") {
         line.clear();
-        assert!(stderr.read_line(&mut line).expect("read stderr") > 0, "qbench-trace ended");
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "qbench-trace ended"
+        );
     }
     target.send("u");
-    let out = finish(child, Duration::from_secs(30), "qbench-trace did not finish");
+    let out = finish(
+        child,
+        Duration::from_secs(30),
+        "qbench-trace did not finish",
+    );
     assert_exit(&out, 0);
     let reports = json_lines(&out);
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -128,6 +149,9 @@ fn a_registered_thread_that_never_arrived_still_participates() {
         let stuck = thread(report, "plaincond");
         assert_eq!(stuck["participating"], true, "{report}");
         // Never arrived in the earlier update, yet the runtime lists it: not "not_participating".
-        assert_eq!(stuck["diagnosis"]["cause"], "cond_wait_unwrapped", "{stuck}");
+        assert_eq!(
+            stuck["diagnosis"]["cause"], "cond_wait_unwrapped",
+            "{stuck}"
+        );
     }
 }

@@ -161,8 +161,8 @@ impl Observed {
         let tgid = NonZeroU32::new(pid).ok_or_else(|| anyhow::anyhow!("pid 0 is not a process"))?;
         let image = Image::of(pid);
         let mode = AttachMode::detect(&TargetObjects::of(tgid)?, &probing.points)?;
-        let state_at = match mode {
-            AttachMode::Runtime(_) => crate::runstate::locate(pid),
+        let state_at = match &mode {
+            AttachMode::Runtime(anchors) => crate::runstate::locate(pid, &anchors.arrive.object),
             AttachMode::Points(_) => None,
         };
         let options = LoadOptions {

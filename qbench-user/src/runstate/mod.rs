@@ -38,14 +38,26 @@ pub enum ReadError {
     },
 }
 
-/// Where `qbench_state` is in process `pid`: None for a runtime that does not export it (or a
-/// process without the runtime).
-pub fn locate(pid: u32) -> Option<u64> {
+/// Where `qbench_state` is in process `pid`, looked for in the object whose mapped path is
+/// `runtime_object` (the one with the anchors; `/proc/PID/exe` for the executable): None for a
+/// runtime that does not export it.
+pub fn locate(pid: u32, runtime_object: &str) -> Option<u64> {
     let mappings = maps::mappings(pid)?;
-    maps::objects(&mappings).iter().find_map(|object| {
-        let file = ReadCache::new(object.open(pid)?);
-        address_in(object, &file)
-    })
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let is_runtime = |object: &maps::MappedObject| {
+        object.path == runtime_object
+            || (runtime_object.ends_with("/exe")
+                && exe
+                    .as_ref()
+                    .is_some_and(|e| e.to_string_lossy() == object.path))
+    };
+    maps::objects(&mappings)
+        .iter()
+        .filter(|object| is_runtime(object))
+        .find_map(|object| {
+            let file = ReadCache::new(object.open(pid)?);
+            address_in(object, &file)
+        })
 }
 
 fn address_in(object: &maps::MappedObject, file: &ReadCache<File>) -> Option<u64> {
@@ -64,7 +76,8 @@ pub fn read(pid: u32, address: u64) -> Result<RuntimeState, ReadError> {
     let mut last = DecodeError::Torn;
     for _ in 0..ATTEMPTS {
         let header = copy(pid, address, HEADER_BYTES).map_err(memory)?;
-        let bytes = copy(pid, address, decode::full_len(&header).map_err(decode)?).map_err(memory)?;
+        let bytes =
+            copy(pid, address, decode::full_len(&header).map_err(decode)?).map_err(memory)?;
         // The header's start again, up to and with the sequence word.
         let after = copy(pid, address, OFF_SEQUENCE + 8).map_err(memory)?;
         match decode::decode(&bytes, decode::sequence(&after).unwrap_or(u64::MAX)) {
@@ -110,14 +123,15 @@ mod tests {
     #[test]
     fn a_process_without_the_runtime_has_no_state() {
         // This test executable does not link the runtime.
-        assert_eq!(locate(std::process::id()), None);
+        let exe = format!("/proc/{}/exe", std::process::id());
+        assert_eq!(locate(std::process::id(), &exe), None);
     }
 
     #[test]
     fn a_copy_of_memory_is_decoded_whole() {
         // This process's own memory, laid out as the runtime's state.
         use qbench_common::state::{MAGIC, OFF_MAGIC, OFF_VERSION, VERSION};
-        let mut image = vec![0u8; HEADER_BYTES];
+        let mut image = [0u8; HEADER_BYTES];
         image[OFF_MAGIC..][..4].copy_from_slice(&MAGIC.to_le_bytes());
         image[OFF_VERSION..][..4].copy_from_slice(&VERSION.to_le_bytes());
         let state = read(std::process::id(), image.as_ptr() as u64).expect("reads");
@@ -127,6 +141,10 @@ mod tests {
     #[test]
     fn unreadable_memory_is_an_error_naming_the_process() {
         let err = read(std::process::id(), 8).expect_err("page 0 is not mapped");
-        assert!(err.to_string().starts_with("cannot read qbench_state in process"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot read qbench_state in process"),
+            "{err}"
+        );
     }
 }

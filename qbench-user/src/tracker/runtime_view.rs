@@ -19,7 +19,11 @@ pub(super) struct Known {
 impl Tracker {
     /// Records the runtime's participants (`complete` when its table names all of them): from
     /// now on a thread participates iff the runtime knows it, for the threads it could judge.
-    pub fn set_runtime_participants(&mut self, tids: impl IntoIterator<Item = u32>, complete: bool) {
+    pub fn set_runtime_participants(
+        &mut self,
+        tids: impl IntoIterator<Item = u32>,
+        complete: bool,
+    ) {
         self.runtime = Some(Known {
             tids: tids.into_iter().collect(),
             complete,
@@ -114,7 +118,11 @@ mod tests {
     }
 
     fn state_of(update: &Update, tid: u32) -> (Option<u64>, bool, Option<bool>) {
-        let t = update.threads.iter().find(|t| t.tid == tid).expect("thread");
+        let t = update
+            .threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .expect("thread");
         (t.arrival_ns, t.participating, t.runtime_knows)
     }
 
