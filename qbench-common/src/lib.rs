@@ -198,6 +198,36 @@ pub mod runtime {
     pub const RESTART_RETURNS: [i64; 4] = [-512, -513, -514, -516];
 }
 
+/// The layout of the runtime's exported `qbench_state` (docs/ARCHITECTURE.md, "The probe
+/// contract"): what an observer attaching mid-update reads from the target's memory. All
+/// fields are little-endian, naturally aligned; offsets are in bytes.
+pub mod state {
+    /// The exported data symbol.
+    pub const SYMBOL: &str = "qbench_state";
+    /// The first word: "QBST" read as a little-endian u32.
+    pub const MAGIC: u32 = u32::from_le_bytes(*b"QBST");
+    /// The second word: bumped when the layout below changes.
+    pub const VERSION: u32 = 1;
+    /// Entries in the participants table (the runtime's signal-handler slots).
+    pub const CAPACITY: usize = 1024;
+    /// `u32 magic`, `u32 version`, `u64 sequence` (odd while the runtime writes), `u64 seq`
+    /// (the update's sequence), `u64 request_ns`, `u32 pending`, `u32 threads` (participants),
+    /// `u32 table_len` (entries in use, some with tid 0), `u32 capacity`.
+    pub const HEADER_BYTES: usize = 48;
+    /// One participant: `i32 tid` (0: a free entry), `u32 parked`, `u64 arrival_ns`.
+    pub const ENTRY_BYTES: usize = 16;
+    /// Offsets in the header.
+    pub const OFF_MAGIC: usize = 0;
+    pub const OFF_VERSION: usize = 4;
+    pub const OFF_SEQUENCE: usize = 8;
+    pub const OFF_SEQ: usize = 16;
+    pub const OFF_REQUEST_NS: usize = 24;
+    pub const OFF_PENDING: usize = 32;
+    pub const OFF_THREADS: usize = 36;
+    pub const OFF_TABLE_LEN: usize = 40;
+    pub const OFF_CAPACITY: usize = 44;
+}
+
 /// The start of every event.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -47,6 +47,15 @@
  *                              the update ends (1 quiesced, 0 DNQ) with this many participating
  *                              threads, just before they are released (on the helper thread)
  * They are not for programs to call.
+ *
+ * qbench_state (a data symbol, also in the contract) is the runtime's state for an observer that
+ * attaches while an update is pending: it reads the struct from the process's memory. The
+ * runtime writes it only on slow paths (registration, arrival, the start and end of an update,
+ * fork), never at an update point that has nothing to do. sequence is odd while the runtime
+ * writes; a copy is consistent when sequence was even and the same before and after it.
+ * participants[i] for i < table_len holds the participating threads (tid 0: a free entry); a
+ * program with more than QBENCH_STATE_CAPACITY of them has `threads` greater than the entries
+ * in use. pending is set by the helper thread when it takes the request up.
  */
 #ifndef QBENCH_H
 #define QBENCH_H
@@ -115,6 +124,32 @@ int qbench_request_update(void);
  * every participating thread is parked and before they are released: where a real update is
  * applied. NULL clears it. Returns 0 or ENOSYS. */
 int qbench_set_quiescence_hook(void (*hook)(void *), void *arg);
+
+/* The exported state: see "Probe contract" above. Version 1 of this layout. */
+#define QBENCH_STATE_MAGIC 0x54534251u /* "QBST" in memory */
+#define QBENCH_STATE_VERSION 1u
+#define QBENCH_STATE_CAPACITY 1024
+
+struct qbench_state_participant {
+    int32_t tid;         /* 0: a free entry */
+    uint32_t parked;     /* 1 while parked at an update point for the pending update */
+    uint64_t arrival_ns; /* CLOCK_MONOTONIC time it parked (while parked) */
+};
+
+struct qbench_state {
+    uint32_t magic;      /* QBENCH_STATE_MAGIC */
+    uint32_t version;    /* QBENCH_STATE_VERSION */
+    uint64_t sequence;   /* odd while the runtime writes */
+    uint64_t seq;        /* the sequence number of the latest update taken up */
+    uint64_t request_ns; /* CLOCK_MONOTONIC time of its request */
+    uint32_t pending;    /* 1 while it is pending */
+    uint32_t threads;    /* participating threads */
+    uint32_t table_len;  /* entries of participants in use (some may be free) */
+    uint32_t capacity;   /* QBENCH_STATE_CAPACITY */
+    struct qbench_state_participant participants[QBENCH_STATE_CAPACITY];
+};
+
+extern const struct qbench_state qbench_state;
 
 /* Probe anchors: see "Probe contract" above. */
 void qbench_probe_request(uint64_t seq);

@@ -46,6 +46,7 @@ fn start_clean() {
     };
     *state::lock(&rt.hook) = hook;
     crate::slots::clear();
+    crate::published::forked();
     if crate::threads::current_is_registered() {
         let tid = sys::gettid();
         let slot = crate::slots::claim(tid);
@@ -58,6 +59,7 @@ fn start_clean() {
                 callback,
             },
         );
+        crate::published::registered(slot, tid, 1);
         crate::threads::remember(slot);
     }
     // The parent's eventfd must never be written from here: it would wake the parent's helper.

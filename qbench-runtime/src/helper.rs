@@ -45,6 +45,10 @@ fn coordinate(rt: &Runtime) {
     let request_ns = REQUEST_NS.load(Ordering::Acquire);
     let seq = SEQ.load(Ordering::Acquire);
     let deadline = request_ns.saturating_add(rt.config.timeout.as_nanos() as u64);
+    {
+        let _reg = rt.lock();
+        crate::published::pending(seq, request_ns);
+    }
     // The request handler interrupted the threads in its table; wake the rest, then run the
     // callbacks (which may take a while), then re-interrupt stragglers with backoff.
     interrupt::stragglers(&mut rt.lock(), rt.config.signal, Round::First);
@@ -138,6 +142,7 @@ fn run_quiescence_hook(rt: &Runtime) {
 fn release(rt: &Runtime) {
     let mut reg = rt.lock();
     PENDING.store(0, Ordering::Release);
+    crate::published::released();
     reg.generation = reg.generation.wrapping_add(1);
     reg.parked = 0;
     reg.first_arrival_ns = None;

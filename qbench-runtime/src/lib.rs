@@ -26,6 +26,7 @@ mod fork;
 mod helper;
 mod interrupt;
 mod park;
+mod published;
 mod report;
 mod request;
 mod slots;

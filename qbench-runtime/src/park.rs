@@ -29,7 +29,9 @@ pub fn park_here() {
         return;
     }
     entry.parked = true;
+    let slot = entry.slot;
     let now = monotonic_ns();
+    crate::published::arrived(slot, now);
     reg.parked += 1;
     reg.first_arrival_ns.get_or_insert(now);
     reg.last_arrival_ns = Some(now);

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use crate::sys;
 
-const CAPACITY: usize = 1024;
+/// The same size as the exported participants table, whose entries sit at the same indices.
+const CAPACITY: usize = qbench_common::state::CAPACITY;
 
 struct Slot {
     tid: AtomicI32,

@@ -78,6 +78,7 @@ pub fn register_current() -> Result<(), RegistrationError> {
             callback: None,
         },
     );
+    crate::published::registered(slot, tid, reg.threads.len());
     drop(reg);
     remember(slot);
     Ok(())
@@ -127,6 +128,7 @@ fn remove(tid: libc::pid_t) -> Result<(), RegistrationError> {
     if let Some(slot) = entry.slot {
         slots::release(slot);
     }
+    crate::published::unregistered(entry.slot, reg.threads.len());
     // The leaving thread may have been the last one the pending update waited for.
     if PENDING.load(Ordering::Acquire) != 0 && reg.all_parked() {
         rt.wake_helper();

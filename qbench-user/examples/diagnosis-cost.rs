@@ -90,6 +90,7 @@ fn dnq(threads: &[procfs::ProcThread]) -> Update {
             calls: Vec::new(),
             ever_arrived: true,
             participating: true,
+            runtime_knows: None,
         })
         .collect();
     Update {

@@ -19,6 +19,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod procfs;
 pub mod report;
+pub mod runstate;
 pub mod syscalls;
 pub mod tracker;
 pub mod watch;

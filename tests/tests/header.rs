@@ -1,4 +1,4 @@
-//! include/qbench.h declares exactly what libqbench.so exports, and the probe anchors start with
+//! include/qbench.h declares exactly what libqbench.so exports (functions and its one data symbol), and the probe anchors start with
 //! the 5-byte NOP the probe contract promises.
 
 use std::collections::BTreeSet;
@@ -17,6 +17,19 @@ fn exported_symbols() -> BTreeSet<String> {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
         .filter(|s| s.starts_with("qbench_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The data symbols the header declares (`extern TYPE qbench_NAME;`).
+fn declared_data() -> BTreeSet<String> {
+    let header = std::fs::read_to_string(workspace_root().join("qbench-runtime/include/qbench.h"))
+        .expect("read qbench.h");
+    header
+        .lines()
+        .filter(|l| l.starts_with("extern ") && l.ends_with(';') && !l.contains('('))
+        .filter_map(|l| l.trim_end_matches(';').rsplit(' ').next())
+        .filter(|name| name.starts_with("qbench_"))
         .map(str::to_string)
         .collect()
 }
@@ -44,7 +57,9 @@ fn header_declares_exactly_the_exported_functions() {
     let exported = exported_symbols();
     let declared = declared_functions();
     assert_eq!(declared.len(), 17, "{declared:?}");
-    assert_eq!(exported, declared);
+    let data = declared_data();
+    assert_eq!(data, BTreeSet::from(["qbench_state".to_string()]));
+    assert_eq!(exported, &declared | &data);
 }
 
 #[test]

@@ -34,7 +34,9 @@
  * The main thread prints "ready PID" once every thread has started, then serves commands read
  * from stdin, one letter each: "u" unsticks the plaincond threads, "f" forks a child that
  * requests and completes an update of its own and prints "child PID", "x" executes
- * /bin/sleep 60 in the same process, "q" exits.
+ * /bin/sleep 60 in the same process, "q" exits. With SITUATIONS_MAIN_OUTSIDE set in the
+ * environment the main thread does not participate, so it serves commands during an update
+ * ("u" then completes one that plaincond threads hold up).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -412,6 +414,7 @@ int main(int argc, char **argv) {
         total += count;
     }
     while (atomic_load(&started) < total) usleep(1000);
+    if (getenv("SITUATIONS_MAIN_OUTSIDE")) qbench_thread_unregister();
     printf("ready %d\n", (int)getpid());
     fflush(stdout);
     for (;;) {

@@ -215,6 +215,7 @@ fn facts(
         calls: thread.calls.clone(),
         participating: thread.participating,
         ever_arrived: thread.ever_arrived,
+        participation_known: thread.runtime_knows.is_some(),
         earlier_updates,
         stack_functions: stack
             .map(|s| s.frames.iter().filter_map(|f| f.function.clone()).collect())

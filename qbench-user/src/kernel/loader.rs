@@ -446,6 +446,23 @@ impl Probes {
         map.get(&0, 0).map_err(LoaderError::map(name))
     }
 
+    /// Opens the window from userspace, for an update already pending at attach (no request
+    /// will open it); `t0_ns` is its request. Returns the window's sequence number.
+    pub fn open_window(&mut self, t0_ns: u64) -> Result<u64, LoaderError> {
+        let name = maps::WINDOW;
+        let mut map: Array<&mut MapData, Window> = map_mut(&mut self.ebpf, name)?;
+        let window = map.get(&0, 0).map_err(LoaderError::map(name))?;
+        let seq = window.seq.wrapping_add(1);
+        let opened = Window {
+            open: 1,
+            seq,
+            t0_ns,
+            ..window
+        };
+        map.set(0, opened, 0).map_err(LoaderError::map(name))?;
+        Ok(seq)
+    }
+
     /// Closes the window (keeping its `seq` and `t0_ns`) once the update has been reported, so
     /// that the next request opens a new one.
     pub fn close_window(&mut self) -> Result<(), LoaderError> {

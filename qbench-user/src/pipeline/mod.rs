@@ -11,6 +11,7 @@
 mod gone;
 mod refresh;
 mod run;
+mod runtime_state;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -137,6 +138,9 @@ pub struct Observed {
     how: String,
     /// The program the process ran at attach; another one means its update points are gone.
     image: Option<Image>,
+    /// Where the runtime's exported state is in the process (None: no runtime, or one that
+    /// does not export it).
+    state_at: Option<u64>,
     /// Updates reported so far.
     reported: u64,
     /// Lost events already reported, and records that could not be decoded.
@@ -157,6 +161,10 @@ impl Observed {
         let tgid = NonZeroU32::new(pid).ok_or_else(|| anyhow::anyhow!("pid 0 is not a process"))?;
         let image = Image::of(pid);
         let mode = AttachMode::detect(&TargetObjects::of(tgid)?, &probing.points)?;
+        let state_at = match &mode {
+            AttachMode::Runtime(anchors) => crate::runstate::locate(pid, &anchors.arrive.object),
+            AttachMode::Points(_) => None,
+        };
         let options = LoadOptions {
             events_bytes: probing.ring_bytes,
             blocking: syscalls::tracked_numbers(),
@@ -173,11 +181,13 @@ impl Observed {
             verbose: probing.verbose,
             how: describe(&mode, blocked),
             image,
+            state_at,
             reported: 0,
             lost_reported: 0,
             undecodable: 0,
         };
         observed.seed()?;
+        observed.take_up_pending()?;
         Ok((observed, events))
     }
 

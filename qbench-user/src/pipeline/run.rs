@@ -76,7 +76,9 @@ impl Observed {
     /// whether records may be left.
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<(Vec<Update>, bool)> {
         let (pid, blocked, probes) = (self.target.pid, self.blocked, &self.probes);
-        let batch = reader::drain(ring, &mut self.tracker, pid, self.verbose, |tracker| {
+        let (state_at, verbose) = (self.state_at, self.verbose);
+        let batch = reader::drain(ring, &mut self.tracker, pid, verbose, |tracker| {
+            super::runtime_state::on_window_opened(tracker, pid, state_at, verbose);
             refresh::on_window_opened(tracker, probes, pid, blocked)
         })?;
         self.undecodable += batch.undecodable;

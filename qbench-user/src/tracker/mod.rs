@@ -5,8 +5,11 @@
 //! This folder: the tracker here, and its tests (`tests.rs`), event sequences fed by hand.
 
 mod exit;
+mod runtime_view;
+mod update;
 
 pub use self::exit::Exit;
+pub use self::update::{Outcome, ThreadReport, Update};
 
 use std::collections::BTreeMap;
 
@@ -85,6 +88,8 @@ pub enum RequestSeen {
     Runtime,
     /// No request was seen: the first arrival opened the window (attached mid-update).
     Arrival,
+    /// The runtime's state showed the update pending when the observer attached.
+    BeforeAttach,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,78 +106,6 @@ struct Window {
     closing: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Quiesced,
-    Dnq,
-    /// The target exited while the update was pending: no thread is missing, they are gone.
-    Exited(Exit),
-    /// Not seen to quiesce before the timeout, but events were lost meanwhile: a thread counted
-    /// missing may have arrived unseen, so nothing is said to be stuck.
-    Incomplete,
-}
-
-/// One thread in a report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThreadReport {
-    pub tid: u32,
-    pub comm: String,
-    pub arrival_ns: Option<u64>,
-    /// What it is blocked in, for a thread that did not arrive.
-    pub blocked: Option<Blocked>,
-    /// Its tracked calls during the window, in order.
-    pub calls: Vec<Call>,
-    /// Whether it reached an update point in any update observed since attach.
-    pub ever_arrived: bool,
-    /// False for a thread the runtime did not wait for (it quiesced without it).
-    pub participating: bool,
-}
-
-/// One observed update.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Update {
-    /// Counts the updates this observer reported (1 for the first).
-    pub number: u64,
-    pub outcome: Outcome,
-    /// It completed when the last thread missing exited rather than arrived.
-    pub ended_by_thread_exit: bool,
-    pub seen: RequestSeen,
-    pub window_seq: u64,
-    pub runtime_seq: Option<u64>,
-    pub request_ns: u64,
-    pub first_arrival_ns: Option<u64>,
-    pub last_arrival_ns: Option<u64>,
-    /// When the update ended: the last arrival, the runtime's release, or the timeout.
-    pub end_ns: u64,
-    /// Missing threads first (by tid), then the arrived ones in arrival order.
-    pub threads: Vec<ThreadReport>,
-}
-
-impl Update {
-    /// Last arrival minus first: the study's quiescence time (None for a DNQ).
-    pub fn quiescence_ns(&self) -> Option<u64> {
-        match (self.outcome, self.first_arrival_ns, self.last_arrival_ns) {
-            (Outcome::Quiesced, Some(first), Some(last)) => Some(last - first),
-            _ => None,
-        }
-    }
-
-    /// Last arrival minus the request (None for a DNQ).
-    pub fn request_latency_ns(&self) -> Option<u64> {
-        match (self.outcome, self.last_arrival_ns) {
-            (Outcome::Quiesced, Some(last)) => Some(last.saturating_sub(self.request_ns)),
-            _ => None,
-        }
-    }
-
-    /// Participating threads that did not arrive.
-    pub fn missing(&self) -> impl Iterator<Item = &ThreadReport> {
-        self.threads
-            .iter()
-            .filter(|t| t.participating && t.arrival_ns.is_none())
-    }
-}
-
 /// The thread table and the open window.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -183,6 +116,8 @@ pub struct Tracker {
     /// The runtime's sequence number of the latest update reported, when known: a thread that
     /// parks for it after the report (one created during the update, say) opens no new window.
     last_runtime_seq: Option<u64>,
+    /// The participants the runtime listed in its exported state, when read.
+    runtime: Option<runtime_view::Known>,
 }
 
 impl Tracker {
@@ -193,6 +128,7 @@ impl Tracker {
             window: None,
             reported: 0,
             last_runtime_seq: None,
+            runtime: None,
         }
     }
 
@@ -523,8 +459,9 @@ impl Tracker {
     /// (interrupted, or returned `EAGAIN` as a contended lock's futex does) and not yet back in
     /// one.
     fn missing_between_calls(&self) -> bool {
-        self.participants().any(|(_, t)| {
-            t.arrival_ns.is_none()
+        self.participants().any(|(&tid, t)| {
+            self.waits_for(tid, t)
+                && t.arrival_ns.is_none()
                 && t.blocked.is_none()
                 && t.calls.last().is_some_and(|c| c.end_ns.is_some())
         })
@@ -548,7 +485,10 @@ impl Tracker {
         let end = w.last_arrival_ns.unwrap_or(now_ns);
         let any_arrived = w.first_arrival_ns.is_some();
         let (any_participant, all_arrived) = {
-            let mut participants = self.participants().peekable();
+            let mut participants = self
+                .participants()
+                .filter(|(tid, t)| self.waits_for(**tid, t))
+                .peekable();
             (
                 participants.peek().is_some(),
                 participants.all(|(_, t)| t.arrival_ns.is_some()),
@@ -576,7 +516,8 @@ impl Tracker {
                 },
                 calls: t.calls.clone(),
                 ever_arrived: t.ever_arrived,
-                participating: !t.outside_runtime,
+                participating: self.participating(tid, t),
+                runtime_knows: self.runtime_knows(tid),
             })
             .collect();
         threads.sort_by_key(|t| (t.arrival_ns.is_some(), t.arrival_ns, t.tid));

@@ -102,6 +102,8 @@ pub struct Facts {
     pub participating: bool,
     /// It reached an update point in some earlier update since attach.
     pub ever_arrived: bool,
+    /// The runtime's own list said whether it participates (`participating`): nothing to infer.
+    pub participation_known: bool,
     /// Updates observed before this one.
     pub earlier_updates: u64,
     /// Function names of its user stack, innermost first (empty when unknown).
@@ -159,7 +161,7 @@ pub fn explain(f: &Facts) -> (Option<Cause>, String, String) {
 
 /// The cause of a thread's absence, by the first rule that applies.
 pub fn classify(f: &Facts) -> Cause {
-    if !f.participating || (f.earlier_updates > 0 && !f.ever_arrived) {
+    if !f.participating || (!f.participation_known && f.earlier_updates > 0 && !f.ever_arrived) {
         return Cause::NotParticipating;
     }
     if matches!(f.state, Some('T' | 't')) {

@@ -75,6 +75,9 @@ pub fn evidence(cause: Cause, f: &Facts) -> String {
             "state {} with no blocking call",
             f.state.unwrap_or('?')
         )),
+        Cause::NotParticipating if !f.participating && f.participation_known => {
+            parts.push("the runtime does not list it among its participating threads".into())
+        }
         Cause::NotParticipating if !f.participating => {
             parts.push("the runtime reached full quiescence without it".into())
         }

@@ -46,6 +46,8 @@ struct UpdateJson<'a> {
     last_arrival_ns: Option<u64>,
     quiescence_ns: Option<u64>,
     request_latency_ns: Option<u64>,
+    /// When the update ended: the last arrival, the runtime's release, or the timeout.
+    end_ns: u64,
     lost_events: u64,
     /// For an update the target's exit ended: how it ended (null when unknown, absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,7 +60,8 @@ struct ThreadJson<'a> {
     tid: u32,
     comm: &'a str,
     arrival_ns: Option<u64>,
-    /// False for a thread the runtime reached full quiescence without.
+    /// Whether the runtime waits for it: as its exported state lists it when read, else false
+    /// for a thread the runtime reached full quiescence without.
     participating: bool,
     state: String,
     blocked_in: Option<BlockedJson>,
@@ -185,6 +188,7 @@ fn source_word(seen: RequestSeen) -> &'static str {
         RequestSeen::Signal { .. } => "signal",
         RequestSeen::Runtime => "runtime",
         RequestSeen::Arrival => "arrival",
+        RequestSeen::BeforeAttach => "before_attach",
     }
 }
 
@@ -224,6 +228,7 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
         last_arrival_ns: update.last_arrival_ns,
         quiescence_ns: update.quiescence_ns(),
         request_latency_ns: update.request_latency_ns(),
+        end_ns: update.end_ns,
         lost_events: ctx.lost_events,
         exit: matches!(update.outcome, Outcome::Exited(_)).then(|| exit_json(update.outcome)),
         threads,
@@ -255,6 +260,7 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
         } => format!("signal {signal} from pid {sender_tgid}"),
         RequestSeen::Runtime => "requested inside the process".to_string(),
         RequestSeen::Arrival => "request not seen".to_string(),
+        RequestSeen::BeforeAttach => "requested before attach (pending then)".to_string(),
     };
     // The participants: the threads the update waited for.
     let threads = update.threads.iter().filter(|t| t.participating).count();

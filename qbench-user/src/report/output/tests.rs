@@ -53,6 +53,7 @@ fn update(outcome: Outcome) -> Update {
                 ],
                 ever_arrived: true,
                 participating: true,
+                runtime_knows: None,
             },
             ThreadReport {
                 tid: 10,
@@ -62,6 +63,7 @@ fn update(outcome: Outcome) -> Update {
                 calls: vec![],
                 ever_arrived: true,
                 participating: true,
+                runtime_knows: None,
             },
             // A thread the update did not wait for: not counted in the summary.
             ThreadReport {
@@ -72,6 +74,7 @@ fn update(outcome: Outcome) -> Update {
                 calls: vec![],
                 ever_arrived: false,
                 participating: false,
+                runtime_knows: None,
             },
         ],
     }

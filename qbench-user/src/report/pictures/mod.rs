@@ -216,6 +216,7 @@ fn request_text(seen: RequestSeen) -> String {
         } => format!("signal {signal} from pid {sender_tgid}"),
         RequestSeen::Runtime => "a request inside the process".to_string(),
         RequestSeen::Arrival => "not seen (the first arrival opened the window)".to_string(),
+        RequestSeen::BeforeAttach => "before attach (the runtime showed it pending)".to_string(),
     }
 }
 

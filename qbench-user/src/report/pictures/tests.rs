@@ -44,6 +44,7 @@ pub(super) fn updates() -> Vec<Update> {
         calls,
         ever_arrived: true,
         participating: true,
+        runtime_knows: None,
     };
     let main = |arrival_ns, calls| ThreadReport {
         tid: 10,
@@ -53,6 +54,7 @@ pub(super) fn updates() -> Vec<Update> {
         calls,
         ever_arrived: true,
         participating: true,
+        runtime_knows: None,
     };
     let dnq = Update {
         number: 1,
