@@ -15,8 +15,10 @@ use crate::pipeline::{Blocked, Cadence, Gone, Next, Observed, Report, Sink};
 use crate::report::pictures;
 use crate::tracker::{Outcome, Update};
 
-/// How often the target's life is checked (and the open update's deadline).
-const TICK: Duration = Duration::from_millis(5);
+/// How often, with no update pending, the loop reads the ring buffer (a request wakes nobody:
+/// it is found here) and checks that the target still lives. While an update is pending the
+/// loop reads every 5 ms.
+const ALIVE: Duration = Duration::from_millis(50);
 /// Pause between a report and the next `--request`: the runtime finishes releasing its threads
 /// first (a request during its release would be merged into the update just reported).
 const REQUEST_GAP: Duration = Duration::from_millis(50);
@@ -79,7 +81,7 @@ pub fn run(settings: &Observe) -> anyhow::Result<Summary> {
         requester,
     };
     let cadence = Cadence {
-        alive: TICK,
+        alive: ALIVE,
         idle: None,
     };
     runtime.block_on(async {

@@ -150,6 +150,25 @@ pub fn requested_updates(target: &Target, args: &[&str]) -> Vec<Value> {
     json_lines(&out)
 }
 
+/// The `count` JSON reports of a qbench-trace run that exited with `code` (or the test fails, with
+/// its stderr or the reports).
+pub fn reports(out: &Output, code: i32, count: usize) -> Vec<Value> {
+    assert_exit(out, code);
+    let reports = json_lines(out);
+    assert_eq!(reports.len(), count, "{reports:?}");
+    reports
+}
+
+/// [`reports`] of `child` once it has finished (at most 60 s).
+pub fn finished_reports(child: Child, code: i32, count: usize) -> Vec<Value> {
+    let out = finish(
+        child,
+        Duration::from_secs(60),
+        "qbench-trace did not finish",
+    );
+    reports(&out, code, count)
+}
+
 /// Asserts qbench-trace's exit status, with its stderr when it differs.
 pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(

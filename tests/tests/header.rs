@@ -21,10 +21,15 @@ fn exported_symbols() -> BTreeSet<String> {
         .collect()
 }
 
+/// qbench.h, as the repository has it.
+fn header_text() -> String {
+    std::fs::read_to_string(workspace_root().join("qbench-runtime/include/qbench.h"))
+        .expect("read qbench.h")
+}
+
 /// The data symbols the header declares (`extern TYPE qbench_NAME;`).
 fn declared_data() -> BTreeSet<String> {
-    let header = std::fs::read_to_string(workspace_root().join("qbench-runtime/include/qbench.h"))
-        .expect("read qbench.h");
+    let header = header_text();
     header
         .lines()
         .filter(|l| l.starts_with("extern ") && l.ends_with(';') && !l.contains('('))
@@ -35,8 +40,7 @@ fn declared_data() -> BTreeSet<String> {
 }
 
 fn declared_functions() -> BTreeSet<String> {
-    let header = std::fs::read_to_string(workspace_root().join("qbench-runtime/include/qbench.h"))
-        .expect("read qbench.h");
+    let header = header_text();
     let mut names = BTreeSet::new();
     // Declarations start a line with a return type; comments start with "/*" or " *".
     for line in header

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use qbench_tests::Target;
 use qbench_tests::observer::{
-    assert_exit, finish, json_lines, privileged, request, situations, spawn_trace, thread,
-    threads_where,
+    assert_exit, finish, finished_reports, json_lines, privileged, reports, request, situations,
+    spawn_trace, thread, threads_where,
 };
 use serde_json::Value;
 
@@ -66,14 +66,7 @@ fn an_update_pending_at_attach_is_reported_and_ends_at_the_timeout_from_its_requ
     let (target, before, after) = stuck_target(&[]);
     let pid = target.pid.to_string();
     let child = spawn_trace(&["--pid", &pid, "--timeout", "2s", "--count", "1", "--json"]);
-    let out = finish(
-        child,
-        Duration::from_secs(30),
-        "qbench-trace did not finish",
-    );
-    assert_exit(&out, 3);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 1, "{reports:?}");
+    let reports = finished_reports(child, 3, 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "dnq", "{report}");
     assert_pending_update_opened(report, &[MAIN, "read"], before, after);
@@ -119,14 +112,7 @@ fn an_update_pending_at_attach_then_completed_is_reported_quiesced() {
         );
     }
     target.send("u");
-    let out = finish(
-        child,
-        Duration::from_secs(30),
-        "qbench-trace did not finish",
-    );
-    assert_exit(&out, 0);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 1, "{reports:?}");
+    let reports = finished_reports(child, 0, 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "quiesced", "{report}");
     assert_pending_update_opened(report, &["read", "plaincond"], before, after);
@@ -141,9 +127,7 @@ fn a_registered_thread_that_never_arrived_still_participates() {
     let target = situations(&["read:1", "plaincond:1"], &[("QBENCH_TIMEOUT_MS", "200")]);
     target.wait_blocked();
     let out = request(&target, &["--timeout", "2s", "--count", "2", "--json"]);
-    assert_exit(&out, 3);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 2, "{reports:?}");
+    let reports = reports(&out, 3, 2);
     for report in &reports {
         assert_eq!(report["outcome"], "dnq", "{report}");
         let stuck = thread(report, "plaincond");

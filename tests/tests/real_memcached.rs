@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qbench_tests::observer::{assert_exit, json_lines, privileged, thread, threads_where, trace};
+use qbench_tests::observer::{
+    assert_exit, json_lines, privileged, reports, thread, threads_where, trace,
+};
 use qbench_tests::profile_dir;
 use serde_json::Value;
 
@@ -38,6 +40,11 @@ const HELPERS: [&str; 5] = [
 const NO_TIMEOUT: u64 = u32::MAX as u64;
 
 /// The build of `variant`, or None (with the reason printed) when it is not there.
+/// A stage of the patch built and running with the runtime, or None (said) when not built.
+fn started(stage: &str) -> Option<Memcached> {
+    built(stage).map(|exe| Memcached::start(&exe, true))
+}
+
 fn built(variant: &str) -> Option<PathBuf> {
     let exe = profile_dir()
         .parent()
@@ -250,9 +257,7 @@ fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread()
         "--request",
         "--json",
     ]);
-    assert_exit(&out, 3);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 1, "{reports:?}");
+    let reports = reports(&out, 3, 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "dnq", "{report}");
     assert_eq!(report["request_source"], "signal", "{report}");
@@ -308,17 +313,12 @@ fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread()
 #[test]
 fn stage1_main_and_workers_quiesce_without_the_helpers() {
     let Some(_serial) = privileged() else { return };
-    let Some(exe) = built("stage1") else { return };
-    let memcached = Memcached::start(&exe, true);
+    let Some(memcached) = started("stage1") else {
+        return;
+    };
     let pid = memcached.pid();
-    let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
-    assert_exit(&out, 0);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 3, "{reports:?}");
-    for (n, report) in reports.iter().enumerate() {
-        assert_eq!(report["outcome"], "quiesced", "{report}");
-        assert_eq!(report["runtime_seq"], n + 1, "{report}");
-        assert_eq!(report["lost_events"], 0, "{report}");
+    let reports = three_quiesced_updates(&pid);
+    for report in &reports {
         assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
         assert_eq!(arrived(report, "memcached"), 1, "{report}");
         assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
@@ -354,15 +354,14 @@ fn stage1_main_and_workers_quiesce_without_the_helpers() {
 #[test]
 fn stage2_registered_helpers_hold_the_update_in_their_waits() {
     let Some(_serial) = privileged() else { return };
-    let Some(exe) = built("stage2") else { return };
-    let memcached = Memcached::start(&exe, true);
+    let Some(memcached) = started("stage2") else {
+        return;
+    };
     let pid = memcached.pid();
     // One update: in the next ones today's qbench-trace calls these registered threads
     // not_participating ("no update point reached in N earlier update(s)").
     let out = trace(&["--pid", &pid, "--request", "--json"]);
-    assert_exit(&out, 3);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 1, "{reports:?}");
+    let reports = reports(&out, 3, 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "dnq", "{report}");
     assert_eq!(report["runtime_seq"], 1, "{report}");
@@ -377,21 +376,16 @@ fn stage2_registered_helpers_hold_the_update_in_their_waits() {
 #[test]
 fn stage3_fully_patched_memcached_quiesces_and_keeps_serving() {
     let Some(_serial) = privileged() else { return };
-    let Some(exe) = built("stage3") else { return };
-    let memcached = Memcached::start(&exe, true);
+    let Some(memcached) = started("stage3") else {
+        return;
+    };
     assert_eq!(
         memcached.command("set k 0 0 5\r\nvalue\r\n", "STORED"),
         ["STORED"]
     );
     let pid = memcached.pid();
-    let out = trace(&["--pid", &pid, "--request", "--count", "3", "--json"]);
-    assert_exit(&out, 0);
-    let reports = json_lines(&out);
-    assert_eq!(reports.len(), 3, "{reports:?}");
-    for (n, report) in reports.iter().enumerate() {
-        assert_eq!(report["outcome"], "quiesced", "{report}");
-        assert_eq!(report["runtime_seq"], n + 1, "{report}");
-        assert_eq!(report["lost_events"], 0, "{report}");
+    let reports = three_quiesced_updates(&pid);
+    for report in &reports {
         let threads = report["threads"].as_array().expect("threads");
         assert_eq!(threads.len(), THREADS, "{report}");
         assert!(
@@ -421,4 +415,17 @@ fn stage3_fully_patched_memcached_quiesces_and_keeps_serving() {
         stats.iter().any(|l| l == "STAT hash_power_level 16"),
         "{stats:?}"
     );
+}
+
+/// Three updates requested of `pid` by qbench-trace: each quiesced, the runtime's 1, 2 and 3, with
+/// no event lost.
+fn three_quiesced_updates(pid: &str) -> Vec<Value> {
+    let out = trace(&["--pid", pid, "--request", "--count", "3", "--json"]);
+    let reports = reports(&out, 0, 3);
+    for (n, report) in reports.iter().enumerate() {
+        assert_eq!(report["outcome"], "quiesced", "{report}");
+        assert_eq!(report["runtime_seq"], n + 1, "{report}");
+        assert_eq!(report["lost_events"], 0, "{report}");
+    }
+    reports
 }

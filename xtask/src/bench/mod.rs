@@ -110,13 +110,29 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
+/// Builds the release runtime and qbench-trace (with `extra` cargo arguments, e.g. an example
+/// besides) and returns the release profile directory, where both are.
+pub fn build_release(extra: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+    let mut args = vec![
+        "build",
+        "--release",
+        "-p",
+        "qbench-runtime",
+        "-p",
+        "qbench-user",
+    ];
+    args.extend_from_slice(extra);
+    workspace::cargo(&args)?;
+    Ok(workspace::profile_dir(workspace::Profile::Release))
+}
+
 /// Updates per block of the probe effect: 45 a side with the default 5 rounds.
 const PROBE_EFFECT_UPDATES: usize = 9;
 
 fn probe_effect(rounds: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the observer needs root");
-    let trace = probe_effect::release_trace()?;
+    let trace = build_release(&[])?.join("qbench-trace");
     let (without, with) = probe_effect::run(&trace, rounds, PROBE_EFFECT_UPDATES)?;
     let mut json = probe_effect::json(&without, &with);
     json["benchmark"] = "probe-effect".into();

@@ -3,7 +3,7 @@
 //! `qbench-trace --pid P` attached, interleaved; and what an unrelated process's `getppid()`
 //! costs meanwhile. One process throughout, so the blocks differ only by the observer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -191,10 +191,4 @@ pub fn json(without: &Arm, with: &Arm) -> serde_json::Value {
         "quiescence_ratio": median(&with.quiescence_us) / median(&without.quiescence_us),
         "getppid_delta_ns": median(&with.getppid_ns) - median(&without.getppid_ns),
     })
-}
-
-/// Where the release qbench-trace is, built.
-pub fn release_trace() -> anyhow::Result<PathBuf> {
-    crate::workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
-    Ok(crate::workspace::profile_dir(crate::workspace::Profile::Release).join("qbench-trace"))
 }

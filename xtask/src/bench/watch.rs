@@ -62,16 +62,8 @@ pub fn run(rounds: usize, checks_only: bool) -> anyhow::Result<()> {
 
 /// The per-call costs of the modes side by side, `rounds` times.
 fn per_call(rounds: usize) -> anyhow::Result<()> {
-    workspace::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "qbench-runtime",
-        "-p",
-        "qbench-user",
-    ])?;
+    let trace = crate::bench::build_release(&[])?.join("qbench-trace");
     let exe = build_program()?;
-    let trace = workspace::profile_dir(Profile::Release).join("qbench-trace");
     ensure_bpftrace()?;
     let mut results: Vec<(&str, Vec<Round>)> = MODES.iter().map(|m| (*m, Vec::new())).collect();
     for _ in 0..rounds {

@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::workspace::{self, Profile};
-
 /// Readiness checks are counted over this span, at `CHECK_INTERVAL`.
 const CHECK_SPAN: Duration = Duration::from_secs(10);
 const CHECK_INTERVAL: &str = "100ms";
@@ -59,20 +57,9 @@ impl Dnq {
 }
 
 pub fn run() -> anyhow::Result<Figures> {
-    workspace::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "qbench-runtime",
-        "-p",
-        "qbench-user",
-        "--bin",
-        "qbench-trace",
-        "--example",
-        "diagnosis-cost",
-    ])?;
+    let release =
+        crate::bench::build_release(&["--bin", "qbench-trace", "--example", "diagnosis-cost"])?;
     let exe = crate::bench::runtime::build_c_release("situations", "situations-bench")?;
-    let release = workspace::profile_dir(Profile::Release);
     let trace = release.join("qbench-trace");
     let mut per_check = Vec::new();
     for threads in [10, 1_000] {
