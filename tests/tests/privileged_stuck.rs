@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use qbench_tests::Target;
 use qbench_tests::observer::{
-    assert_exit, finish, finished_reports, json_lines, privileged, reports, request, situations,
-    spawn_trace, thread, threads_where,
+    finished_reports, privileged, reports, request, situations, spawn_trace, thread, threads_where,
 };
 use serde_json::Value;
 
