@@ -13,9 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qbench_tests::observer::{
-    assert_exit, json_lines, privileged, reports, thread, threads_where, trace,
-};
+use qbench_tests::observer::{assert_exit, privileged, reports, thread, threads_where, trace};
 use qbench_tests::profile_dir;
 use serde_json::Value;
 
