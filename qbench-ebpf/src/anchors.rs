@@ -71,14 +71,15 @@ pub fn qbench_release(ctx: ProbeContext) -> u32 {
 
 /// `qbench_common::programs::REQUEST`: a request the signal tracepoint did not see (made inside
 /// the process, or with another signal) opens the window here. When the signal already opened
-/// it, this is the same update and nothing is emitted.
+/// it, this is the same update: the record then tells userspace the runtime's sequence number and
+/// when its handler took the signal up (the signal's delivery).
 #[uprobe]
 pub fn qbench_request(ctx: ProbeContext) -> u32 {
     if ctx.tgid() != target_tgid() {
         return 0;
     }
     let now = now_ns();
-    if let Some(window_seq) = open_window(now) {
+    if let Some(window_seq) = open_window(now).or_else(open_window_seq) {
         // Not woken, as for the signal (see `signal.rs`).
         emit_quietly(RequestEvent {
             header: header(EVENT_REQUEST, ctx.pid(), now),

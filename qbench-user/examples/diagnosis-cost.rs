@@ -101,6 +101,7 @@ fn dnq(threads: &[procfs::ProcThread]) -> Update {
         window_seq: 1,
         runtime_seq: None,
         request_ns: 0,
+        handled_ns: None,
         first_arrival_ns: None,
         last_arrival_ns: None,
         end_ns: 1_000_000_000,

@@ -57,10 +57,15 @@ fn measures_the_same_updates_as_the_runtime_and_orders_both() {
         assert!(req <= first && first <= last, "{o}");
         assert_eq!(o["quiescence_ns"].as_u64(), Some(last - first));
         assert_eq!(o["request_latency_ns"].as_u64(), Some(last - req));
-        // The signal is generated before the target's handler runs and stamps the request.
+        // The signal is generated before the target's handler runs and stamps the request;
+        // the runtime's request anchor, just after that stamp, ends the signal's delivery.
+        let delivered = req
+            + o["signal_delivery_ns"]
+                .as_u64()
+                .expect("signal_delivery_ns");
         assert!(
-            req <= r.request_ns,
-            "observer {req} runtime {}",
+            req <= r.request_ns && r.request_ns <= delivered,
+            "observer {req} runtime {} handler seen at {delivered}",
             r.request_ns
         );
         assert_eq!(o["runtime_seq"].as_u64(), Some(r.seq));

@@ -99,6 +99,9 @@ struct Window {
     seen: RequestSeen,
     window_seq: u64,
     runtime_seq: Option<u64>,
+    /// When the runtime's handler took the request up (its request anchor), for a request seen
+    /// as a signal.
+    handled_ns: Option<u64>,
     first_arrival_ns: Option<u64>,
     last_arrival_ns: Option<u64>,
     /// Past the deadline, waiting (at most [`BETWEEN_CALLS_GRACE_NS`]) for missing threads
@@ -277,8 +280,10 @@ impl Tracker {
         } else if let Some(w) = self.window.as_mut()
             && from_runtime
         {
-            // The signal opened the window; the runtime's anchor names its sequence.
+            // The signal opened the window; the runtime's anchor names its sequence and says
+            // when its handler ran.
             w.runtime_seq.get_or_insert(runtime_seq);
+            w.handled_ns.get_or_insert(ts_ns);
         }
     }
 
@@ -449,6 +454,7 @@ impl Tracker {
             seen,
             window_seq,
             runtime_seq,
+            handled_ns: None,
             first_arrival_ns: None,
             last_arrival_ns: None,
             closing: false,
@@ -529,6 +535,7 @@ impl Tracker {
             window_seq: w.window_seq,
             runtime_seq: w.runtime_seq,
             request_ns: w.request_ns,
+            handled_ns: w.handled_ns,
             first_arrival_ns: w.first_arrival_ns,
             last_arrival_ns: w.last_arrival_ns,
             end_ns,

@@ -343,6 +343,8 @@ fn runtime_request_after_signal_records_the_runtime_sequence() {
     });
     let update = t.on_tick(u64::MAX).expect("dnq");
     assert_eq!((update.runtime_seq, update.request_ns), (Some(7), 1000));
+    // Its handler ran 10 ns after the signal was sent.
+    assert_eq!(update.signal_delivery_ns(), Some(10));
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub struct Update {
     pub window_seq: u64,
     pub runtime_seq: Option<u64>,
     pub request_ns: u64,
+    /// When the runtime's handler took a signalled request up (its request anchor); None when
+    /// not seen, and for requests that were no signal.
+    pub handled_ns: Option<u64>,
     pub first_arrival_ns: Option<u64>,
     pub last_arrival_ns: Option<u64>,
     /// When the update ended: the last arrival, the runtime's release, or the timeout.
@@ -53,6 +56,15 @@ pub struct Update {
 }
 
 impl Update {
+    /// From the update signal's sending to the runtime's handler taking it up: the signal's
+    /// delivery, by which the runtime's own request time is later than the observer's.
+    pub fn signal_delivery_ns(&self) -> Option<u64> {
+        match self.seen {
+            RequestSeen::Signal { .. } => Some(self.handled_ns?.saturating_sub(self.request_ns)),
+            _ => None,
+        }
+    }
+
     /// Last arrival minus first: the study's quiescence time (None for a DNQ).
     pub fn quiescence_ns(&self) -> Option<u64> {
         match (self.outcome, self.first_arrival_ns, self.last_arrival_ns) {
@@ -74,5 +86,40 @@ impl Update {
         self.threads
             .iter()
             .filter(|t| t.participating && t.arrival_ns.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(seen: RequestSeen, handled_ns: Option<u64>) -> Update {
+        Update {
+            number: 1,
+            outcome: Outcome::Quiesced,
+            ended_by_thread_exit: false,
+            seen,
+            window_seq: 1,
+            runtime_seq: Some(1),
+            request_ns: 1_000,
+            handled_ns,
+            first_arrival_ns: Some(1_100),
+            last_arrival_ns: Some(1_300),
+            end_ns: 1_300,
+            threads: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_signal_delivery_is_from_the_sending_to_the_runtimes_handler() {
+        let signal = RequestSeen::Signal {
+            signal: 12,
+            sender_tgid: 7,
+        };
+        assert_eq!(update(signal, Some(1_040)).signal_delivery_ns(), Some(40));
+        assert_eq!(update(signal, None).signal_delivery_ns(), None);
+        // A request made inside the process has no signal to deliver.
+        let inside = update(RequestSeen::Runtime, Some(1_000));
+        assert_eq!(inside.signal_delivery_ns(), None);
     }
 }

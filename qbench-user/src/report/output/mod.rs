@@ -46,6 +46,9 @@ struct UpdateJson<'a> {
     last_arrival_ns: Option<u64>,
     quiescence_ns: Option<u64>,
     request_latency_ns: Option<u64>,
+    /// From the signal's sending (`request_ns`) to the runtime's handler taking it up, whose
+    /// time is the runtime's own request time; null when not seen or not a signal.
+    signal_delivery_ns: Option<u64>,
     /// When the update ended: the last arrival, the runtime's release, or the timeout.
     end_ns: u64,
     lost_events: u64,
@@ -228,6 +231,7 @@ pub fn json(update: &Update, ctx: &Context<'_>) -> String {
         last_arrival_ns: update.last_arrival_ns,
         quiescence_ns: update.quiescence_ns(),
         request_latency_ns: update.request_latency_ns(),
+        signal_delivery_ns: update.signal_delivery_ns(),
         end_ns: update.end_ns,
         lost_events: ctx.lost_events,
         exit: matches!(update.outcome, Outcome::Exited(_)).then(|| exit_json(update.outcome)),
@@ -257,7 +261,13 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
         RequestSeen::Signal {
             signal,
             sender_tgid,
-        } => format!("signal {signal} from pid {sender_tgid}"),
+        } => match update.signal_delivery_ns() {
+            Some(ns) => format!(
+                "signal {signal} from pid {sender_tgid}, delivered in {} us",
+                micros(ns)
+            ),
+            None => format!("signal {signal} from pid {sender_tgid}"),
+        },
         RequestSeen::Runtime => "requested inside the process".to_string(),
         RequestSeen::Arrival => "request not seen".to_string(),
         RequestSeen::BeforeAttach => "requested before attach (pending then)".to_string(),

@@ -15,6 +15,7 @@ fn update(outcome: Outcome) -> Update {
         window_seq: 2,
         runtime_seq: Some(5),
         request_ns: 1_000_000,
+        handled_ns: None,
         first_arrival_ns: Some(1_010_000),
         last_arrival_ns: Some(1_050_000),
         end_ns: if outcome == Outcome::Quiesced {
