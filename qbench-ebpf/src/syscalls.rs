@@ -162,15 +162,22 @@ pub fn qbench_sys_exit(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn exit(tid: u32, nr: i64, ret: i64) {
     // What the thread was in, if it is this call: its entry, for a call that began before the
-    // request (the window saw no entry of it).
-    let (arrived_seq, began) = match QBENCH_THREADS.get_ptr_mut(tid) {
+    // request (the window saw no entry of it). Plain initialized values rather than an
+    // `Option` of them: Linux before 5.16 refuses to read a stack slot left unwritten, which an
+    // `Option`'s empty payload is.
+    let mut began_ns = u64::MAX;
+    let mut args = [0u64; 6];
+    let arrived_seq = match QBENCH_THREADS.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry (see `point.rs`).
         Some(state) => unsafe {
-            let began = ((*state).nr == nr).then(|| ((*state).since_ns, (*state).args));
+            if (*state).nr == nr {
+                began_ns = (*state).since_ns;
+                args = (*state).args;
+            }
             if (*state).nr != NO_SYSCALL {
                 (*state).nr = NO_SYSCALL;
             }
-            ((*state).arrived_seq, began)
+            (*state).arrived_seq
         },
         None => {
             // A thread blocked since before attach: record that it is out of the call, so that
@@ -183,7 +190,7 @@ fn exit(tid: u32, nr: i64, ret: i64) {
                     ..ThreadState::default()
                 },
             );
-            (0, None)
+            0
         }
     };
     let Some((seq, request_ns)) = open_window_and_start() else {
@@ -192,15 +199,12 @@ fn exit(tid: u32, nr: i64, ret: i64) {
     if seq == arrived_seq {
         return;
     }
-    if let Some((since_ns, args)) = began
-        && since_ns < request_ns
-        && nr != RT_SIGRETURN
-    {
+    if began_ns < request_ns && nr != RT_SIGRETURN {
         // The call the request found the thread in: its entry, stamped when it began (0 when
         // it began before attach), so that userspace knows what the thread was blocked in even
         // when it reads the thread table only after the call ended.
         emit_quietly(SysEnterEvent {
-            header: header(EVENT_SYS_ENTER, tid, since_ns),
+            header: header(EVENT_SYS_ENTER, tid, began_ns),
             nr,
             args,
         });

@@ -119,9 +119,21 @@ fn runtime_target_streams_one_request_and_every_arrival_and_departure() {
     target.kill(12);
     let events = read_events(&mut ring, Duration::from_millis(500));
 
+    // The signal opens the window; the runtime's handler, taking it up, says so in the same
+    // window (its sequence number, and when: the signal's delivery).
     let requests: Vec<_> = events.iter().filter_map(Event::request).collect();
-    assert_eq!(requests.len(), 1, "one request: {requests:?}");
-    let request = requests[0];
+    assert_eq!(
+        requests.len(),
+        2,
+        "the signal and the handler: {requests:?}"
+    );
+    let (request, handled) = (requests[0], requests[1]);
+    assert_eq!(
+        (handled.source, handled.window_seq, handled.runtime_seq),
+        (SOURCE_RUNTIME, 1, 1),
+        "{handled:?}"
+    );
+    assert!(handled.header.ts_ns >= request.header.ts_ns, "{requests:?}");
     assert_eq!(
         (
             request.source,

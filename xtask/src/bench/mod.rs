@@ -5,6 +5,7 @@ pub mod accuracy;
 mod guard;
 pub mod overhead;
 pub mod probe_effect;
+pub mod real;
 pub mod runtime;
 pub mod table1;
 pub mod table1_report;
@@ -64,6 +65,16 @@ pub enum Which {
         #[arg(long)]
         probe_effect_only: bool,
     },
+    /// Debian's memcached with the whole qbench patch, idle and under load: the runtime's
+    /// quiescence with and without qbench-trace attached, and qbench-trace's own (needs root).
+    Real {
+        /// Updates per block (each round: a block by signal alone, one by qbench-trace).
+        #[arg(long, default_value_t = 6)]
+        updates: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// What `qbench-trace --watch` costs the target, other processes and itself, beside no
     /// observer and the diagnosis mode; what a readiness check and the report of a DNQ of
     /// 10,000 threads cost (needs root).
@@ -92,6 +103,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             checks_only,
         } => crate::bench::watch::run(rounds, checks_only),
         Which::Table1 { quick } => crate::bench::table1_report::run(quick),
+        Which::Real { updates, rounds } => crate::bench::real::run(updates, rounds),
         Which::Overhead {
             seconds,
             rounds,

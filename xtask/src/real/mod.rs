@@ -8,7 +8,7 @@
 //! (`tests/tests/real_memcached.rs`), which find the builds there.
 
 mod build;
-mod observe;
+pub mod observe;
 mod source;
 
 use anyhow::Context as _;
@@ -51,6 +51,23 @@ impl Program {
 const UNPATCHED_TRACE: [&str; 5] = ["--point", "event_handler", "--signal", "HUP", "--request"];
 /// The arguments for a stage: three update requests by the runtime's signal.
 const STAGE_TRACE: [&str; 3] = ["--request", "--count", "3"];
+
+/// The fully patched memcached (the last stage), built (with every stage) if needed.
+pub fn patched_memcached() -> anyhow::Result<std::path::PathBuf> {
+    run(&Args {
+        program: Program::Memcached,
+        refresh: false,
+        build_only: true,
+        verbose: false,
+    })?;
+    let patch_dir = workspace::root().join("workloads/real/memcached/patches");
+    let last = build::variants(&patch_dir)?
+        .pop()
+        .context("no stage of the memcached patch")?;
+    Ok(build::build_root("memcached")
+        .join(&last.name)
+        .join("memcached"))
+}
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let program = args.program.name();

@@ -26,8 +26,18 @@ impl Memcached {
     /// Starts `exe` with 4 workers on a free loopback port, UDP off, and waits until it accepts
     /// connections and has all its threads.
     pub fn start(exe: &Path, runtime_threads: usize) -> anyhow::Result<Memcached> {
+        Self::start_with(exe, runtime_threads, &[])
+    }
+
+    /// [`Self::start`] with `env` added to its environment.
+    pub fn start_with(
+        exe: &Path,
+        runtime_threads: usize,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Memcached> {
         let port = free_port()?;
         let mut cmd = Command::new(exe);
+        cmd.envs(env.iter().copied());
         cmd.args(["-t", WORKERS, "-U", "0", "-l", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .stdin(Stdio::null())

@@ -43,7 +43,14 @@ fail() {
     for f in $SHOW; do
         [ -s "$f" ] || continue
         echo "| --- $f"
-        head -c 6000 "$f" | sed 's/^/| /'
+        # The start says what failed; a verifier's log says why at its end.
+        if [ "$(wc -c < "$f")" -le 8000 ]; then
+            sed 's/^/| /' "$f"
+        else
+            head -c 3000 "$f" | sed 's/^/| /'
+            echo "| [...]"
+            tail -c 5000 "$f" | sed 's/^/| /'
+        fi
         echo
     done
     cleanup
