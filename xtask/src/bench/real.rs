@@ -1,8 +1,8 @@
 //! `cargo xtask bench real` (root): Debian's memcached with the whole qbench patch, idle and
 //! under load, its updates measured by the runtime (`QBENCH_REPORT`) and by qbench-trace, side by
 //! side: blocks of updates requested by the benchmark's own signal with nothing attached,
-//! alternating with blocks requested by `qbench-trace --request`, so that the runtime's figure
-//! with and without the observer compares in one run.
+//! alternating (in a rotating order) with blocks requested by `qbench-trace --request`, so that
+//! the runtime's figure with and without the observer compares in one run.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{Ipv4Addr, TcpStream};
@@ -94,27 +94,32 @@ fn cell(
     let started = Instant::now();
     let mut requested = 0;
     let mut observed_seqs = Vec::new();
-    for _ in 0..rounds {
-        for _ in 0..updates {
-            std::thread::sleep(GAP);
-            requested += 1;
-            target::request_update(pid as i32)?;
-            target::wait_report_lines(&report, requested, Duration::from_secs(20))?;
-        }
-        let observed = trace(
-            trace_exe,
-            pid,
-            &["--request", "--count", &updates.to_string()],
-        )?;
-        requested += observed.len();
-        for o in &observed {
-            observed_seqs.push(o["runtime_seq"].as_u64());
-            match o["quiescence_ns"].as_u64() {
-                Some(q) => c.observer_us.push(q as f64 / 1e3),
-                None => c.dnq += 1,
+    for round in 0..rounds {
+        // Alternate which block goes first, so that a drift of the machine or of memcached
+        // favours neither.
+        for observed_block in [round % 2 == 1, round % 2 == 0] {
+            if !observed_block {
+                for _ in 0..updates {
+                    std::thread::sleep(GAP);
+                    requested += 1;
+                    target::request_update(pid as i32)?;
+                    target::wait_report_lines(&report, requested, Duration::from_secs(20))?;
+                }
+                continue;
             }
+            let count = updates.to_string();
+            let observed = trace(trace_exe, pid, &["--request", "--count", &count])?;
+            requested += observed.len();
+            for o in &observed {
+                observed_seqs.push(o["runtime_seq"].as_u64());
+                match o["quiescence_ns"].as_u64() {
+                    Some(q) => c.observer_us.push(q as f64 / 1e3),
+                    None => c.dnq += 1,
+                }
+            }
+            target::wait_report_lines(&report, requested, Duration::from_secs(20))?;
+            std::thread::sleep(GAP);
         }
-        target::wait_report_lines(&report, requested, Duration::from_secs(20))?;
     }
     if let Some(load) = load {
         c.ops_per_s = Some(load.stop() as f64 / started.elapsed().as_secs_f64());
