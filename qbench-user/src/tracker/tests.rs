@@ -572,7 +572,7 @@ fn the_call_a_request_found_comes_with_its_entry_when_it_ends() {
     };
     t.apply_snapshot(&[(100, out), (101, out)]);
     assert!(
-        thread_calls(&t, 100).is_empty(),
+        t.threads[&100].calls.is_empty(),
         "the guess from /proc is gone"
     );
     t.on_event(enter(100, 800, 232, [5, 0, 0, 0, 0, 0]));
@@ -590,12 +590,4 @@ fn the_call_a_request_found_comes_with_its_entry_when_it_ends() {
     assert_eq!(calls(100), vec![(232, Some(800), Some(1200), Some(-4))]);
     assert_eq!(calls(101), vec![(7, None, Some(1300), Some(-4))]);
     assert_eq!(update.end_ns, 1000 + 1000 * MS);
-}
-
-/// The calls the tracker holds for `tid` in the open window.
-fn thread_calls(t: &Tracker, tid: u32) -> Vec<Call> {
-    t.threads
-        .get(&tid)
-        .map(|th| th.calls.clone())
-        .unwrap_or_default()
 }
