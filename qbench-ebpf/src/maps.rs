@@ -109,6 +109,17 @@ fn submit<T: 'static>(event: T, flags: u64) {
     }
 }
 
+/// A new `THREADS` entry for `tid`, or the loss counted when the map is full.
+#[inline(always)]
+pub fn insert_thread(tid: u32, state: ThreadState) {
+    if QBENCH_THREADS
+        .insert(tid, state, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        count_miss(MISS_THREADS_FULL);
+    }
+}
+
 /// Records that thread `tid` arrived at an update point in window `seq`, so that its later calls
 /// (the runtime's own park) are not reported as why it is late; says whether this is its first
 /// arrival in that window.
@@ -126,20 +137,17 @@ pub fn mark_arrived(tid: u32, seq: u64) -> bool {
             true
         },
         None => {
-            let state = ThreadState {
-                nr: NO_SYSCALL,
-                since_ns: 0,
-                args: [0; 6],
-                arrived_seq: seq,
-            };
             // Without an entry a second arrival cannot be told from the first; the arrival
             // counts anyway, and so does the loss of state.
-            if QBENCH_THREADS
-                .insert(tid, state, u64::from(BPF_NOEXIST))
-                .is_err()
-            {
-                count_miss(MISS_THREADS_FULL);
-            }
+            insert_thread(
+                tid,
+                ThreadState {
+                    nr: NO_SYSCALL,
+                    since_ns: 0,
+                    args: [0; 6],
+                    arrived_seq: seq,
+                },
+            );
             true
         }
     }
@@ -155,14 +163,7 @@ pub fn window() -> Option<*mut Window> {
 /// The sequence number of the open window, or `None` while it is closed.
 #[inline(always)]
 pub fn open_window_seq() -> Option<u64> {
-    let window = window()?;
-    // SAFETY: a valid map value pointer; volatile, because userspace and other CPUs write it.
-    unsafe {
-        if core::ptr::read_volatile(&raw const (*window).open) == 0 {
-            return None;
-        }
-        Some(core::ptr::read_volatile(&raw const (*window).seq))
-    }
+    open_window_and_start().map(|(seq, _)| seq)
 }
 
 /// The open window's sequence number and when it opened (the request), or `None` while it is
@@ -170,7 +171,7 @@ pub fn open_window_seq() -> Option<u64> {
 #[inline(always)]
 pub fn open_window_and_start() -> Option<(u64, u64)> {
     let window = window()?;
-    // SAFETY: as in `open_window_seq`.
+    // SAFETY: a valid map value pointer; volatile, because userspace and other CPUs write it.
     unsafe {
         if core::ptr::read_volatile(&raw const (*window).open) == 0 {
             return None;

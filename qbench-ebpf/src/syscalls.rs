@@ -11,16 +11,16 @@
 //! test comes first and the rest stays short.
 
 use aya_ebpf::{
-    EbpfContext as _, bindings::BPF_NOEXIST, helpers::bpf_probe_read_kernel,
-    macros::raw_tracepoint, programs::RawTracePointContext,
+    EbpfContext as _, helpers::bpf_probe_read_kernel, macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use qbench_common::{
-    EVENT_SYS_ENTER, EVENT_SYS_EXIT, MAX_SYSCALLS, MISS_THREADS_FULL, NO_SYSCALL, SysEnterEvent,
-    SysExitEvent, ThreadState,
+    EVENT_SYS_ENTER, EVENT_SYS_EXIT, MAX_SYSCALLS, NO_SYSCALL, SysEnterEvent, SysExitEvent,
+    ThreadState,
 };
 
 use crate::maps::{
-    QBENCH_BLOCKING, QBENCH_THREADS, count_miss, emit_quietly, header, now_ns,
+    QBENCH_BLOCKING, QBENCH_THREADS, emit_quietly, header, insert_thread, now_ns,
     open_window_and_start, open_window_seq, target_tgid,
 };
 
@@ -91,7 +91,7 @@ pub fn qbench_sys_enter(ctx: RawTracePointContext) -> i32 {
 fn enter(tid: u32, nr: i64, args: [u64; 6]) {
     let now = now_ns();
     let arrived_seq = match QBENCH_THREADS.get_ptr_mut(tid) {
-        // SAFETY: this thread's own entry (see `point.rs`); `arrived_seq` is kept.
+        // SAFETY: this thread's own entry (see `maps::mark_arrived`); `arrived_seq` is kept.
         Some(state) => unsafe {
             (*state).nr = nr;
             (*state).since_ns = now;
@@ -105,7 +105,7 @@ fn enter(tid: u32, nr: i64, args: [u64; 6]) {
                 args,
                 arrived_seq: 0,
             };
-            insert(tid, state);
+            insert_thread(tid, state);
             0
         }
     };
@@ -124,17 +124,6 @@ fn enter(tid: u32, nr: i64, args: [u64; 6]) {
 #[inline(always)]
 fn waited_for(arrived_seq: u64) -> bool {
     open_window_seq().is_some_and(|seq| seq != arrived_seq)
-}
-
-/// A new entry for `tid`, or the loss counted when the map is full.
-#[inline(always)]
-fn insert(tid: u32, state: ThreadState) {
-    if QBENCH_THREADS
-        .insert(tid, state, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
-        count_miss(MISS_THREADS_FULL);
-    }
 }
 
 /// `qbench_common::programs::SYS_EXIT`.
@@ -168,7 +157,7 @@ fn exit(tid: u32, nr: i64, ret: i64) {
     let mut began_ns = u64::MAX;
     let mut args = [0u64; 6];
     let arrived_seq = match QBENCH_THREADS.get_ptr_mut(tid) {
-        // SAFETY: this thread's own entry (see `point.rs`).
+        // SAFETY: this thread's own entry (see `maps::mark_arrived`).
         Some(state) => unsafe {
             if (*state).nr == nr {
                 began_ns = (*state).since_ns;
@@ -183,7 +172,7 @@ fn exit(tid: u32, nr: i64, ret: i64) {
             // A thread blocked since before attach: record that it is out of the call, so that
             // userspace seeding from /proc (which only inserts missing entries) cannot put back
             // the call it has just left.
-            insert(
+            insert_thread(
                 tid,
                 ThreadState {
                     nr: NO_SYSCALL,

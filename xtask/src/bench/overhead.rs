@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
+use crate::bench::runtime::median;
 use crate::bench::table1;
 use crate::target;
 use crate::workspace::{self, Profile};
@@ -83,11 +84,6 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         updates,
     } = measured;
     drop(server.0.stdin.take());
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let base = median(&rates[0]);
     let mut table = String::from(
         "| memcached-like under `table1-load memcached` | median ops/s | runs (ops/s) | \

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use crate::bench::runtime::median;
 use crate::target;
 
 /// The measured process: the main thread (in read on stdin) and 7 threads blocked in the ways
@@ -69,14 +70,14 @@ fn measure(
         for attached in [round % 2 == 1, round % 2 == 0] {
             let observer = attached.then(|| attach(trace, pid)).transpose()?;
             let arm = if attached { &mut with } else { &mut without };
-            arm.getppid_ns.push(getppid_ns(getppid)?);
+            arm.getppid_ns.push(getppid_ns(getppid, GETPPID_CALLS)?);
             for _ in 0..updates {
                 std::thread::sleep(GAP);
                 requested += 1;
                 target::request_update(pid)?;
                 target::wait_report_lines(report, requested, Duration::from_secs(20))?;
             }
-            arm.getppid_ns.push(getppid_ns(getppid)?);
+            arm.getppid_ns.push(getppid_ns(getppid, GETPPID_CALLS)?);
             if let Some(observer) = observer {
                 detach(observer)?;
             }
@@ -136,22 +137,14 @@ fn detach(mut observer: Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One sample of an unrelated process's `getppid()`, in ns a call.
-fn getppid_ns(program: &Path) -> anyhow::Result<f64> {
-    let out = Command::new(program)
-        .args(["getppid", GETPPID_CALLS])
-        .output()?;
+/// One sample of an unrelated process's `getppid()`, in ns a call: `watch_cost getppid CALLS`.
+pub fn getppid_ns(program: &Path, calls: &str) -> anyhow::Result<f64> {
+    let out = Command::new(program).args(["getppid", calls]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
         .nth(1)
         .and_then(|ns| ns.parse().ok())
         .with_context(|| format!("no getppid figure in {text:?}"))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The two arms and their ratios, as the Markdown table BENCHMARKS.md shows.

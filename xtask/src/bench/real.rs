@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::Value;
 
+use crate::bench::runtime::median;
 use crate::real::observe::{Memcached, trace};
 use crate::target;
 
@@ -139,12 +140,6 @@ fn cell(
         }
     }
     Ok(c)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn markdown(cells: &[Cell]) -> String {

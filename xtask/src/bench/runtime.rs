@@ -35,6 +35,13 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The median of `values`, in any order: [`percentile`] 50 of them sorted; NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    percentile(&sorted, 50.0)
+}
+
 /// Builds the release runtime and the situations program linked with it.
 pub fn build_target() -> anyhow::Result<PathBuf> {
     workspace::cargo(&["build", "--release", "-p", "qbench-runtime"])?;

@@ -126,13 +126,7 @@ fn measure(exe: &Path, trace: &Path, mode: &str) -> anyhow::Result<Round> {
     };
     round.update_ns = update.parse()?;
     round.read_ns = read.parse()?;
-    let other = Command::new(exe).args(["getppid", CALLS]).output()?;
-    let other = String::from_utf8_lossy(&other.stdout);
-    round.getppid_ns = other
-        .split_whitespace()
-        .nth(1)
-        .context("no getppid figure")?
-        .parse()?;
+    round.getppid_ns = crate::bench::probe_effect::getppid_ns(exe, CALLS)?;
     if let (Some(o), Some(before)) = (&observer, cpu_before) {
         let spent = cpu_ms(o.id())? - before;
         round.busy_cpu_ms_per_s = Some(spent / t0.elapsed().as_secs_f64());
