@@ -66,7 +66,8 @@ pub mod maps {
     /// `RingBuf`: the events, each starting with an [`crate::EventHeader`].
     pub const EVENTS: &str = "QBENCH_EVENTS";
     /// `HashMap<u32 tid, ThreadState>`: what each thread of the target is blocked in, kept up to
-    /// date whether or not a window is open, so a request finds it without a round trip.
+    /// date while the syscall programs are attached (whether or not a window is open), so a
+    /// request finds it without a round trip.
     pub const THREADS: &str = "QBENCH_THREADS";
     /// `Array<Window>` of one entry: the update window, opened in the kernel by the request and
     /// closed by userspace when it has reported the update.
@@ -74,6 +75,10 @@ pub mod maps {
     /// `Array<u32>` of [`crate::MAX_SYSCALLS`] entries: non-zero for the syscall numbers whose
     /// entry and exit are tracked (the blocking calls), set by userspace before attaching.
     pub const BLOCKING: &str = "QBENCH_BLOCKING";
+    /// `Array<u32>` of one entry: non-zero while userspace has the syscall programs attached.
+    /// A request that opens the window while it is zero wakes the reader at once, which then
+    /// attaches them; one made while it is set wakes nobody.
+    pub const TRACKING: &str = "QBENCH_TRACKING";
 }
 
 /// Names of the globals the loader sets before loading.

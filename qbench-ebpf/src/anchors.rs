@@ -19,7 +19,8 @@ use qbench_common::{
 };
 
 use crate::maps::{
-    emit, emit_quietly, header, mark_arrived, now_ns, open_window, open_window_seq, target_tgid,
+    emit, emit_quietly, emit_request, header, mark_arrived, now_ns, open_window, open_window_seq,
+    target_tgid,
 };
 
 /// `qbench_common::programs::ARRIVE`. The anchor only runs while an update is pending: always
@@ -80,8 +81,8 @@ pub fn qbench_request(ctx: ProbeContext) -> u32 {
     }
     let now = now_ns();
     if let Some(window_seq) = open_window(now).or_else(open_window_seq) {
-        // Not woken, as for the signal (see `signal.rs`).
-        emit_quietly(RequestEvent {
+        // Woken only when the syscall programs are detached, as for the signal (`signal.rs`).
+        emit_request(RequestEvent {
             header: header(EVENT_REQUEST, ctx.pid(), now),
             window_seq,
             runtime_seq: ctx.arg(0).unwrap_or(0),

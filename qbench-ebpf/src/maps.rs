@@ -57,6 +57,10 @@ pub static QBENCH_WINDOW: Array<Window> = Array::with_max_entries(1, 0);
 #[map]
 pub static QBENCH_BLOCKING: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
+/// `qbench_common::maps::TRACKING`: non-zero while userspace has the syscall programs attached.
+#[map]
+pub static QBENCH_TRACKING: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Counts an event that could not be recorded. Per-CPU, so a plain increment is race-free.
 #[inline(always)]
 pub fn count_miss(index: u32) {
@@ -96,6 +100,28 @@ pub fn emit<T: 'static>(event: T) {
 #[inline(always)]
 pub fn emit_quietly<T: 'static>(event: T) {
     submit(event, u64::from(BPF_RB_NO_WAKEUP));
+}
+
+/// Sends a request that opened the window (or joined it): quietly while the syscall programs
+/// are attached, as every event of an update; otherwise with a wake-up, since the reader must
+/// attach them before the threads' calls can be seen.
+#[inline(always)]
+pub fn emit_request<T: 'static>(event: T) {
+    if tracking() {
+        emit_quietly(event);
+    } else {
+        emit(event);
+    }
+}
+
+/// Whether userspace has the syscall programs attached (`QBENCH_TRACKING`).
+#[inline(always)]
+fn tracking() -> bool {
+    match QBENCH_TRACKING.get_ptr(0) {
+        // SAFETY: a valid map value pointer; volatile, because userspace writes it.
+        Some(flag) => unsafe { core::ptr::read_volatile(flag) != 0 },
+        None => false,
+    }
 }
 
 #[inline(always)]

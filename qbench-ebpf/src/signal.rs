@@ -16,7 +16,7 @@ use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext
 use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL};
 
 use crate::{
-    maps::{emit_quietly, header, now_ns, open_window, target_tgid, update_signal},
+    maps::{emit_request, header, now_ns, open_window, target_tgid, update_signal},
     tp::field,
 };
 
@@ -57,9 +57,10 @@ fn try_signal(ctx: &TracePointContext) {
     }
     let now = now_ns();
     if let Some(window_seq) = open_window(now) {
-        // Not woken: the reader would take a core from the threads racing to park; it finds
-        // the request on its next tick, and every figure is stamped here.
-        emit_quietly(RequestEvent {
+        // Not woken while the syscall programs are attached: the reader would take a core from
+        // the threads racing to park; it finds the request on its next tick, and every figure
+        // is stamped here. Woken otherwise, to attach them.
+        emit_request(RequestEvent {
             header: header(EVENT_REQUEST, pid as u32, now),
             window_seq,
             runtime_seq: 0,

@@ -1,7 +1,10 @@
-//! Blocking system calls of the target's threads: entry and exit keep `THREADS` up to date at all
-//! times (a request then finds every thread's state without a round trip), and become events only
-//! while the window is open and only for threads that have not arrived (a parked thread's own
-//! wait is the runtime's). Which calls are tracked is `BLOCKING`, filled by the loader.
+//! Blocking system calls of the target's threads: entry and exit keep `THREADS` up to date while
+//! these programs are attached (a request then finds every thread's state without a round trip),
+//! and become events only while the window is open and only for threads that have not arrived (a
+//! parked thread's own wait is the runtime's). Which calls are tracked is `BLOCKING`, filled by
+//! the loader. The diagnosis mode attaches them only while an update is pending (userspace
+//! clears `THREADS` and seeds it from /proc each time), so that the machine's other syscalls do
+//! not pay for them between updates.
 //!
 //! Kernel contract: the raw tracepoints `sys_enter(struct pt_regs *regs, long id)` and
 //! `sys_exit(struct pt_regs *regs, long ret)`. Raw rather than `raw_syscalls:*` records: these

@@ -1,4 +1,5 @@
-//! The diagnosis mode (`qbench-trace --pid N`): one process, with the syscall tracepoints, each
+//! The diagnosis mode (`qbench-trace --pid N`): one process, with the syscall tracepoints while
+//! an update is pending (`Blocked::TracedWhilePending`), each
 //! update reported on stdout (a table, or JSON lines) and drawn to `--trace-out`/`--svg`;
 //! with `--request`, qbench-trace makes the requests, one after each report, until `--count`.
 //! Stops on Ctrl-C, SIGTERM, the target's exit or the wanted count.
@@ -62,7 +63,8 @@ pub fn run(settings: &Observe) -> anyhow::Result<Summary> {
             signal(SignalKind::terminate())?,
         )
     };
-    let (observed, events) = Observed::attach(target, &settings.probing, Blocked::Traced)?;
+    let (observed, events) =
+        Observed::attach(target, &settings.probing, Blocked::TracedWhilePending)?;
     if !settings.json || settings.probing.verbose > 0 {
         eprintln!(
             "qbench-trace: attached to {}; {}",
@@ -138,6 +140,10 @@ impl Diagnosis<'_> {
 impl Sink for Diagnosis<'_> {
     fn started(&mut self) -> anyhow::Result<()> {
         self.request()
+    }
+
+    fn requests(&self) -> bool {
+        self.requester.is_some()
     }
 
     fn report(&mut self, report: Report) -> anyhow::Result<()> {

@@ -28,7 +28,8 @@ pub const TRACEPOINTS: [(&str, &str, &str); 3] = [
 ];
 
 /// The raw tracepoints of syscall tracking, `(program, tracepoint)`: attached in the diagnosis
-/// mode only, since they tax every syscall of every process on the machine.
+/// mode only, and there only while an update is pending, since they tax every syscall of every
+/// process on the machine.
 pub const SYSCALL_RAW_TRACEPOINTS: [(&str, &str); 2] = [
     (programs::SYS_ENTER, "sys_enter"),
     (programs::SYS_EXIT, "sys_exit"),
@@ -134,10 +135,8 @@ pub fn uprobe(
     Ok(Attached::Uprobe(program, link))
 }
 
-/// Attaches the tracepoint programs of [`TRACEPOINTS`], then, if `syscalls`, the syscall raw
-/// tracepoints. The record layouts were read before loading ([`tracepoint_offsets`]), so they
-/// go live back to back (a syscall entry seen without its exit would leave a stale state).
-pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, LoaderError> {
+/// Attaches the tracepoint programs of [`TRACEPOINTS`].
+pub fn tracepoints(ebpf: &mut Ebpf) -> Result<Vec<Attached>, LoaderError> {
     let mut links = Vec::new();
     for (program, category, event) in TRACEPOINTS {
         let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
@@ -146,16 +145,21 @@ pub fn tracepoints(ebpf: &mut Ebpf, syscalls: bool) -> Result<Vec<Attached>, Loa
             .map_err(attach_error(program, category, event))?;
         links.push(Attached::TracePoint(program, link));
     }
-    if syscalls {
-        for (program, event) in SYSCALL_RAW_TRACEPOINTS {
-            let raw: &mut RawTracePoint = program_as(ebpf, program)?;
-            let link = raw
-                .attach(event)
-                .map_err(attach_error(program, "raw", event))?;
-            links.push(Attached::RawTracePoint(program, link));
-        }
-    }
     Ok(links)
+}
+
+/// Attaches the syscall raw tracepoints of [`SYSCALL_RAW_TRACEPOINTS`] into `links`, back to
+/// back (a syscall entry seen without its exit would leave a stale state). On an error, what was
+/// attached before it is in `links`, for the caller to detach.
+pub fn syscall_tracepoints(ebpf: &mut Ebpf, links: &mut Vec<Attached>) -> Result<(), LoaderError> {
+    for (program, event) in SYSCALL_RAW_TRACEPOINTS {
+        let raw: &mut RawTracePoint = program_as(ebpf, program)?;
+        let link = raw
+            .attach(event)
+            .map_err(attach_error(program, "raw", event))?;
+        links.push(Attached::RawTracePoint(program, link));
+    }
+    Ok(())
 }
 
 fn attach_error(

@@ -9,7 +9,7 @@
 //! let options = LoadOptions { blocking: vec![0, 202], ..LoadOptions::default() }; // read, futex
 //! let mut probes = Probes::load(pid, 12, &options)?; // SIGUSR2
 //! let mode = AttachMode::detect(&TargetObjects::of(pid)?, &[])?;
-//! probes.attach(&mode)?; // also seeds the thread map from /proc
+//! probes.attach(&mode)?; // syscall tracepoints too (the default): seeds the thread map
 //! let mut events = probes.take_events()?; // aya RingBuf: poll its fd, then `next()`
 //! # Ok(()) }
 //! ```
@@ -18,7 +18,7 @@
 //! build time it is an empty stub, and loading fails with [`LoaderError::NotBuilt`]. Nothing is
 //! pinned: dropping [`Probes`] detaches every link and unloads every program and map.
 
-use std::{fs, io, num::NonZeroU32, path::Path};
+use std::{io, num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -31,7 +31,6 @@ use super::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
 use super::{attach, memlock, sizing};
 use crate::host::capabilities::{self, CapSet};
 use crate::kernel::refusal::{refused_hint, tracefs_message};
-use crate::procfs;
 
 /// The eBPF object, or an empty stub (see `build.rs`).
 #[cfg(not(qbench_ebpf_stub))]
@@ -146,7 +145,7 @@ impl LoaderError {
         }
     }
 
-    fn map(name: &'static str) -> impl FnOnce(MapError) -> Self {
+    pub(super) fn map(name: &'static str) -> impl FnOnce(MapError) -> Self {
         move |source| Self::Map {
             name,
             source: Box::new(source),
@@ -204,10 +203,8 @@ pub struct LoadOptions {
     pub events_bytes: Option<u32>,
     /// The syscall numbers whose entry and exit are tracked (the blocking calls).
     pub blocking: Vec<u32>,
-    /// Load and attach the syscall raw tracepoints (true by default). They tax every syscall of
-    /// every process on the machine (docs/ARCHITECTURE.md), so the production mode (`--watch`)
-    /// leaves them out and reads blocked calls from /proc when it needs them.
-    pub track_syscalls: bool,
+    /// When the syscall raw tracepoints are attached ([`SyscallTracking::Always`] by default).
+    pub syscalls: SyscallTracking,
 }
 
 impl Default for LoadOptions {
@@ -215,9 +212,23 @@ impl Default for LoadOptions {
         Self {
             events_bytes: None,
             blocking: Vec::new(),
-            track_syscalls: true,
+            syscalls: SyscallTracking::Always,
         }
     }
+}
+
+/// When the syscall raw tracepoints are attached. They tax every syscall of every process on
+/// the machine while attached (docs/ARCHITECTURE.md, measured costs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallTracking {
+    /// Not even loaded: the production mode (`--watch`) reads blocked calls from /proc.
+    Off,
+    /// Attached by [`Probes::attach`] with the rest and kept until drop: the kernel side as its
+    /// own tests drive it, with the thread table up to date at all times.
+    Always,
+    /// Loaded, but attached only by [`Probes::start_tracking`] and detached by
+    /// [`Probes::stop_tracking`]: the diagnosis mode, while an update is pending.
+    OnDemand,
 }
 
 /// Which update points to probe.
@@ -249,12 +260,14 @@ impl AttachMode {
 /// everything.
 #[derive(Debug)]
 pub struct Probes {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     /// What [`Self::attach`] attached, detached all at once on drop.
     links: Vec<attach::Attached>,
+    /// The syscall raw tracepoints while attached ([`Self::start_tracking`]).
+    pub(super) tracking: Vec<attach::Attached>,
     tgid: NonZeroU32,
-    blocking: Vec<u32>,
-    track_syscalls: bool,
+    pub(super) blocking: Vec<u32>,
+    pub(super) syscalls: SyscallTracking,
 }
 
 impl Probes {
@@ -295,13 +308,14 @@ impl Probes {
             .map_max_entries(maps::EVENTS, events_bytes)
             .map_max_entries(maps::THREADS, sizing::thread_entries_for(threads));
         let mut ebpf = loader.load(object).map_err(LoaderError::classify_load)?;
-        attach::load_programs(&mut ebpf, options.track_syscalls)?;
+        attach::load_programs(&mut ebpf, options.syscalls != SyscallTracking::Off)?;
         let mut probes = Self {
             ebpf,
             links: Vec::new(),
+            tracking: Vec::new(),
             tgid,
             blocking: options.blocking.clone(),
-            track_syscalls: options.track_syscalls,
+            syscalls: options.syscalls,
         };
         probes.fill_blocking()?;
         Ok(probes)
@@ -322,7 +336,8 @@ impl Probes {
     }
 
     /// Attaches the update-point uprobes of `mode` (scoped to the target), then the tracepoints
-    /// (signal, syscalls unless [`LoadOptions::track_syscalls`] is false, threads), then seeds the thread map from /proc ([`Self::seed_threads`]).
+    /// (signal, threads), then, with [`SyscallTracking::Always`], the syscall raw tracepoints
+    /// ([`Self::start_tracking`], which seeds the thread map from /proc).
     pub fn attach(&mut self, mode: &AttachMode) -> Result<(), LoaderError> {
         attach::ensure_uprobes()?;
         match mode {
@@ -350,12 +365,10 @@ impl Probes {
                 }
             }
         }
-        let links = attach::tracepoints(&mut self.ebpf, self.track_syscalls)?;
+        let links = attach::tracepoints(&mut self.ebpf)?;
         self.links.extend(links);
-        // Without the syscall exit tracepoint nothing would ever clear a seeded entry.
-        if self.track_syscalls {
-            let seeded = self.seed_threads()?;
-            log::debug!("seeded {seeded} blocked threads from /proc");
+        if self.syscalls == SyscallTracking::Always {
+            self.start_tracking()?;
         }
         Ok(())
     }
@@ -379,48 +392,6 @@ impl Probes {
                 source: source.into(),
             })?;
         Ok(())
-    }
-
-    /// Adds to the thread map the target's threads that /proc shows blocked in a tracked call
-    /// (they entered it before attach, so no event told the kernel). Entries the kernel already
-    /// has win: a thread that left or entered a call since attach has a fresher one. Seeded
-    /// entries have `since_ns == 0`: blocked since before attach, for an unknown time.
-    /// Returns how many threads were added.
-    pub fn seed_threads(&mut self) -> Result<usize, LoaderError> {
-        let tasks = Path::new("/proc")
-            .join(self.tgid.get().to_string())
-            .join("task");
-        // A target that exits meanwhile has nothing to seed; the caller notices soon enough.
-        let Ok(dir) = fs::read_dir(&tasks) else {
-            return Ok(0);
-        };
-        let name = maps::THREADS;
-        let mut map: HashMap<&mut MapData, u32, ThreadState> = map_mut(&mut self.ebpf, name)?;
-        let mut seeded = 0;
-        for entry in dir.flatten() {
-            let Some(tid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(text) = fs::read_to_string(entry.path().join("syscall")) else {
-                continue; // the thread exited
-            };
-            let Some(state) = parse_proc_syscall(&text) else {
-                continue; // running, or blocked outside a syscall
-            };
-            if !u32::try_from(state.nr).is_ok_and(|nr| self.blocking.contains(&nr)) {
-                continue;
-            }
-            match map.insert(tid, state, BPF_NOEXIST) {
-                Ok(()) => seeded += 1,
-                Err(err) if os_error_in_chain(&err, &[libc::EEXIST]) => {}
-                Err(err) => return Err(LoaderError::map(name)(err)),
-            }
-        }
-        Ok(seeded)
     }
 
     /// Takes the event ring buffer out, for the reader (poll its fd, then drain `next()`).
@@ -507,12 +478,14 @@ impl Drop for Probes {
     /// Detaches every link at once ([`attach::detach_concurrently`]); the programs and maps
     /// go with the `Ebpf` right after.
     fn drop(&mut self) {
-        attach::detach_concurrently(&mut self.ebpf, std::mem::take(&mut self.links));
+        let mut links = std::mem::take(&mut self.links);
+        links.append(&mut self.tracking);
+        attach::detach_concurrently(&mut self.ebpf, links);
     }
 }
 
 /// Map `name` of `ebpf` as the typed map `M`.
-fn map<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M, LoaderError>
+pub(super) fn map<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M, LoaderError>
 where
     M: TryFrom<&'a aya::maps::Map, Error = MapError>,
 {
@@ -521,27 +494,12 @@ where
 }
 
 /// Map `name` of `ebpf` as the typed, writable map `M`.
-fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, LoaderError>
+pub(super) fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, LoaderError>
 where
     M: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
 {
     let map = ebpf.map_mut(name).ok_or(LoaderError::NoMap { name })?;
     M::try_from(map).map_err(LoaderError::map(name))
-}
-
-/// `bpf_map_update_elem` flag: only insert a key that is not there yet (uapi `BPF_NOEXIST`).
-const BPF_NOEXIST: u64 = 1;
-
-/// `/proc/PID/task/TID/syscall` of a thread blocked in a syscall ([`procfs::parse_syscall`]), as
-/// the thread map's entry. `running` or `-1 SP PC` (blocked outside a syscall) give `None`.
-fn parse_proc_syscall(text: &str) -> Option<ThreadState> {
-    let (nr, args) = procfs::parse_syscall(text)?;
-    Some(ThreadState {
-        nr,
-        since_ns: 0,
-        args,
-        arrived_seq: 0,
-    })
 }
 
 #[cfg(test)]
@@ -558,18 +516,6 @@ mod tests {
             err.to_string(),
             "eBPF programs were not built (run `cargo xtask setup`)"
         );
-    }
-
-    #[test]
-    fn proc_syscall_lines() {
-        let read = "0 0x3 0x7ffc1234 0x1 0x0 0x0 0x0 0x7ffc0000 0x7f0012345678\n";
-        let state = parse_proc_syscall(read).expect("blocked in read");
-        assert_eq!(state.nr, 0);
-        assert_eq!(state.args, [3, 0x7ffc_1234, 1, 0, 0, 0]);
-        assert_eq!(state.since_ns, 0);
-        assert_eq!(parse_proc_syscall("running\n"), None);
-        assert_eq!(parse_proc_syscall("-1 0x7ffc0000 0x7f0012345678\n"), None);
-        assert_eq!(parse_proc_syscall("0 0x3\n"), None);
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod selfprobe;
 pub mod sizing;
 pub mod symbols;
 pub mod tracepoint_layout;
+mod tracking;

@@ -6,12 +6,14 @@
 //! What differs between the modes is a setting: where what a thread is blocked in comes from
 //! ([`Blocked`]: the syscall tracepoints, or /proc), how often the pipeline wakes ([`Cadence`]),
 //! and the sink. This folder: the attached process ([`Observed`], here), the loop (`run`), how a
-//! process goes away (`gone`) and the threads' state at a request (`refresh`).
+//! process goes away (`gone`), the threads' state at a request (`refresh`) and when the syscall
+//! tracepoints are attached (`tracking`).
 
 mod gone;
 mod refresh;
 mod run;
 mod runtime_state;
+mod tracking;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use aya::maps::{MapData, RingBuf};
 pub use self::gone::Gone;
 use crate::host::preflight;
 use crate::host::request::Image;
-use crate::kernel::loader::{AttachMode, LoadOptions, Probes};
+use crate::kernel::loader::{AttachMode, LoadOptions, Probes, SyscallTracking};
 use crate::kernel::symbols::TargetObjects;
 use crate::report::output::{self, Context};
 use crate::tracker::{Outcome, Tracker, Update};
@@ -45,9 +47,12 @@ pub struct Probing {
 /// Where what a thread is blocked in comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blocked {
-    /// The syscall tracepoints (the diagnosis mode): the kernel keeps each thread's call, and a
-    /// request takes the kernel's snapshot of it. They tax every syscall on the machine.
-    Traced,
+    /// The syscall tracepoints (the diagnosis mode), attached only while an update is pending:
+    /// before qbench-trace's own request, or as soon as the kernel reports anyone else's, then
+    /// seeded from /proc (calls entered before were not seen); detached after the report. The
+    /// kernel keeps each thread's call meanwhile, and a request takes its snapshot. Attached,
+    /// they tax every syscall on the machine; detached, nothing.
+    TracedWhilePending,
     /// /proc (`--watch`, at no per-syscall cost): read at each request, and again for the
     /// stragglers of a DNQ before they are diagnosed.
     FromProc,
@@ -112,6 +117,12 @@ pub(crate) trait Sink {
         Ok(())
     }
 
+    /// Whether the mode makes the requests ([`Self::started`], [`Self::next`]): syscall tracking
+    /// is then attached before the first and kept between them.
+    fn requests(&self) -> bool {
+        false
+    }
+
     /// Reports a finished update.
     fn report(&mut self, report: Report) -> anyhow::Result<()>;
 
@@ -168,7 +179,10 @@ impl Observed {
         let options = LoadOptions {
             events_bytes: probing.ring_bytes,
             blocking: syscalls::tracked_numbers(),
-            track_syscalls: blocked == Blocked::Traced,
+            syscalls: match blocked {
+                Blocked::TracedWhilePending => SyscallTracking::OnDemand,
+                Blocked::FromProc => SyscallTracking::Off,
+            },
         };
         let mut probes = Probes::load(tgid, probing.signal as u32, &options)?;
         probes.attach(&mode)?;
@@ -243,12 +257,16 @@ impl Observed {
         }
         let earlier = self.reported;
         self.reported += 1;
-        sink.report(Report {
+        let reported = sink.report(Report {
             pid: self.pid(),
             update,
             lost,
             earlier,
-        })
+        });
+        if self.blocked == Blocked::TracedWhilePending && !sink.requests() {
+            tracking::stop(&mut self.probes, self.verbose)?;
+        }
+        reported
     }
 }
 
@@ -262,8 +280,8 @@ fn describe(mode: &AttachMode, blocked: Blocked) -> String {
         ),
     };
     match blocked {
-        Blocked::Traced => format!(
-            "{points}; {} blocking syscalls tracked",
+        Blocked::TracedWhilePending => format!(
+            "{points}; {} blocking syscalls tracked while an update is pending",
             syscalls::TRACKED.len()
         ),
         Blocked::FromProc => points,
@@ -290,9 +308,10 @@ mod tests {
             "2 update point(s), probed at every hit (no runtime)"
         );
         assert_eq!(
-            describe(&points, Blocked::Traced),
+            describe(&points, Blocked::TracedWhilePending),
             format!(
-                "2 update point(s), probed at every hit (no runtime); {} blocking syscalls tracked",
+                "2 update point(s), probed at every hit (no runtime); {} blocking syscalls \
+                 tracked while an update is pending",
                 syscalls::TRACKED.len()
             )
         );

@@ -1,6 +1,7 @@
 //! The threads' state the moment a request opens a window, before any later event is applied:
-//! the kernel's record of who is blocked in what (with the syscall tracepoints), or /proc's
-//! (without them). Either way the names come from /proc: the helper is recognised by its name.
+//! the kernel's record of who is blocked in what (with the syscall tracepoints, attached here if
+//! someone else's request opened the window, and then seeded from /proc), or /proc's (without
+//! them). Either way the names come from /proc: the helper is recognised by its name.
 
 use qbench_common::{NO_SYSCALL, ThreadState};
 
@@ -12,12 +13,14 @@ use crate::tracker::{Blocked as BlockedIn, Tracker, Update};
 /// Applies to `tracker` the threads of `pid` as they are now, from where `blocked` says.
 pub fn on_window_opened(
     tracker: &mut Tracker,
-    probes: &Probes,
+    probes: &mut Probes,
     pid: u32,
     blocked: Blocked,
+    verbose: u8,
 ) -> anyhow::Result<()> {
     match blocked {
-        Blocked::Traced => {
+        Blocked::TracedWhilePending => {
+            super::tracking::start(probes, verbose)?;
             for tid in tracker.tids() {
                 if let Some(comm) = procfs::comm(pid, tid) {
                     tracker.set_comm(tid, &comm);

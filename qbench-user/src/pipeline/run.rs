@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
 
 use super::gone::{self, Gone};
-use super::{Cadence, Next, Observed, Sink, refresh};
+use super::{Blocked, Cadence, Next, Observed, Sink, refresh};
 use crate::kernel::reader;
 use crate::procfs;
 use crate::tracker::{Outcome, Update};
@@ -44,6 +44,10 @@ impl Observed {
         }
         // An alive check as frequent as the deadline check judges the deadline itself.
         let deadline_apart = cadence.alive > DEADLINE_TICK;
+        if self.blocked == Blocked::TracedWhilePending && sink.requests() {
+            // Attached before the request is sent: its window sees every call from the start.
+            super::tracking::start(&mut self.probes, self.verbose)?;
+        }
         sink.started()?;
         loop {
             let next = tokio::select! {
@@ -78,11 +82,11 @@ impl Observed {
     /// Applies a batch of the ring buffer's records; returns the updates they completed, and
     /// whether records may be left.
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<(Vec<Update>, bool)> {
-        let (pid, blocked, probes) = (self.target.pid, self.blocked, &self.probes);
+        let (pid, blocked, probes) = (self.target.pid, self.blocked, &mut self.probes);
         let (state_at, verbose) = (self.state_at, self.verbose);
         let batch = reader::drain(ring, &mut self.tracker, pid, verbose, |tracker| {
             super::runtime_state::on_window_opened(tracker, pid, state_at, verbose);
-            refresh::on_window_opened(tracker, probes, pid, blocked)
+            refresh::on_window_opened(tracker, probes, pid, blocked, verbose)
         })?;
         self.undecodable += batch.undecodable;
         Ok((batch.finished, batch.more))

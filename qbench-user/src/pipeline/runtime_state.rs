@@ -22,6 +22,9 @@ impl Observed {
             .iter()
             .filter_map(|p| Some((p.tid, p.arrival_ns?)))
             .collect();
+        if self.blocked == super::Blocked::TracedWhilePending {
+            super::tracking::start(&mut self.probes, self.verbose)?;
+        }
         let window_seq = self.probes.open_window(state.request_ns)?;
         if !self
             .tracker
