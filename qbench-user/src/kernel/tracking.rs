@@ -6,7 +6,7 @@
 use std::{fs, path::Path};
 
 use aya::maps::{Array, HashMap, MapData};
-use qbench_common::{ThreadState, maps};
+use qbench_common::{NO_SYSCALL, ThreadState, maps};
 
 use super::attach;
 use super::loader::{LoaderError, Probes, SyscallTracking, map_mut, os_error_in_chain};
@@ -61,21 +61,29 @@ impl Probes {
         map.set(0, u32::from(on), 0).map_err(LoaderError::map(name))
     }
 
-    /// Removes from the thread map what the syscall programs left when they were last attached
-    /// (stale since): every entry but those of threads that arrived in the window open now.
+    /// Clears the thread map of what the syscall programs left when they were last attached
+    /// (stale since): removes every entry but those of threads that arrived in the window open
+    /// now, whose arrival is kept and whose call is cleared (the programs, detached, write
+    /// nothing meanwhile; the arrival program only marks arrivals).
     fn clear_threads(&mut self) -> Result<(), LoaderError> {
         let window = self.window()?;
         let keep = (window.open != 0).then_some(window.seq);
-        let stale: Vec<u32> = self
-            .snapshot_threads()?
-            .into_iter()
-            .filter(|(_, state)| Some(state.arrived_seq) != keep)
-            .map(|(tid, _)| tid)
-            .collect();
+        let entries = self.snapshot_threads()?;
         let name = maps::THREADS;
         let mut map: HashMap<&mut MapData, u32, ThreadState> = map_mut(&mut self.ebpf, name)?;
-        for tid in stale {
-            match map.remove(&tid) {
+        for (tid, state) in entries {
+            let done = if Some(state.arrived_seq) == keep {
+                let arrived = ThreadState {
+                    nr: NO_SYSCALL,
+                    since_ns: 0,
+                    args: [0; 6],
+                    arrived_seq: state.arrived_seq,
+                };
+                map.insert(tid, arrived, BPF_EXIST)
+            } else {
+                map.remove(&tid)
+            };
+            match done {
                 Ok(()) => {}
                 // Its thread exited meanwhile (the exit program removes its entry).
                 Err(err) if os_error_in_chain(&err, &[libc::ENOENT]) => {}
@@ -130,6 +138,8 @@ impl Probes {
 
 /// `bpf_map_update_elem` flag: only insert a key that is not there yet (uapi `BPF_NOEXIST`).
 const BPF_NOEXIST: u64 = 1;
+/// `bpf_map_update_elem` flag: only update a key that is there (uapi `BPF_EXIST`).
+const BPF_EXIST: u64 = 2;
 
 /// `/proc/PID/task/TID/syscall` of a thread blocked in a syscall ([`procfs::parse_syscall`]), as
 /// the thread map's entry. `running` or `-1 SP PC` (blocked outside a syscall) give `None`.

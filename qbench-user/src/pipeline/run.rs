@@ -22,6 +22,12 @@ const DEADLINE_TICK: Duration = Duration::from_millis(5);
 const BATCHES_PER_TICK: usize = 16;
 /// The period of a tick that is not wanted ([`Cadence::idle`] of None); long, never zero.
 const NEVER: Duration = Duration::from_secs(3600);
+/// How long a wake-up while syscall tracking is detached (anyone else's request, mostly) waits
+/// before the ring buffer is read and tracking attached: the threads racing to park are not
+/// slowed by the reader and the attach, most updates have quiesced by then (their release is
+/// read in the same batch), and the runtime interrupts a straggler again within 5 ms (its
+/// longest gap), which the tracepoints then see.
+const SETTLE: Duration = Duration::from_millis(5);
 
 impl Observed {
     /// Observes until the process goes away or the sink says to stop; `ring` is the programs'
@@ -53,6 +59,12 @@ impl Observed {
             let next = tokio::select! {
                 ready = events.readable_mut() => {
                     let mut guard = ready?;
+                    if self.blocked == Blocked::TracedWhilePending
+                        && !self.probes.tracking()
+                        && !self.tracker.window_open()
+                    {
+                        tokio::time::sleep(SETTLE).await;
+                    }
                     let (finished, more) = self.drain(guard.get_inner_mut())?;
                     // Records left over (a flood): keep the readiness so the loop comes straight
                     // back, after the other branches (the deadline above all) had their turn.
