@@ -85,9 +85,9 @@ pub fn qbench_request(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let now = now_ns();
-    if let Some(window_seq) = open_window(now).or_else(open_window_seq) {
-        // Woken only when the syscall programs are detached, as for the signal (`signal.rs`).
-        emit_request(RequestEvent {
+    let opened = open_window(now);
+    if let Some(window_seq) = opened.or_else(open_window_seq) {
+        let event = RequestEvent {
             header: header(EVENT_REQUEST, ctx.pid(), now),
             window_seq,
             runtime_seq: ctx.arg(0).unwrap_or(0),
@@ -95,7 +95,14 @@ pub fn qbench_request(ctx: ProbeContext) -> u32 {
             signal: 0,
             code: 0,
             sender_tgid: target_tgid(),
-        });
+        };
+        if opened.is_some() {
+            // Woken only when the syscall programs are detached, as for the signal (`signal.rs`).
+            emit_request(event);
+        } else {
+            // The signal's request woke the reader already, if it had to.
+            emit_quietly(event);
+        }
     }
     0
 }
