@@ -13,6 +13,9 @@ use qbench_tests::observer::{privileged, situations, spawn_attached, thread};
 use qbench_tests::poll;
 use serde_json::Value;
 
+/// The runtime's timeout: the update stays pending until qbench-trace's 2 s deadline.
+const RUNTIME_WAITS_60_S: [(&str, &str); 1] = [("QBENCH_TIMEOUT_MS", "60000")];
+
 /// The raw tracepoints qbench-trace (`pid`) has BPF links on, by name.
 fn raw_tracepoint_links(pid: u32) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -62,11 +65,7 @@ fn wait_links(pid: u32, want: &[&str], timeout: Duration) -> Duration {
 #[test]
 fn syscall_tracking_is_attached_only_while_an_update_is_pending() {
     let Some(_serial) = privileged() else { return };
-    // The runtime waits 60 s: the update stays pending until qbench-trace's 2 s deadline.
-    let target = situations(
-        &["read:1", "plaincond:1"],
-        &[("QBENCH_TIMEOUT_MS", "60000")],
-    );
+    let target = situations(&["read:1", "plaincond:1"], &RUNTIME_WAITS_60_S);
     target.wait_blocked();
     let pid = target.pid.to_string();
     let mut observer = spawn_attached(&["--pid", &pid, "--timeout", "2s", "--json", "-v"]);
