@@ -7,6 +7,7 @@
 
 pub mod ebpf;
 pub mod observer;
+pub mod real;
 pub mod rsvg;
 
 use std::io::{BufRead, BufReader, Write};

@@ -215,7 +215,16 @@ struct IperfClient {
 impl IperfClient {
     fn start(exe: &Path, port: u16) -> anyhow::Result<IperfClient> {
         let child = Command::new(exe)
-            .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-t", "3600", "-y", "C"])
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "3600",
+                "-y",
+                "C",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -326,7 +335,8 @@ mod tests {
 
     #[test]
     fn the_bandwidth_is_the_last_field_of_the_last_csv_line() {
-        let out = "19700101000000,127.0.0.1,37586,127.0.0.1,5302,1,0.0-2.0,6491865148,25762660323\n";
+        let out =
+            "19700101000000,127.0.0.1,37586,127.0.0.1,5302,1,0.0-2.0,6491865148,25762660323\n";
         assert_eq!(csv_bits_per_s(out), Some(25_762_660_323.0));
         assert_eq!(csv_bits_per_s(""), None);
     }

@@ -71,7 +71,12 @@ pub fn build_root(program: &str) -> PathBuf {
 
 /// Builds `variant` of the program from `source` (unless built from the same already) and
 /// returns the executable.
-pub fn build(spec: &Spec, source: &Path, variant: &Variant, verbose: bool) -> anyhow::Result<PathBuf> {
+pub fn build(
+    spec: &Spec,
+    source: &Path,
+    variant: &Variant,
+    verbose: bool,
+) -> anyhow::Result<PathBuf> {
     let program = spec.name;
     let tree = build_root(program).join(&variant.name);
     let exe = tree.join(spec.exe);

@@ -83,7 +83,13 @@ impl Spec {
         let mut args: Vec<String> = self
             .args
             .iter()
-            .map(|a| if *a == PORT { port.clone() } else { (*a).to_owned() })
+            .map(|a| {
+                if *a == PORT {
+                    port.clone()
+                } else {
+                    (*a).to_owned()
+                }
+            })
             .collect();
         if root {
             args.extend(self.root_args.iter().map(|a| (*a).to_owned()));
@@ -106,6 +112,10 @@ mod tests {
             MEMCACHED.command_args(11211, true)[6..],
             ["-p", "11211", "-u", "nobody"]
         );
-        assert!(!MEMCACHED.command_args(1, false).contains(&"nobody".to_owned()));
+        assert!(
+            !MEMCACHED
+                .command_args(1, false)
+                .contains(&"nobody".to_owned())
+        );
     }
 }
