@@ -148,3 +148,52 @@ pub fn quiesced_updates(pid: &str, count: usize, before: usize) -> Vec<Value> {
     }
     reports
 }
+
+/// The one update qbench-trace requests of an unpatched program (no libqbench) observed at
+/// `point`, the update signal being `signal`: a DNQ of `threads` participating threads, none
+/// arrived, no event lost.
+pub fn unpatched_dnq(pid: &str, point: &str, signal: &str, threads: usize) -> Value {
+    let out = trace(&[
+        "--pid",
+        pid,
+        "--point",
+        point,
+        "--signal",
+        signal,
+        "--request",
+        "--json",
+    ]);
+    let report = reports(&out, 3, 1).remove(0);
+    assert_eq!(report["outcome"], "dnq", "{report}");
+    assert_eq!(report["request_source"], "signal", "{report}");
+    assert_eq!(report["runtime_seq"], Value::Null, "{report}");
+    assert_eq!(report["first_arrival_ns"], Value::Null, "{report}");
+    assert_eq!(report["lost_events"], 0, "{report}");
+    let all = threads_where(&report, |_| true);
+    assert_eq!(all.len(), threads, "{report}");
+    assert!(
+        all.iter()
+            .all(|t| t["arrival_ns"].is_null() && t["participating"] == true),
+        "{report}"
+    );
+    report
+}
+
+/// A quiesced update of `threads` threads, each participating and arrived, its quiescence the
+/// last arrival minus the first.
+pub fn assert_every_thread_arrived(report: &Value, threads: usize) {
+    let all = threads_where(report, |_| true);
+    assert_eq!(all.len(), threads, "{report}");
+    assert!(
+        all.iter()
+            .all(|t| !t["arrival_ns"].is_null() && t["participating"] == true),
+        "{report}"
+    );
+    let first = report["first_arrival_ns"].as_u64().expect("first");
+    let last = report["last_arrival_ns"].as_u64().expect("last");
+    assert_eq!(
+        report["quiescence_ns"].as_u64(),
+        Some(last - first),
+        "{report}"
+    );
+}

@@ -10,10 +10,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use qbench_tests::observer::{privileged, reports, threads_where, trace};
-use qbench_tests::real::{Server, built, by_tid, cause, quiesced_updates};
+use qbench_tests::observer::{privileged, reports, trace};
+use qbench_tests::real::{
+    Server, assert_every_thread_arrived, built, by_tid, cause, quiesced_updates, unpatched_dnq,
+};
 use serde_json::Value;
 
 /// main, the reporter and the listener.
@@ -26,9 +29,18 @@ struct Roles {
     listener: u64,
 }
 
-/// An iperf server of `variant`, with the runtime's helper for a stage; None (said) when not
-/// built.
-fn started(variant: &str) -> Option<(PathBuf, Server, Roles)> {
+/// An iperf server of one variant running for a test, which holds the observer to itself.
+struct Started {
+    _serial: MutexGuard<'static, ()>,
+    exe: PathBuf,
+    server: Server,
+    roles: Roles,
+}
+
+/// An iperf server of `variant`, with the runtime's helper for a stage; None (said) without
+/// root or when not built.
+fn started(variant: &str) -> Option<Started> {
+    let serial = privileged()?;
     let exe = built("iperf", variant, "src/iperf")?;
     let runtime = usize::from(variant != "unpatched");
     let args = |port: u16| {
@@ -39,7 +51,12 @@ fn started(variant: &str) -> Option<(PathBuf, Server, Roles)> {
     };
     let server = Server::start(&exe, args, THREADS + runtime);
     let roles = roles(&server);
-    Some((exe, server, roles))
+    Some(Started {
+        _serial: serial,
+        exe,
+        server,
+        roles,
+    })
 }
 
 fn roles(server: &Server) -> Roles {
@@ -99,87 +116,61 @@ fn assert_client_finished(child: Child) {
 }
 
 /// Main's wait for the other threads to end: a pthread_cond_wait without timeout on
-/// `thread_sNum_cond` (the futex word is at +40 or +44, by the waiter's group).
+/// `thread_sNum_cond`.
 fn assert_main_cond_wait(t: &Value) {
+    assert_cond_wait(t, "thread_sNum_cond", false);
+}
+
+/// The reporter between passes: a pthread_cond_timedwait of 1 s on `ReportCond`.
+fn assert_reporter_cond_wait(t: &Value) {
+    assert_cond_wait(t, "ReportCond", true);
+}
+
+/// A participating thread that did not arrive, diagnosed in a condition wait on `cond` (the
+/// futex word is at +40 or +44, by the waiter's group), `timed` or not.
+fn assert_cond_wait(t: &Value, cond: &str, timed: bool) {
     assert!(t["arrival_ns"].is_null(), "{t}");
     assert_eq!(t["participating"], true, "{t}");
     assert_eq!(cause(t), "cond_wait_unwrapped", "{t}");
     let details = &t["diagnosis"]["details"];
     assert_eq!(details["syscall"], "futex", "{t}");
     let symbol = details["futex_symbol"].as_str().unwrap_or("");
-    assert!(symbol.starts_with("thread_sNum_cond+"), "{t}");
-    assert_eq!(details["args"][3], 0, "no timeout: {t}");
-}
-
-/// The reporter between passes: a pthread_cond_timedwait of 1 s on `ReportCond`.
-fn assert_reporter_cond_wait(t: &Value) {
-    assert!(t["arrival_ns"].is_null(), "{t}");
-    assert_eq!(cause(t), "cond_wait_unwrapped", "{t}");
-    let details = &t["diagnosis"]["details"];
-    assert_eq!(details["syscall"], "futex", "{t}");
-    let symbol = details["futex_symbol"].as_str().unwrap_or("");
-    assert!(symbol.starts_with("ReportCond+"), "{t}");
-    assert_ne!(details["args"][3], 0, "a timeout: {t}");
+    assert!(symbol.starts_with(&format!("{cond}+")), "{t}");
+    assert_eq!(details["args"][3] != 0, timed, "timeout: {t}");
 }
 
 #[test]
 fn unpatched_iperf_observed_at_report_packet_is_diagnosed_thread_by_thread() {
-    let Some(_serial) = privileged() else { return };
-    let Some((exe, server, roles)) = started("unpatched") else {
+    let Some(run) = started("unpatched") else {
         return;
     };
-    let pid = server.pid();
+    let pid = run.server.pid();
     // SIGALRM: iperf's handler only sets sInterupted, which the idle reporter clears again.
-    let out = trace(&[
-        "--pid",
-        &pid,
-        "--point",
-        "ReportPacket",
-        "--signal",
-        "ALRM",
-        "--request",
-        "--json",
-    ]);
-    let reports = reports(&out, 3, 1);
-    let report = &reports[0];
-    assert_eq!(report["outcome"], "dnq", "{report}");
-    assert_eq!(report["request_source"], "signal", "{report}");
-    assert_eq!(report["runtime_seq"], Value::Null, "{report}");
-    assert_eq!(report["first_arrival_ns"], Value::Null, "{report}");
-    assert_eq!(report["lost_events"], 0, "{report}");
-    let threads = report["threads"].as_array().expect("threads");
-    assert_eq!(threads.len(), THREADS, "{report}");
-    assert!(
-        threads
-            .iter()
-            .all(|t| t["arrival_ns"].is_null() && t["participating"] == true),
-        "{report}"
-    );
-    assert_main_cond_wait(by_tid(report, roles.main));
-    assert_reporter_cond_wait(by_tid(report, roles.reporter));
-    let listener = by_tid(report, roles.listener);
+    let report = &unpatched_dnq(&pid, "ReportPacket", "ALRM", THREADS);
+    assert_main_cond_wait(by_tid(report, run.roles.main));
+    assert_reporter_cond_wait(by_tid(report, run.roles.reporter));
+    let listener = by_tid(report, run.roles.listener);
     assert_eq!(cause(listener), "io_blocked", "{listener}");
     let details = &listener["diagnosis"]["details"];
     assert_eq!(details["syscall"], "accept", "{listener}");
     assert_eq!(
         details["fd"],
-        format!("TCP 127.0.0.1:{} LISTEN", server.port),
+        format!("TCP 127.0.0.1:{} LISTEN", run.server.port),
         "{listener}"
     );
     // The signal did not stop the server: a client still gets its test.
-    let (child, _) = client(&exe, &server, 1, THREADS + 1);
+    let (child, _) = client(&run.exe, &run.server, 1, THREADS + 1);
     assert_client_finished(child);
 }
 
 #[test]
 fn stage1_listener_arrives_main_and_reporter_hold_the_update() {
-    let Some(_serial) = privileged() else { return };
-    let Some((_exe, server, roles)) = started("stage1") else {
+    let Some(run) = started("stage1") else {
         return;
     };
     let out = trace(&[
         "--pid",
-        &server.pid(),
+        &run.server.pid(),
         "--request",
         "--count",
         "2",
@@ -192,23 +183,22 @@ fn stage1_listener_arrives_main_and_reporter_hold_the_update() {
         assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
         // The runtime's signal ended its accept(2) with EINTR; the loop came to its update point.
         assert!(
-            !by_tid(report, roles.listener)["arrival_ns"].is_null(),
+            !by_tid(report, run.roles.listener)["arrival_ns"].is_null(),
             "{report}"
         );
-        assert_main_cond_wait(by_tid(report, roles.main));
-        assert_reporter_cond_wait(by_tid(report, roles.reporter));
+        assert_main_cond_wait(by_tid(report, run.roles.main));
+        assert_reporter_cond_wait(by_tid(report, run.roles.reporter));
     }
 }
 
 #[test]
 fn stage1_with_a_client_sending_its_server_thread_arrives() {
-    let Some(_serial) = privileged() else { return };
-    let Some((exe, server, roles)) = started("stage1") else {
+    let Some(run) = started("stage1") else {
         return;
     };
     // Sending for longer than qbench-trace takes to attach and end the update.
-    let (child, server_thread) = client(&exe, &server, 5, THREADS + 2);
-    let out = trace(&["--pid", &server.pid(), "--request", "--json"]);
+    let (child, server_thread) = client(&run.exe, &run.server, 5, THREADS + 2);
+    let out = trace(&["--pid", &run.server.pid(), "--request", "--json"]);
     let reports = reports(&out, 3, 1);
     let report = &reports[0];
     assert_eq!(report["outcome"], "dnq", "{report}");
@@ -221,13 +211,13 @@ fn stage1_with_a_client_sending_its_server_thread_arrives() {
         "{report}"
     );
     assert!(
-        !by_tid(report, roles.listener)["arrival_ns"].is_null(),
+        !by_tid(report, run.roles.listener)["arrival_ns"].is_null(),
         "{report}"
     );
-    assert_main_cond_wait(by_tid(report, roles.main));
+    assert_main_cond_wait(by_tid(report, run.roles.main));
     // The reporter is in its 16 ms pause between passes over the packet rings, or waiting for
     // reports (then as idle).
-    let reporter = by_tid(report, roles.reporter);
+    let reporter = by_tid(report, run.roles.reporter);
     match cause(reporter) {
         "sleeping" => {
             let details = &reporter["diagnosis"]["details"];
@@ -246,37 +236,17 @@ fn stage1_with_a_client_sending_its_server_thread_arrives() {
 
 #[test]
 fn stage2_fully_patched_iperf_quiesces_idle_and_with_a_client_sending() {
-    let Some(_serial) = privileged() else { return };
-    let Some((exe, server, _roles)) = started("stage2") else {
+    let Some(run) = started("stage2") else {
         return;
     };
-    let pid = server.pid();
+    let pid = run.server.pid();
     for report in quiesced_updates(&pid, 3, 0) {
         assert_every_thread_arrived(&report, THREADS);
     }
-    let (child, server_thread) = client(&exe, &server, 6, THREADS + 2);
+    let (child, server_thread) = client(&run.exe, &run.server, 6, THREADS + 2);
     for report in quiesced_updates(&pid, 3, 3) {
         assert_every_thread_arrived(&report, THREADS + 1);
         assert!(!by_tid(&report, server_thread)["arrival_ns"].is_null());
     }
     assert_client_finished(child);
-}
-
-/// A quiesced update of `threads` threads, each participating and arrived, its quiescence the
-/// last arrival minus the first.
-fn assert_every_thread_arrived(report: &Value, threads: usize) {
-    let all = threads_where(report, |_| true);
-    assert_eq!(all.len(), threads, "{report}");
-    assert!(
-        all.iter()
-            .all(|t| !t["arrival_ns"].is_null() && t["participating"] == true),
-        "{report}"
-    );
-    let first = report["first_arrival_ns"].as_u64().expect("first");
-    let last = report["last_arrival_ns"].as_u64().expect("last");
-    assert_eq!(
-        report["quiescence_ns"].as_u64(),
-        Some(last - first),
-        "{report}"
-    );
 }

@@ -12,7 +12,9 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
 use qbench_tests::observer::{assert_exit, privileged, reports, thread, threads_where, trace};
-use qbench_tests::real::{Server, arrived, built, cause, quiesced_updates};
+use qbench_tests::real::{
+    Server, arrived, assert_every_thread_arrived, built, cause, quiesced_updates, unpatched_dnq,
+};
 use serde_json::Value;
 
 const WORKERS: usize = 4;
@@ -176,33 +178,7 @@ fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread()
     };
     let memcached = start(&exe, false);
     let pid = memcached.pid();
-    let out = trace(&[
-        "--pid",
-        &pid,
-        "--point",
-        "event_handler",
-        "--signal",
-        "HUP",
-        "--request",
-        "--json",
-    ]);
-    let reports = reports(&out, 3, 1);
-    let report = &reports[0];
-    assert_eq!(report["outcome"], "dnq", "{report}");
-    assert_eq!(report["request_source"], "signal", "{report}");
-    assert_eq!(report["runtime_seq"], Value::Null, "{report}");
-    assert_eq!(report["first_arrival_ns"], Value::Null, "{report}");
-    assert_eq!(report["lost_events"], 0, "{report}");
-    let threads = report["threads"].as_array().expect("threads");
-    assert_eq!(threads.len(), THREADS, "{report}");
-    assert!(
-        threads.iter().all(|t| t["arrival_ns"].is_null()),
-        "{report}"
-    );
-    assert!(
-        threads.iter().all(|t| t["participating"] == true),
-        "{report}"
-    );
+    let report = &unpatched_dnq(&pid, "event_handler", "HUP", THREADS);
     // Workers: nothing interrupted their epoll_wait (SIGHUP went to the main thread).
     let workers = threads_where(report, |t| t["comm"] == "mc-worker");
     assert_eq!(workers.len(), WORKERS, "{report}");
@@ -315,23 +291,7 @@ fn stage3_fully_patched_memcached_quiesces_and_keeps_serving() {
     let pid = memcached.pid();
     let reports = quiesced_updates(&pid, 3, 0);
     for report in &reports {
-        let threads = report["threads"].as_array().expect("threads");
-        assert_eq!(threads.len(), THREADS, "{report}");
-        assert!(
-            threads.iter().all(|t| !t["arrival_ns"].is_null()),
-            "{report}"
-        );
-        assert!(
-            threads.iter().all(|t| t["participating"] == true),
-            "{report}"
-        );
-        let first = report["first_arrival_ns"].as_u64().expect("first");
-        let last = report["last_arrival_ns"].as_u64().expect("last");
-        assert_eq!(
-            report["quiescence_ns"].as_u64(),
-            Some(last - first),
-            "{report}"
-        );
+        assert_every_thread_arrived(report, THREADS);
         assert_last_arrival_diagnosed(report);
     }
     assert_eq!(
