@@ -27,35 +27,11 @@ pub struct Diagnosis {
 /// Diagnoses the threads of `update` worth explaining: every thread that did not arrive, and for
 /// an update that quiesced, the last thread to arrive (the one that set the time).
 pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosis> {
-    let mut targets: Vec<(&ThreadReport, Option<Blocked>)> = update
-        .threads
-        .iter()
-        .filter(|t| t.arrival_ns.is_none())
-        .map(|t| (t, t.blocked))
-        .collect();
     // Threads of a process that has exited are gone: there is nothing to explain.
     if matches!(update.outcome, Outcome::Exited(_)) {
         return Vec::new();
     }
-    if update.outcome == Outcome::Quiesced
-        && let Some(last) = update
-            .threads
-            .iter()
-            .filter(|t| t.arrival_ns.is_some())
-            .max_by_key(|t| t.arrival_ns)
-    {
-        // What it was in at the request, before it was woken and arrived.
-        let first = last
-            .calls
-            .first()
-            .filter(|c| c.start_ns.is_none_or(|s| s <= update.request_ns));
-        let blocked = first.map(|c| Blocked {
-            nr: c.nr,
-            args: c.args,
-            since_ns: c.start_ns,
-        });
-        targets.push((last, blocked));
-    }
+    let targets = worth_explaining(update);
     if targets.is_empty() {
         return Vec::new();
     }
@@ -112,6 +88,37 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .collect()
 }
 
+/// The threads of `update` to diagnose, each with what it was blocked in: the missing ones, and
+/// for an update that quiesced, the last to arrive with the call it was in at the request.
+fn worth_explaining(update: &Update) -> Vec<(&ThreadReport, Option<Blocked>)> {
+    let mut targets: Vec<(&ThreadReport, Option<Blocked>)> = update
+        .threads
+        .iter()
+        .filter(|t| t.arrival_ns.is_none())
+        .map(|t| (t, t.blocked))
+        .collect();
+    if update.outcome == Outcome::Quiesced
+        && let Some(last) = update
+            .threads
+            .iter()
+            .filter(|t| t.arrival_ns.is_some())
+            .max_by_key(|t| t.arrival_ns)
+    {
+        // What it was in at the request, before it was woken and arrived.
+        let first = last
+            .calls
+            .first()
+            .filter(|c| c.start_ns.is_none_or(|s| s <= update.request_ns));
+        let blocked = first.map(|c| Blocked {
+            nr: c.nr,
+            args: c.args,
+            since_ns: c.start_ns,
+        });
+        targets.push((last, blocked));
+    }
+    targets
+}
+
 /// The user stack of a missing thread blocked in a call; for any other, an empty stack whose
 /// note says why it was not read.
 fn stack_of(pid: u32, reader: &mut StackReader, tid: u32, missing: bool, blocked: bool) -> Stack {
@@ -161,12 +168,7 @@ fn facts(
     seen: &Seen<'_>,
     sockets: &mut SocketTables,
 ) -> Facts {
-    let Seen {
-        reader,
-        comms,
-        parked,
-    } = *seen;
-    let memory = reader.memory();
+    let memory = seen.reader.memory();
     let missing = thread.arrival_ns.is_none();
     let task = format!("/proc/{pid}/task/{}", thread.tid);
     let state = if missing {
@@ -180,26 +182,9 @@ fn facts(
         .flatten()
         .map(|w| w.trim().to_string());
     let call = blocked.and_then(|b| syscalls::by_number(b.nr).map(|c| (b, c)));
-    let futex = call.filter(|(_, c)| c.name == "futex").map(|(b, _)| {
-        let uaddr = b.args[0];
-        let symbol = reader.data_symbol(uaddr).map(|(name, offset)| {
-            if offset == 0 {
-                name
-            } else {
-                format!("{name}+{offset}")
-            }
-        });
-        // glibc's pthread_mutex_t: the futex word first, the owner's tid 8 bytes in.
-        let owner_tid = memory
-            .and_then(|m| m.read_u32(uaddr + 8))
-            .filter(|t| *t != 0 && comms.contains_key(t));
-        Futex {
-            symbol,
-            owner_tid,
-            owner_comm: owner_tid.and_then(|t| comms.get(&t).map(|c| c.to_string())),
-            owner_parked: owner_tid.is_some_and(|t| parked.contains(&t)),
-        }
-    });
+    let futex = call
+        .filter(|(_, c)| c.name == "futex")
+        .map(|(b, _)| futex_facts(b.args[0], seen));
     let fd = call
         .filter(|(_, c)| matches!(c.args.first(), Some(&"fd" | &"epfd")))
         .and_then(|(b, _)| describe(pid, b.args[0] as i32, sockets));
@@ -220,22 +205,47 @@ fn facts(
         stack_functions: stack
             .map(|s| s.frames.iter().filter_map(|f| f.function.clone()).collect())
             .unwrap_or_default(),
-        frames: stack
-            .map(|s| {
-                s.frames
-                    .iter()
-                    .map(|f| FrameFact {
-                        function: f.function.clone(),
-                        object: f.object.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        frames: stack.map(frame_facts).unwrap_or_default(),
         futex,
         fd,
         sleep_ns: sleep_ns.map(|d| d.as_nanos() as u64),
         arrived_after_ns: None,
     }
+}
+
+/// The futex at `uaddr`: the data symbol it lies in and, read as glibc's `pthread_mutex_t` (the
+/// futex word first, the owner's tid 8 bytes in), the thread holding it.
+fn futex_facts(uaddr: u64, seen: &Seen<'_>) -> Futex {
+    let symbol = seen.reader.data_symbol(uaddr).map(|(name, offset)| {
+        if offset == 0 {
+            name
+        } else {
+            format!("{name}+{offset}")
+        }
+    });
+    let owner_tid = seen
+        .reader
+        .memory()
+        .and_then(|m| m.read_u32(uaddr + 8))
+        .filter(|t| *t != 0 && seen.comms.contains_key(t));
+    Futex {
+        symbol,
+        owner_tid,
+        owner_comm: owner_tid.and_then(|t| seen.comms.get(&t).map(|c| c.to_string())),
+        owner_parked: owner_tid.is_some_and(|t| seen.parked.contains(&t)),
+    }
+}
+
+/// The frames of `stack` as the diagnosis reads them.
+fn frame_facts(stack: &Stack) -> Vec<FrameFact> {
+    stack
+        .frames
+        .iter()
+        .map(|f| FrameFact {
+            function: f.function.clone(),
+            object: f.object.clone(),
+        })
+        .collect()
 }
 
 fn details(f: &Facts, cause: Option<Cause>) -> serde_json::Value {
