@@ -85,7 +85,7 @@ fn roles(server: &Server) -> Roles {
 /// connection (`threads` in all), that thread's id.
 fn client(exe: &Path, server: &Server, seconds: u32, threads: usize) -> (Child, u64) {
     let before = server.threads();
-    let child = Command::new(exe)
+    let mut child = Command::new(exe)
         .args(["-c", "127.0.0.1", "-p", &server.port.to_string()])
         .args(["-t", &seconds.to_string()])
         .stdin(Stdio::null())
@@ -94,17 +94,22 @@ fn client(exe: &Path, server: &Server, seconds: u32, threads: usize) -> (Child, 
         .spawn()
         .expect("start iperf -c");
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let mut thread = None;
+    while thread.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
         let now = server.threads();
         if now.len() == threads {
-            let new = now.into_iter().find(|t| !before.contains(t));
-            // Let it send for a while.
-            std::thread::sleep(Duration::from_millis(300));
-            return (child, new.expect("the server thread"));
+            thread = now.into_iter().find(|t| !before.contains(t));
         }
-        assert!(Instant::now() < deadline, "no server thread after 5 s");
-        std::thread::sleep(Duration::from_millis(20));
     }
+    let Some(thread) = thread else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no server thread after 5 s");
+    };
+    // Let it send for a while.
+    std::thread::sleep(Duration::from_millis(300));
+    (child, thread)
 }
 
 /// The client ran to its end: exit 0 and a bandwidth line.

@@ -99,10 +99,7 @@ fn cell(
     let server = Server::start_with(program.spec(), exe, 1, &[("QBENCH_REPORT", &report)])?;
     let pid = server.pid();
     let load = if loaded {
-        Some(match program {
-            Program::Memcached => Load::Memcached(MemcachedLoad::start(server.port)),
-            Program::Iperf => Load::Iperf(IperfClient::start(exe, server.port)?),
-        })
+        Some(Load::start(program, exe, server.port)?)
     } else {
         None
     };
@@ -197,6 +194,14 @@ enum Load {
 }
 
 impl Load {
+    /// The load for `program` served at `port` (`exe`: the build whose client iperf's is).
+    fn start(program: Program, exe: &Path, port: u16) -> anyhow::Result<Load> {
+        Ok(match program {
+            Program::Memcached => Load::Memcached(MemcachedLoad::start(port)),
+            Program::Iperf => Load::Iperf(IperfClient::start(exe, port)?),
+        })
+    }
+
     /// Stops the load; what it did per second of `elapsed` (requests, or bits for iperf).
     fn stop(self, elapsed: Duration) -> anyhow::Result<f64> {
         match self {
