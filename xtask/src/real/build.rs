@@ -1,7 +1,8 @@
 //! The unpatched program and each stage of its patch, built in a tree of their own under
 //! target/real/PROGRAM/: a copy of the source, the stage's patches applied in order, configured
 //! (stages against the release libqbench, by include and library paths, no pkg-config; after
-//! `autoreconf -fi` where the program needs it) and built. A tree whose stamp matches what it would be built from is kept as it is.
+//! `autoreconf -fi` where the program needs it) and built. A tree whose stamp matches what it
+//! would be built from is kept as it is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
