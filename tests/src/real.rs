@@ -44,12 +44,23 @@ impl Server {
     /// it listens on 127.0.0.1 at that port and has `threads` threads; then a little longer, for
     /// each thread to reach the wait it stays in.
     pub fn start(exe: &Path, args: impl FnOnce(u16) -> Vec<String>, threads: usize) -> Server {
+        Self::start_with(exe, args, threads, &[])
+    }
+
+    /// [`Server::start`] with `env` added to its environment.
+    pub fn start_with(
+        exe: &Path,
+        args: impl FnOnce(u16) -> Vec<String>,
+        threads: usize,
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let child = Command::new(exe)
             .args(args(port))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

@@ -3,14 +3,14 @@
 //! --build-only` (in target/real/memcached/); without them, or without root, each test prints
 //! why it is skipped.
 //!
-//! Facts asserted are what qbench-trace reports today where that is right. Where its diagnosis
-//! is known to be wrong (the helpers of stage 2 in later updates, registered yet called
-//! `not_participating`), only the facts around it are asserted.
+//! Each test asserts the truth as /proc and the runtime's own report know it: which threads
+//! arrived, and why each of the others did not.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
+use qbench_tests::monotonic_ns;
 use qbench_tests::observer::{assert_exit, privileged, reports, thread, threads_where, trace};
 use qbench_tests::real::{
     Server, arrived, assert_every_thread_arrived, built, cause, quiesced_updates, unpatched_dnq,
@@ -45,6 +45,11 @@ fn started(stage: &str) -> Option<Server> {
 /// Starts memcached `exe` with 4 workers (`runtime` when it links libqbench: one more thread, its
 /// helper) and waits until it listens with all its threads.
 fn start(exe: &std::path::Path, runtime: bool) -> Server {
+    start_with(exe, runtime, &[])
+}
+
+/// [`start`] with `env` added to memcached's environment.
+fn start_with(exe: &std::path::Path, runtime: bool, env: &[(&str, &str)]) -> Server {
     let args = |port: u16| {
         [
             "-t",
@@ -62,7 +67,7 @@ fn start(exe: &std::path::Path, runtime: bool) -> Server {
         .chain([port.to_string()])
         .collect()
     };
-    Server::start(exe, args, THREADS + usize::from(runtime))
+    Server::start_with(exe, args, THREADS + usize::from(runtime), env)
 }
 
 /// Sends one text-protocol command to memcached and returns the reply's lines up to `last`.
@@ -263,19 +268,53 @@ fn stage2_registered_helpers_hold_the_update_in_their_waits() {
         return;
     };
     let pid = memcached.pid();
-    // One update: in the next ones today's qbench-trace calls these registered threads
-    // not_participating ("no update point reached in N earlier update(s)").
-    let out = trace(&["--pid", &pid, "--request", "--json"]);
-    let reports = reports(&out, 3, 1);
-    let report = &reports[0];
+    // Two updates: the helpers the runtime registered stay participants in the second too.
+    let out = trace(&["--pid", &pid, "--request", "--count", "2", "--json"]);
+    for (n, report) in reports(&out, 3, 2).iter().enumerate() {
+        assert_eq!(report["outcome"], "dnq", "{report}");
+        assert_eq!(report["runtime_seq"], n + 1, "{report}");
+        assert_eq!(report["lost_events"], 0, "{report}");
+        assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
+        assert_eq!(arrived(report, "memcached"), 1, "{report}");
+        assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
+        assert_helpers_diagnosed(report, true);
+        for helper in HELPERS {
+            assert_eq!(thread(report, helper)["participating"], true, "{report}");
+        }
+    }
+}
+
+/// The usual way to meet qbench-trace: a process stuck in an update right now. Stage 2's
+/// helpers hold an update the runtime waits a minute for; qbench-trace attached then, without
+/// `--request`, reports it as it stands: requested before attach at the runtime's own request
+/// time, main and the workers parked, the helpers diagnosed, a DNQ 2 s after the request.
+#[test]
+fn stage2_stuck_in_an_update_at_attach_is_reported_as_it_stands() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("memcached", "stage2", "memcached") else {
+        return;
+    };
+    let memcached = start_with(&exe, true, &[("QBENCH_TIMEOUT_MS", "60000")]);
+    let pid = memcached.pid();
+    let before = monotonic_ns();
+    let target: libc::pid_t = pid.parse().expect("pid");
+    // SAFETY: kill has no memory preconditions; the pid is the memcached this test started.
+    assert_eq!(unsafe { libc::kill(target, libc::SIGUSR2) }, 0);
+    // Main and the workers park within a few ms; the runtime's request time is before `after`.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = monotonic_ns();
+    let out = trace(&["--pid", &pid, "--timeout", "2s", "--count", "1", "--json"]);
+    let report = &reports(&out, 3, 1)[0];
     assert_eq!(report["outcome"], "dnq", "{report}");
+    assert_eq!(report["request_source"], "before_attach", "{report}");
     assert_eq!(report["runtime_seq"], 1, "{report}");
-    assert_eq!(report["lost_events"], 0, "{report}");
+    let request_ns = report["request_ns"].as_u64().expect("request_ns");
+    assert!((before..after).contains(&request_ns), "{report}");
+    assert_eq!(report["end_ns"], request_ns + 2_000_000_000, "{report}");
     assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
     assert_eq!(arrived(report, "memcached"), 1, "{report}");
     assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
     assert_helpers_diagnosed(report, true);
-    assert_eq!(thread(report, "mc-lrumaint")["participating"], true);
 }
 
 #[test]
