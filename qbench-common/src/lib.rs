@@ -75,10 +75,10 @@ pub mod maps {
     /// `Array<u32>` of [`crate::MAX_SYSCALLS`] entries: non-zero for the syscall numbers whose
     /// entry and exit are tracked (the blocking calls), set by userspace before attaching.
     pub const BLOCKING: &str = "QBENCH_BLOCKING";
-    /// `Array<u32>` of one entry: non-zero while userspace has the syscall programs attached.
-    /// A request that opens the window while it is zero wakes the reader at once, which then
-    /// attaches them; one made while it is set wakes nobody.
-    pub const TRACKING: &str = "QBENCH_TRACKING";
+    /// `Array<u32>` of one entry: non-zero while a request that opens the window must wake the
+    /// reader at once (syscall tracking is wanted on demand and detached: the reader attaches
+    /// it); zero (the default, and while tracking is attached or not used), requests wake nobody.
+    pub const WAKE_ON_REQUEST: &str = "QBENCH_WAKE_ON_REQUEST";
 }
 
 /// Names of the globals the loader sets before loading.

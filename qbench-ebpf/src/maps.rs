@@ -57,9 +57,9 @@ pub static QBENCH_WINDOW: Array<Window> = Array::with_max_entries(1, 0);
 #[map]
 pub static QBENCH_BLOCKING: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
-/// `qbench_common::maps::TRACKING`: non-zero while userspace has the syscall programs attached.
+/// `qbench_common::maps::WAKE_ON_REQUEST`: non-zero while a request must wake the reader.
 #[map]
-pub static QBENCH_TRACKING: Array<u32> = Array::with_max_entries(1, 0);
+pub static QBENCH_WAKE_ON_REQUEST: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Counts an event that could not be recorded. Per-CPU, so a plain increment is race-free.
 #[inline(always)]
@@ -102,22 +102,22 @@ pub fn emit_quietly<T: 'static>(event: T) {
     submit(event, u64::from(BPF_RB_NO_WAKEUP));
 }
 
-/// Sends a request that opened the window (or joined it): quietly while the syscall programs
-/// are attached, as every event of an update; otherwise with a wake-up, since the reader must
-/// attach them before the threads' calls can be seen.
+/// Sends a request that opened the window: quietly, as every event of an update, unless the
+/// reader must attach the syscall programs first (`QBENCH_WAKE_ON_REQUEST`): then with a
+/// wake-up, since the threads' calls are not seen until it has.
 #[inline(always)]
 pub fn emit_request<T: 'static>(event: T) {
-    if tracking() {
-        emit_quietly(event);
-    } else {
+    if wake_on_request() {
         emit(event);
+    } else {
+        emit_quietly(event);
     }
 }
 
-/// Whether userspace has the syscall programs attached (`QBENCH_TRACKING`).
+/// Whether userspace asked for a wake-up at a request (`QBENCH_WAKE_ON_REQUEST`).
 #[inline(always)]
-fn tracking() -> bool {
-    match QBENCH_TRACKING.get_ptr(0) {
+fn wake_on_request() -> bool {
+    match QBENCH_WAKE_ON_REQUEST.get_ptr(0) {
         // SAFETY: a valid map value pointer; volatile, because userspace writes it.
         Some(flag) => unsafe { core::ptr::read_volatile(flag) != 0 },
         None => false,

@@ -318,6 +318,8 @@ impl Probes {
             syscalls: options.syscalls,
         };
         probes.fill_blocking()?;
+        // Detached until wanted: anyone else's request must wake the reader to attach them.
+        probes.wake_on_request(options.syscalls == SyscallTracking::OnDemand)?;
         Ok(probes)
     }
 

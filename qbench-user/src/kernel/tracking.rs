@@ -15,7 +15,7 @@ use crate::procfs;
 impl Probes {
     /// Attaches the syscall raw tracepoints, unless they are attached or not loaded: clears the
     /// thread map of what an earlier attachment left (keeping the arrivals in the window open
-    /// now), attaches both, says so to the request programs (`QBENCH_TRACKING`), and seeds the
+    /// now), attaches both, tells the request programs to wake nobody again, and seeds the
     /// map from /proc ([`Self::seed_threads`]): calls entered before now were not seen. Returns
     /// whether it attached them.
     pub fn start_tracking(&mut self) -> Result<bool, LoaderError> {
@@ -29,7 +29,7 @@ impl Probes {
             return Err(err);
         }
         self.tracking = links;
-        self.set_tracking_flag(true)?;
+        self.wake_on_request(false)?;
         // Without the syscall exit tracepoint nothing would ever clear a seeded entry.
         let seeded = self.seed_threads()?;
         log::debug!("seeded {seeded} blocked threads from /proc");
@@ -44,7 +44,7 @@ impl Probes {
             return Ok(false);
         }
         // Said first: a request from now on wakes the reader, which attaches them again.
-        self.set_tracking_flag(false)?;
+        self.wake_on_request(true)?;
         let links = std::mem::take(&mut self.tracking);
         attach::detach_concurrently(&mut self.ebpf, links);
         Ok(true)
@@ -55,8 +55,10 @@ impl Probes {
         !self.tracking.is_empty()
     }
 
-    fn set_tracking_flag(&mut self, on: bool) -> Result<(), LoaderError> {
-        let name = maps::TRACKING;
+    /// Whether a request that opens the window wakes the reader (`QBENCH_WAKE_ON_REQUEST`):
+    /// only while syscall tracking is wanted on demand and detached.
+    pub(super) fn wake_on_request(&mut self, on: bool) -> Result<(), LoaderError> {
+        let name = maps::WAKE_ON_REQUEST;
         let mut map: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, name)?;
         map.set(0, u32::from(on), 0).map_err(LoaderError::map(name))
     }
