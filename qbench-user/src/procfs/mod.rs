@@ -1,8 +1,10 @@
 //! What /proc says about the target's threads: the seed of the thread table at attach (a thread
 //! blocked since before attach emits no event), names, and scheduler states. Parsing is pure.
 //!
-//! This folder holds the /proc parsers: the threads here, the address space in [`maps`].
+//! This folder holds the /proc parsers: the threads here, the address space in [`maps`], and a
+//! process's `stat` held open to be read again cheaply ([`held`]).
 
+pub mod held;
 pub mod maps;
 
 use std::path::PathBuf;
