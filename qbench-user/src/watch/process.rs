@@ -14,7 +14,6 @@ use crate::diagnosis::readiness;
 use crate::host::preflight;
 use crate::mode::Watch;
 use crate::pipeline::{Blocked, Cadence, Gone, Next, Observed, Report, Sink};
-use crate::procfs;
 use crate::tracker::Outcome;
 
 /// How often, between updates, the ring buffer is read (a request wakes nobody: the update's
@@ -145,10 +144,9 @@ impl Sink for Watching {
     /// What an update requested now would wait for: a line on stderr and the gauges.
     fn idle(&mut self) {
         let pid = self.labels.pid;
-        let Some(threads) = procfs::threads(pid) else {
+        let Some((threads, views)) = super::ready_io::views(pid) else {
             return;
         };
-        let views = super::ready_io::views(pid, &threads);
         let summary = readiness::Summary::of(views.iter().filter_map(readiness::classify));
         let states: Vec<char> = threads.iter().map(|t| t.state).collect();
         self.metrics.readiness(&self.labels, &states, &summary);
