@@ -162,13 +162,21 @@ macro_rules! wire_enum {
 wire_enum! {
     /// Event kinds, on the wire as `EventHeader::kind`.
     pub enum EventKind {
+        /// [`RequestEvent`]: an update was requested; the window opens.
         Request = 1,
+        /// [`ArriveEvent`]: a thread reached an update point.
         Arrive = 2,
+        /// [`DepartEvent`]: the runtime released a parked thread.
         Depart = 3,
+        /// [`SysEnterEvent`]: a thread entered a tracked call while the window was open.
         SysEnter = 4,
+        /// [`SysExitEvent`]: a thread left a tracked call while the window was open.
         SysExit = 5,
+        /// [`ThreadEvent`]: a thread was created (`other`: its parent).
         ThreadNew = 6,
+        /// [`ThreadEvent`]: a thread exited.
         ThreadExit = 7,
+        /// [`ReleaseEvent`]: the runtime ends an update, before releasing its threads.
         Release = 8,
     }
 }

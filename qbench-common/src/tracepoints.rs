@@ -9,22 +9,22 @@
 //! drops the other branch as dead code; elsewhere it copies the field with
 //! `bpf_probe_read_kernel`, a helper call per field, still right.
 
-/// Which field: the index of its offset in [`Offsets::at`].
+/// Which field: the index of its offset in [`Offsets::at`] (in declaration order, from 0).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldId {
     /// `signal_generate`: the signal number.
-    SignalSig = 0,
+    SignalSig,
     /// `signal_generate`: the `si_code` (SI_USER, SI_QUEUE, SI_TKILL...).
-    SignalCode = 1,
+    SignalCode,
     /// `signal_generate`: the receiving task.
-    SignalPid = 2,
+    SignalPid,
     /// `signal_generate`: delivered, ignored, already pending...
-    SignalResult = 3,
+    SignalResult,
     /// `sched_process_fork`: the creating task.
-    ForkParentPid = 4,
+    ForkParentPid,
     /// `sched_process_fork`: the new task.
-    ForkChildPid = 5,
+    ForkChildPid,
 }
 
 /// Number of fields the programs read. (The syscall programs are raw tracepoints: they read the

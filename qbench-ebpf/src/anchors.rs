@@ -15,7 +15,7 @@
 use aya_ebpf::{EbpfContext as _, macros::uprobe, programs::ProbeContext};
 use qbench_common::{
     ArriveEvent, DepartEvent, EVENT_ARRIVE, EVENT_DEPART, EVENT_RELEASE, EVENT_REQUEST,
-    ReleaseEvent, RequestEvent, SOURCE_RUNTIME,
+    EventHeader, ReleaseEvent, RequestEvent, SOURCE_RUNTIME,
 };
 
 use crate::maps::{
@@ -46,11 +46,9 @@ pub fn qbench_arrive(ctx: ProbeContext) -> u32 {
 /// `qbench_common::programs::DEPART`.
 #[uprobe]
 pub fn qbench_depart(ctx: ProbeContext) -> u32 {
-    if ctx.tgid() == target_tgid() {
-        emit_quietly(DepartEvent {
-            header: header(EVENT_DEPART, ctx.pid(), now_ns()),
-            seq: ctx.arg(0).unwrap_or(0),
-        });
+    if let Some(header) = target_header(&ctx, EVENT_DEPART) {
+        let seq = ctx.arg(0).unwrap_or(0);
+        emit_quietly(DepartEvent { header, seq });
     }
     0
 }
@@ -58,15 +56,22 @@ pub fn qbench_depart(ctx: ProbeContext) -> u32 {
 /// `qbench_common::programs::RELEASE`.
 #[uprobe]
 pub fn qbench_release(ctx: ProbeContext) -> u32 {
-    if ctx.tgid() == target_tgid() {
+    if let Some(header) = target_header(&ctx, EVENT_RELEASE) {
         emit(ReleaseEvent {
-            header: header(EVENT_RELEASE, ctx.pid(), now_ns()),
+            header,
             seq: ctx.arg(0).unwrap_or(0),
             quiesced: ctx.arg(1).unwrap_or(0),
             threads: ctx.arg(2).unwrap_or(0),
         });
     }
     0
+}
+
+/// The header of an event of `kind` about the calling thread, stamped now, when that thread is
+/// the target's; None in any other process.
+#[inline(always)]
+fn target_header(ctx: &ProbeContext, kind: u32) -> Option<EventHeader> {
+    (ctx.tgid() == target_tgid()).then(|| header(kind, ctx.pid(), now_ns()))
 }
 
 /// `qbench_common::programs::REQUEST`: a request the signal tracepoint did not see (made inside

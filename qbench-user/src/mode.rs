@@ -23,6 +23,7 @@ pub enum Mode {
 /// The diagnosis mode's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observe {
+    /// `--pid`: the process observed.
     pub pid: u32,
     pub probing: Probing,
     /// `--request`: qbench-trace sends the update requests, one after each report.
@@ -31,8 +32,11 @@ pub struct Observe {
     pub force_signal: bool,
     /// How many updates to observe before stopping (None: until Ctrl-C).
     pub wanted: Option<u64>,
+    /// `--json`: one JSON object per update on stdout instead of the table.
     pub json: bool,
+    /// `--trace-out`: the Chrome trace-event file of the updates' timelines.
     pub trace_out: Option<PathBuf>,
+    /// `--svg`: the SVG picture of the latest update's timeline.
     pub svg: Option<PathBuf>,
 }
 

@@ -2,6 +2,7 @@
 //! (workloads/c/situations.c), and the cause code, the thread and the evidence asserted.
 //! Skipped, with the reason printed, when not root.
 
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use qbench_tests::Target;
@@ -15,9 +16,18 @@ fn start(kinds: &[&str]) -> Target {
     situations(kinds, &[("QBENCH_TIMEOUT_MS", "3000")])
 }
 
+/// One update of the situations program, observed: the target and qbench-trace's JSON report,
+/// held with the privileged tests' lock (dropped last: after the target is gone).
+struct Observed {
+    target: Target,
+    report: Value,
+    _serial: MutexGuard<'static, ()>,
+}
+
 /// Runs the kinds, requests one update (DNQ after 300 ms unless it quiesces), and returns the
-/// target and the observer's JSON report.
-fn observe(kinds: &[&str], wait_blocked: bool) -> (Target, Value) {
+/// target and the observer's JSON report; None (the reason printed) when not root.
+fn observe(kinds: &[&str], wait_blocked: bool) -> Option<Observed> {
+    let serial = privileged()?;
     let target = start(kinds);
     if wait_blocked {
         target.wait_blocked();
@@ -25,7 +35,11 @@ fn observe(kinds: &[&str], wait_blocked: bool) -> (Target, Value) {
         std::thread::sleep(Duration::from_millis(300));
     }
     let report = first_report(&request(&target, &["--timeout", "300ms", "--json"]));
-    (target, report)
+    Some(Observed {
+        target,
+        report,
+        _serial: serial,
+    })
 }
 
 /// `comm`'s diagnosis in `report`, checked to name `cause`.
@@ -68,10 +82,11 @@ fn stack_has(d: &Value, function: &str) -> bool {
 
 #[test]
 fn cond_wait_unwrapped() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "plaincond:1"], true);
-    assert_eq!(report["outcome"], "dnq");
-    let d = diagnosed(&report, "plaincond", "cond_wait_unwrapped");
+    let Some(o) = observe(&["read:1", "plaincond:1"], true) else {
+        return;
+    };
+    assert_eq!(o.report["outcome"], "dnq");
+    let d = diagnosed(&o.report, "plaincond", "cond_wait_unwrapped");
     assert_eq!(d["details"]["syscall"], "futex");
     // The condition variable lives in the program's `stuck` array of private waits.
     assert!(
@@ -87,26 +102,28 @@ fn cond_wait_unwrapped() {
 
 #[test]
 fn mutex_wait_names_the_owner() {
-    let Some(_serial) = privileged() else { return };
-    let (target, report) = observe(&["lockholder:1", "lockwaiter:1"], true);
-    let d = diagnosed(&report, "lockwaiter", "mutex_wait");
+    let Some(o) = observe(&["lockholder:1", "lockwaiter:1"], true) else {
+        return;
+    };
+    let d = diagnosed(&o.report, "lockwaiter", "mutex_wait");
     assert_eq!(
         d["details"]["owner_tid"],
-        tid_of(&target, "lockholder"),
+        tid_of(&o.target, "lockholder"),
         "{d}"
     );
     assert_eq!(d["details"]["owner_parked"], false);
     assert_eq!(d["details"]["futex_symbol"], "big_lock", "{d}");
     // The owner is late for its own reason: a read the runtime interrupts and it calls again.
-    assert_eq!(diagnosis(&report, "lockholder")["cause"], "eintr_retried");
+    assert_eq!(diagnosis(&o.report, "lockholder")["cause"], "eintr_retried");
 }
 
 #[test]
 fn lock_held_at_update_point_names_both_threads_and_the_lock() {
-    let Some(_serial) = privileged() else { return };
-    let (target, report) = observe(&["parkholder:1", "heldwaiter:1"], false);
-    let d = diagnosed(&report, "heldwaiter", "lock_held_at_update_point");
-    let holder = tid_of(&target, "parkholder");
+    let Some(o) = observe(&["parkholder:1", "heldwaiter:1"], false) else {
+        return;
+    };
+    let d = diagnosed(&o.report, "heldwaiter", "lock_held_at_update_point");
+    let holder = tid_of(&o.target, "parkholder");
     assert_eq!(d["details"]["owner_tid"], holder);
     assert_eq!(d["details"]["owner_parked"], true);
     assert_eq!(d["details"]["futex_symbol"], "held_lock");
@@ -117,14 +134,15 @@ fn lock_held_at_update_point_names_both_threads_and_the_lock() {
             && hint.contains("parkholder"),
         "{hint}"
     );
-    assert_eq!(thread(&report, "parkholder")["state"], "arrived");
+    assert_eq!(thread(&o.report, "parkholder")["state"], "arrived");
 }
 
 #[test]
 fn io_restarted_when_the_handler_has_sa_restart() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["restartread:1", "condwait:1"], true);
-    let d = diagnosed(&report, "restartread", "io_restarted");
+    let Some(o) = observe(&["restartread:1", "condwait:1"], true) else {
+        return;
+    };
+    let d = diagnosed(&o.report, "restartread", "io_restarted");
     assert!(
         d["details"]["restarts"].as_u64().is_some_and(|n| n >= 1),
         "{d}"
@@ -134,11 +152,12 @@ fn io_restarted_when_the_handler_has_sa_restart() {
 
 #[test]
 fn eintr_retried_names_the_socket_and_the_loop() {
-    let Some(_serial) = privileged() else { return };
     // The runtime interrupts the straggler's accept every few milliseconds; the loop calls it
     // again each time.
-    let (_target, report) = observe(&["read:1", "stuckaccept:1"], true);
-    let d = diagnosed(&report, "stuckaccept", "eintr_retried");
+    let Some(o) = observe(&["read:1", "stuckaccept:1"], true) else {
+        return;
+    };
+    let d = diagnosed(&o.report, "stuckaccept", "eintr_retried");
     assert_eq!(d["details"]["retry_loop"], "stuck_accept_loop", "{d}");
     assert!(d["details"]["retries"].as_u64() >= Some(1), "{d}");
     assert_eq!(d["details"]["syscall"], "accept");
@@ -152,9 +171,10 @@ fn eintr_retried_names_the_socket_and_the_loop() {
 
 #[test]
 fn eintr_retried_names_the_pipe() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "stuckread:1"], true);
-    let d = diagnosis(&report, "stuckread");
+    let Some(o) = observe(&["read:1", "stuckread:1"], true) else {
+        return;
+    };
+    let d = diagnosis(&o.report, "stuckread");
     assert_eq!(
         (
             d["cause"].as_str(),
@@ -164,7 +184,7 @@ fn eintr_retried_names_the_pipe() {
         (Some("eintr_retried"), Some("pipe"), Some("stuck_read_loop")),
         "{d}"
     );
-    let blocked = &thread(&report, "stuckread")["blocked_in"];
+    let blocked = &thread(&o.report, "stuckread")["blocked_in"];
     let reentries = blocked["reentries"].as_u64().expect("reentries");
     assert!(
         reentries >= d["details"]["retries"].as_u64().expect("retries"),
@@ -178,9 +198,10 @@ fn eintr_retried_names_the_pipe() {
 
 #[test]
 fn sleeping_shows_the_requested_duration() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "stucksleep:1"], true);
-    let d = diagnosed(&report, "stucksleep", "sleeping");
+    let Some(o) = observe(&["read:1", "stucksleep:1"], true) else {
+        return;
+    };
+    let d = diagnosed(&o.report, "stucksleep", "sleeping");
     assert_eq!(d["details"]["syscall"], "clock_nanosleep");
     // sleep(100), resumed with what is left after each interruption: whole seconds, at most 100.
     let ns = d["details"]["sleep_requested_ns"]
@@ -194,24 +215,26 @@ fn sleeping_shows_the_requested_duration() {
 
 #[test]
 fn running_without_update_points() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "spinner:1"], false);
-    diagnosed(&report, "spinner", "running");
-    assert_eq!(thread(&report, "spinner")["state"], "running");
+    let Some(o) = observe(&["read:1", "spinner:1"], false) else {
+        return;
+    };
+    diagnosed(&o.report, "spinner", "running");
+    assert_eq!(thread(&o.report, "spinner")["state"], "running");
 }
 
 #[test]
 fn uninterruptible_names_the_wait_channel() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "vforker:1"], false);
-    let d = diagnosed(&report, "vforker", "uninterruptible");
+    let Some(o) = observe(&["read:1", "vforker:1"], false) else {
+        return;
+    };
+    let d = diagnosed(&o.report, "vforker", "uninterruptible");
     assert!(
         d["details"]["wchan"]
             .as_str()
             .is_some_and(|w| !w.is_empty()),
         "{d}"
     );
-    assert_eq!(thread(&report, "vforker")["state"], "uninterruptible");
+    assert_eq!(thread(&o.report, "vforker")["state"], "uninterruptible");
 }
 
 /// A process stopped by SIGSTOP (as by Ctrl-Z): no thread runs, so none arrives, and each is
@@ -247,21 +270,23 @@ fn stopped_threads_are_said_to_be_stopped() {
 
 #[test]
 fn not_participating_when_the_runtime_does_not_know_the_thread() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["read:1", "outsider:1"], true);
-    assert_eq!(report["outcome"], "quiesced");
-    let d = diagnosed(&report, "outsider", "not_participating");
+    let Some(o) = observe(&["read:1", "outsider:1"], true) else {
+        return;
+    };
+    assert_eq!(o.report["outcome"], "quiesced");
+    let d = diagnosed(&o.report, "outsider", "not_participating");
     assert!(hint(d).contains("qbench_thread_register"));
 }
 
 #[test]
 fn the_last_thread_to_arrive_is_explained_too() {
-    let Some(_serial) = privileged() else { return };
-    let (_target, report) = observe(&["sleep:2"], true);
-    assert_eq!(report["outcome"], "quiesced");
-    let explained: Vec<&Value> = threads_where(&report, |t| t["diagnosis"].is_object());
-    assert_eq!(explained.len(), 1, "only the last arrival: {report}");
-    let last = report["threads"]
+    let Some(o) = observe(&["sleep:2"], true) else {
+        return;
+    };
+    assert_eq!(o.report["outcome"], "quiesced");
+    let explained: Vec<&Value> = threads_where(&o.report, |t| t["diagnosis"].is_object());
+    assert_eq!(explained.len(), 1, "only the last arrival: {}", o.report);
+    let last = o.report["threads"]
         .as_array()
         .unwrap()
         .iter()

@@ -146,29 +146,33 @@ impl Target {
 
     /// The thread named `name` once it is blocked in syscall `nr`, and that call's arguments.
     fn blocked(&self, name: &str, nr: i64) -> (u32, Vec<u64>) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let task = PathBuf::from(format!("/proc/{}/task", self.pid));
-            for entry in std::fs::read_dir(&task).expect("task dir").flatten() {
-                let dir = entry.path();
-                let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-                let syscall = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
-                let fields: Vec<&str> = syscall.split_whitespace().collect();
-                if comm.trim_end() == name && fields.first() == Some(&nr.to_string().as_str()) {
-                    let args = fields[1..7]
-                        .iter()
-                        .map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).expect("hex"))
-                        .collect();
-                    let tid = entry.file_name().to_str().and_then(|t| t.parse().ok());
-                    return (tid.expect("tid"), args);
-                }
+        let every = Duration::from_millis(10);
+        qbench_tests::poll(
+            Duration::from_secs(10),
+            every,
+            || self.find_blocked(name, nr).ok_or(()),
+            |()| format!("thread {name} never blocked in {nr}"),
+        )
+    }
+
+    /// The thread named `name` if it is in syscall `nr` now, and that call's arguments.
+    fn find_blocked(&self, name: &str, nr: i64) -> Option<(u32, Vec<u64>)> {
+        let task = PathBuf::from(format!("/proc/{}/task", self.pid));
+        for entry in std::fs::read_dir(&task).expect("task dir").flatten() {
+            let dir = entry.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let syscall = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
+            let fields: Vec<&str> = syscall.split_whitespace().collect();
+            if comm.trim_end() == name && fields.first() == Some(&nr.to_string().as_str()) {
+                let args = fields[1..7]
+                    .iter()
+                    .map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).expect("hex"))
+                    .collect();
+                let tid = entry.file_name().to_str().and_then(|t| t.parse().ok());
+                return Some((tid.expect("tid"), args));
             }
-            assert!(
-                Instant::now() < deadline,
-                "thread {name} never blocked in {nr}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
         }
+        None
     }
 }
 

@@ -7,21 +7,11 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use qbench_tests::Target;
 use qbench_tests::observer::{
     finished_reports, privileged, reports, request, situations, spawn_trace, thread, threads_where,
 };
+use qbench_tests::{Target, monotonic_ns};
 use serde_json::Value;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// The main thread's name.
 const MAIN: &str = "situations-dyn";

@@ -3,18 +3,18 @@
 //! --build-only` (in target/real/memcached/); without them, or without root, each test prints
 //! why it is skipped.
 //!
-//! Facts asserted are what qbench-trace reports today where that is right. Where its diagnosis
-//! is known to be wrong (the helpers of stage 2 in later updates, registered yet called
-//! `not_participating`), only the facts around it are asserted.
+//! Each test asserts the truth as /proc and the runtime's own report know it: which threads
+//! arrived, and why each of the others did not.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::Duration;
 
+use qbench_tests::monotonic_ns;
 use qbench_tests::observer::{assert_exit, privileged, reports, thread, threads_where, trace};
-use qbench_tests::profile_dir;
+use qbench_tests::real::{
+    Server, arrived, assert_every_thread_arrived, built, cause, quiesced_updates, unpatched_dnq,
+};
 use serde_json::Value;
 
 const WORKERS: usize = 4;
@@ -37,118 +37,56 @@ const HELPERS: [&str; 5] = [
 /// A 4294967295 (-1, no timeout) as qbench-trace prints the unsigned argument.
 const NO_TIMEOUT: u64 = u32::MAX as u64;
 
-/// The build of `variant`, or None (with the reason printed) when it is not there.
 /// A stage of the patch built and running with the runtime, or None (said) when not built.
-fn started(stage: &str) -> Option<Memcached> {
-    built(stage).map(|exe| Memcached::start(&exe, true))
+fn started(stage: &str) -> Option<Server> {
+    built("memcached", stage, "memcached").map(|exe| start(&exe, true))
 }
 
-fn built(variant: &str) -> Option<PathBuf> {
-    let exe = profile_dir()
-        .parent()
-        .expect("target directory")
-        .join("real/memcached")
-        .join(variant)
-        .join("memcached");
-    if !exe.exists() {
-        eprintln!(
-            "skipped: {} is not built: run `cargo xtask real memcached --build-only` first",
-            exe.display()
-        );
-        return None;
-    }
-    Some(exe)
+/// Starts memcached `exe` with 4 workers (`runtime` when it links libqbench: one more thread, its
+/// helper) and waits until it listens with all its threads.
+fn start(exe: &std::path::Path, runtime: bool) -> Server {
+    start_with(exe, runtime, &[])
 }
 
-/// A memcached on a free loopback port, killed when dropped.
-struct Memcached {
-    child: Child,
-    port: u16,
+/// [`start`] with `env` added to memcached's environment.
+fn start_with(exe: &std::path::Path, runtime: bool, env: &[(&str, &str)]) -> Server {
+    let args = |port: u16| {
+        [
+            "-t",
+            "4",
+            "-U",
+            "0",
+            "-l",
+            "127.0.0.1",
+            "-u",
+            "nobody",
+            "-p",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([port.to_string()])
+        .collect()
+    };
+    Server::start_with(exe, args, THREADS + usize::from(runtime), env)
 }
 
-impl Memcached {
-    /// Starts `exe` (`runtime` when it links libqbench: one more thread, its helper) and waits
-    /// until it accepts connections with all its threads.
-    fn start(exe: &PathBuf, runtime: bool) -> Memcached {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(exe)
-            .args([
-                "-t",
-                "4",
-                "-U",
-                "0",
-                "-l",
-                "127.0.0.1",
-                "-u",
-                "nobody",
-                "-p",
-            ])
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start memcached");
-        let memcached = Memcached { child, port };
-        let threads = THREADS + usize::from(runtime);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let listening = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
-            let tasks = std::fs::read_dir(format!("/proc/{}/task", memcached.pid()))
-                .map(Iterator::count)
-                .unwrap_or(0);
-            if listening && tasks == threads {
-                // Let each thread reach the wait it stays in.
-                std::thread::sleep(Duration::from_millis(200));
-                return memcached;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "memcached not ready after 10 s: listening {listening}, {tasks} of {threads} threads"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+/// Sends one text-protocol command to memcached and returns the reply's lines up to `last`.
+fn command(memcached: &Server, command: &str, last: &str) -> Vec<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, memcached.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(command.as_bytes()).expect("send");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("reply");
+        let done = line == last;
+        lines.push(line);
+        if done {
+            break;
         }
     }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Sends one text-protocol command and returns the reply's lines up to `last`.
-    fn command(&self, command: &str, last: &str) -> Vec<String> {
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        stream.write_all(command.as_bytes()).expect("send");
-        let mut lines = Vec::new();
-        for line in BufReader::new(stream).lines() {
-            let line = line.expect("reply");
-            let done = line == last;
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        lines
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cause(thread: &Value) -> &str {
-    thread["diagnosis"]["cause"].as_str().unwrap_or("none")
-}
-
-fn arrived(report: &Value, comm: &str) -> usize {
-    threads_where(report, |t| t["comm"] == comm && !t["arrival_ns"].is_null()).len()
+    lines
 }
 
 /// The four condition waiters are diagnosed `cond_wait_unwrapped` on their own condition
@@ -240,38 +178,12 @@ fn assert_last_arrival_diagnosed(report: &Value) {
 #[test]
 fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread() {
     let Some(_serial) = privileged() else { return };
-    let Some(exe) = built("unpatched") else {
+    let Some(exe) = built("memcached", "unpatched", "memcached") else {
         return;
     };
-    let memcached = Memcached::start(&exe, false);
+    let memcached = start(&exe, false);
     let pid = memcached.pid();
-    let out = trace(&[
-        "--pid",
-        &pid,
-        "--point",
-        "event_handler",
-        "--signal",
-        "HUP",
-        "--request",
-        "--json",
-    ]);
-    let reports = reports(&out, 3, 1);
-    let report = &reports[0];
-    assert_eq!(report["outcome"], "dnq", "{report}");
-    assert_eq!(report["request_source"], "signal", "{report}");
-    assert_eq!(report["runtime_seq"], Value::Null, "{report}");
-    assert_eq!(report["first_arrival_ns"], Value::Null, "{report}");
-    assert_eq!(report["lost_events"], 0, "{report}");
-    let threads = report["threads"].as_array().expect("threads");
-    assert_eq!(threads.len(), THREADS, "{report}");
-    assert!(
-        threads.iter().all(|t| t["arrival_ns"].is_null()),
-        "{report}"
-    );
-    assert!(
-        threads.iter().all(|t| t["participating"] == true),
-        "{report}"
-    );
+    let report = &unpatched_dnq(&pid, "event_handler", "HUP", THREADS);
     // Workers: nothing interrupted their epoll_wait (SIGHUP went to the main thread).
     let workers = threads_where(report, |t| t["comm"] == "mc-worker");
     assert_eq!(workers.len(), WORKERS, "{report}");
@@ -315,7 +227,7 @@ fn stage1_main_and_workers_quiesce_without_the_helpers() {
         return;
     };
     let pid = memcached.pid();
-    let reports = three_quiesced_updates(&pid);
+    let reports = quiesced_updates(&pid, 3, 0);
     for report in &reports {
         assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
         assert_eq!(arrived(report, "memcached"), 1, "{report}");
@@ -356,19 +268,53 @@ fn stage2_registered_helpers_hold_the_update_in_their_waits() {
         return;
     };
     let pid = memcached.pid();
-    // One update: in the next ones today's qbench-trace calls these registered threads
-    // not_participating ("no update point reached in N earlier update(s)").
-    let out = trace(&["--pid", &pid, "--request", "--json"]);
-    let reports = reports(&out, 3, 1);
-    let report = &reports[0];
+    // Two updates: the helpers the runtime registered stay participants in the second too.
+    let out = trace(&["--pid", &pid, "--request", "--count", "2", "--json"]);
+    for (n, report) in reports(&out, 3, 2).iter().enumerate() {
+        assert_eq!(report["outcome"], "dnq", "{report}");
+        assert_eq!(report["runtime_seq"], n + 1, "{report}");
+        assert_eq!(report["lost_events"], 0, "{report}");
+        assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
+        assert_eq!(arrived(report, "memcached"), 1, "{report}");
+        assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
+        assert_helpers_diagnosed(report, true);
+        for helper in HELPERS {
+            assert_eq!(thread(report, helper)["participating"], true, "{report}");
+        }
+    }
+}
+
+/// The usual way to meet qbench-trace: a process stuck in an update right now. Stage 2's
+/// helpers hold an update the runtime waits a minute for; qbench-trace attached then, without
+/// `--request`, reports it as it stands: requested before attach at the runtime's own request
+/// time, main and the workers parked, the helpers diagnosed, a DNQ 2 s after the request.
+#[test]
+fn stage2_stuck_in_an_update_at_attach_is_reported_as_it_stands() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("memcached", "stage2", "memcached") else {
+        return;
+    };
+    let memcached = start_with(&exe, true, &[("QBENCH_TIMEOUT_MS", "60000")]);
+    let pid = memcached.pid();
+    let before = monotonic_ns();
+    let target: libc::pid_t = pid.parse().expect("pid");
+    // SAFETY: kill has no memory preconditions; the pid is the memcached this test started.
+    assert_eq!(unsafe { libc::kill(target, libc::SIGUSR2) }, 0);
+    // Main and the workers park within a few ms; the runtime's request time is before `after`.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = monotonic_ns();
+    let out = trace(&["--pid", &pid, "--timeout", "2s", "--count", "1", "--json"]);
+    let report = &reports(&out, 3, 1)[0];
     assert_eq!(report["outcome"], "dnq", "{report}");
+    assert_eq!(report["request_source"], "before_attach", "{report}");
     assert_eq!(report["runtime_seq"], 1, "{report}");
-    assert_eq!(report["lost_events"], 0, "{report}");
+    let request_ns = report["request_ns"].as_u64().expect("request_ns");
+    assert!((before..after).contains(&request_ns), "{report}");
+    assert_eq!(report["end_ns"], request_ns + 2_000_000_000, "{report}");
     assert_eq!(report["threads"].as_array().map(Vec::len), Some(THREADS));
     assert_eq!(arrived(report, "memcached"), 1, "{report}");
     assert_eq!(arrived(report, "mc-worker"), WORKERS, "{report}");
     assert_helpers_diagnosed(report, true);
-    assert_eq!(thread(report, "mc-lrumaint")["participating"], true);
 }
 
 #[test]
@@ -378,52 +324,23 @@ fn stage3_fully_patched_memcached_quiesces_and_keeps_serving() {
         return;
     };
     assert_eq!(
-        memcached.command("set k 0 0 5\r\nvalue\r\n", "STORED"),
+        command(&memcached, "set k 0 0 5\r\nvalue\r\n", "STORED"),
         ["STORED"]
     );
     let pid = memcached.pid();
-    let reports = three_quiesced_updates(&pid);
+    let reports = quiesced_updates(&pid, 3, 0);
     for report in &reports {
-        let threads = report["threads"].as_array().expect("threads");
-        assert_eq!(threads.len(), THREADS, "{report}");
-        assert!(
-            threads.iter().all(|t| !t["arrival_ns"].is_null()),
-            "{report}"
-        );
-        assert!(
-            threads.iter().all(|t| t["participating"] == true),
-            "{report}"
-        );
-        let first = report["first_arrival_ns"].as_u64().expect("first");
-        let last = report["last_arrival_ns"].as_u64().expect("last");
-        assert_eq!(
-            report["quiescence_ns"].as_u64(),
-            Some(last - first),
-            "{report}"
-        );
+        assert_every_thread_arrived(report, THREADS);
         assert_last_arrival_diagnosed(report);
     }
     assert_eq!(
-        memcached.command("get k\r\n", "END"),
+        command(&memcached, "get k\r\n", "END"),
         ["VALUE k 0 5", "value", "END"]
     );
     // The hash table maintainer's wait ends at each update; it must not grow the table then.
-    let stats = memcached.command("stats\r\n", "END");
+    let stats = command(&memcached, "stats\r\n", "END");
     assert!(
         stats.iter().any(|l| l == "STAT hash_power_level 16"),
         "{stats:?}"
     );
-}
-
-/// Three updates requested of `pid` by qbench-trace: each quiesced, the runtime's 1, 2 and 3, with
-/// no event lost.
-fn three_quiesced_updates(pid: &str) -> Vec<Value> {
-    let out = trace(&["--pid", pid, "--request", "--count", "3", "--json"]);
-    let reports = reports(&out, 0, 3);
-    for (n, report) in reports.iter().enumerate() {
-        assert_eq!(report["outcome"], "quiesced", "{report}");
-        assert_eq!(report["runtime_seq"], n + 1, "{report}");
-        assert_eq!(report["lost_events"], 0, "{report}");
-    }
-    reports
 }

@@ -65,33 +65,7 @@ fn drive(demo: &mut Child, bin: &Path, report: &Path, updates: usize) -> anyhow:
         .with_context(|| format!("qbench-demo did not start: {line:?}"))?;
     println!("demo: qbench-demo is pid {pid}");
 
-    // SAFETY: geteuid has no preconditions.
-    let observed = if unsafe { libc::geteuid() } == 0 {
-        println!("demo: qbench-trace --pid {pid} --request --count {updates} --json");
-        let out = crate::target::observe_updates(&bin.join("qbench-trace"), pid, updates)
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot run qbench-trace")?;
-        ensure!(
-            out.status.code() == Some(0),
-            "qbench-trace ended with {}",
-            out.status
-        );
-        String::from_utf8(out.stdout)?
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<Vec<serde_json::Value>, _>>()?
-    } else {
-        println!(
-            "demo: not root, so qbench-trace is skipped (it needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH); sending SIGUSR2 instead"
-        );
-        for n in 1..=updates {
-            std::thread::sleep(Duration::from_millis(50));
-            target::request_update(pid)?;
-            target::wait_report_lines(report, n, Duration::from_secs(10))?;
-        }
-        Vec::new()
-    };
+    let observed = request_updates(bin, pid, report, updates)?;
     target::wait_report_lines(report, updates, Duration::from_secs(10))?;
     for n in 1..=updates {
         line.clear();
@@ -102,6 +76,49 @@ fn drive(demo: &mut Child, bin: &Path, report: &Path, updates: usize) -> anyhow:
         );
     }
 
+    print_table(report, &observed)
+}
+
+/// Requests `updates` updates of the demo: with qbench-trace when root (its JSON reports are
+/// returned), else by the signal alone (no reports from outside).
+fn request_updates(
+    bin: &Path,
+    pid: i32,
+    report: &Path,
+    updates: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        println!("demo: qbench-trace --pid {pid} --request --count {updates} --json");
+        let out = crate::target::observe_updates(&bin.join("qbench-trace"), pid, updates)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run qbench-trace")?;
+        ensure!(
+            out.status.code() == Some(0),
+            "qbench-trace ended with {}",
+            out.status
+        );
+        let reports = String::from_utf8(out.stdout)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<serde_json::Value>, _>>()?;
+        Ok(reports)
+    } else {
+        println!(
+            "demo: not root, so qbench-trace is skipped (it needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH); sending SIGUSR2 instead"
+        );
+        for n in 1..=updates {
+            std::thread::sleep(Duration::from_millis(50));
+            target::request_update(pid)?;
+            target::wait_report_lines(report, n, Duration::from_secs(10))?;
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Each update as the runtime and as qbench-trace measured it, side by side.
+fn print_table(report: &Path, observed: &[serde_json::Value]) -> anyhow::Result<()> {
     println!("\nEach update as the runtime measured it inside the process (QBENCH_REPORT) and as");
     println!(
         "qbench-trace measured it from outside (eBPF); the quiescence hook ran once per update."

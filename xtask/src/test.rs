@@ -50,13 +50,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     crate::bench::run(&crate::bench::Args {
         which: crate::bench::Which::Table1 { quick: true },
     })?;
-    stage("real programs: Debian's memcached, unpatched and each stage of its patch");
-    crate::real::run(&crate::real::Args {
-        program: crate::real::Program::Memcached,
-        refresh: false,
-        build_only: true,
-        verbose: false,
-    })?;
+    stage("real programs: Debian's memcached and iperf, unpatched and each stage of their patches");
+    for program in [crate::real::Program::Memcached, crate::real::Program::Iperf] {
+        crate::real::run(&crate::real::Args {
+            program,
+            refresh: false,
+            build_only: true,
+            verbose: false,
+        })?;
+    }
     stage("tests");
     workspace_tests()
 }

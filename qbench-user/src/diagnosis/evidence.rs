@@ -3,11 +3,12 @@
 //! Everything degrades: a fact that cannot be had is left out, never an error.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use crate::diagnosis::diagnose::{self, Cause, Facts, FrameFact, Futex};
 use crate::diagnosis::stack::{Stack, StackReader};
 use crate::tracker::{Blocked, Outcome, ThreadReport, Update};
-use crate::{procfs, syscalls};
+use crate::{clock, procfs, syscalls};
 
 /// One thread's diagnosis.
 #[derive(Debug, Clone)]
@@ -27,35 +28,11 @@ pub struct Diagnosis {
 /// Diagnoses the threads of `update` worth explaining: every thread that did not arrive, and for
 /// an update that quiesced, the last thread to arrive (the one that set the time).
 pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosis> {
-    let mut targets: Vec<(&ThreadReport, Option<Blocked>)> = update
-        .threads
-        .iter()
-        .filter(|t| t.arrival_ns.is_none())
-        .map(|t| (t, t.blocked))
-        .collect();
     // Threads of a process that has exited are gone: there is nothing to explain.
     if matches!(update.outcome, Outcome::Exited(_)) {
         return Vec::new();
     }
-    if update.outcome == Outcome::Quiesced
-        && let Some(last) = update
-            .threads
-            .iter()
-            .filter(|t| t.arrival_ns.is_some())
-            .max_by_key(|t| t.arrival_ns)
-    {
-        // What it was in at the request, before it was woken and arrived.
-        let first = last
-            .calls
-            .first()
-            .filter(|c| c.start_ns.is_none_or(|s| s <= update.request_ns));
-        let blocked = first.map(|c| Blocked {
-            nr: c.nr,
-            args: c.args,
-            since_ns: c.start_ns,
-        });
-        targets.push((last, blocked));
-    }
+    let targets = worth_explaining(update);
     if targets.is_empty() {
         return Vec::new();
     }
@@ -78,7 +55,7 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .into_iter()
         .map(|(thread, blocked)| {
             let missing = thread.arrival_ns.is_none();
-            let stack = stack_of(pid, &mut reader, thread.tid, missing, blocked.is_some());
+            let stack = stack_of(pid, &mut reader, thread.tid, missing, blocked);
             let seen = Seen {
                 reader: &reader,
                 comms: &comms,
@@ -112,17 +89,87 @@ pub fn diagnose(pid: u32, update: &Update, earlier_updates: u64) -> Vec<Diagnosi
         .collect()
 }
 
+/// The threads of `update` to diagnose, each with what it was blocked in: the missing ones, and
+/// for an update that quiesced, the last to arrive with the call it was in at the request.
+fn worth_explaining(update: &Update) -> Vec<(&ThreadReport, Option<Blocked>)> {
+    let mut targets: Vec<(&ThreadReport, Option<Blocked>)> = update
+        .threads
+        .iter()
+        .filter(|t| t.arrival_ns.is_none())
+        .map(|t| (t, t.blocked))
+        .collect();
+    if update.outcome == Outcome::Quiesced
+        && let Some(last) = update
+            .threads
+            .iter()
+            .filter(|t| t.arrival_ns.is_some())
+            .max_by_key(|t| t.arrival_ns)
+    {
+        // What it was in at the request, before it was woken and arrived.
+        let first = last
+            .calls
+            .first()
+            .filter(|c| c.start_ns.is_none_or(|s| s <= update.request_ns));
+        let blocked = first.map(|c| Blocked {
+            nr: c.nr,
+            args: c.args,
+            since_ns: c.start_ns,
+        });
+        targets.push((last, blocked));
+    }
+    targets
+}
+
 /// The user stack of a missing thread blocked in a call; for any other, an empty stack whose
 /// note says why it was not read.
-fn stack_of(pid: u32, reader: &mut StackReader, tid: u32, missing: bool, blocked: bool) -> Stack {
-    if missing && blocked {
-        reader.stack_from(tid, settle(pid, tid))
-    } else {
-        Stack {
+fn stack_of(
+    pid: u32,
+    reader: &mut StackReader,
+    tid: u32,
+    missing: bool,
+    blocked: Option<Blocked>,
+) -> Stack {
+    let Some(blocked) = blocked.filter(|_| missing) else {
+        return Stack {
             frames: Vec::new(),
             degraded: Some(diagnose::stack_not_read(!missing).to_string()),
-        }
+        };
+    };
+    let syscall = settle(pid, tid);
+    if let Ok(text) = &syscall
+        && let Some(note) = moved_on(&blocked, text)
+    {
+        return Stack {
+            frames: Vec::new(),
+            degraded: Some(note),
+        };
     }
+    reader.stack_from(tid, syscall)
+}
+
+/// Why the stack of a thread diagnosed `blocked` is not shown, when its
+/// `/proc/PID/task/TID/syscall` (`text`, read when the stack would be) says it is in another
+/// call by then: that stack would be of the later call, not of the wait the diagnosis is about.
+fn moved_on(blocked: &Blocked, text: &str) -> Option<String> {
+    let now = procfs::parse_syscall(text);
+    let same = now.is_some_and(|(nr, args)| nr == blocked.nr && args[0] == blocked.args[0]);
+    if same || text.starts_with("running") {
+        return None;
+    }
+    let was = syscalls::name(blocked.nr);
+    let is = now.map_or_else(|| "no call".to_string(), |(nr, _)| syscalls::name(nr));
+    Some(format!(
+        "not read: when it could be read the thread had left {was} and was in {is}, so its stack would not be this wait's"
+    ))
+}
+
+/// `clock_nanosleep`'s flag for a time to sleep until rather than a duration.
+const TIMER_ABSTIME: u64 = 1;
+
+/// What a clock that reads `clock_now_ns` now read when CLOCK_MONOTONIC read `since_ns`
+/// (CLOCK_MONOTONIC reading `monotonic_now_ns` now).
+fn began_on_clock(since_ns: u64, monotonic_now_ns: u64, clock_now_ns: u64) -> u64 {
+    clock_now_ns.saturating_sub(monotonic_now_ns.saturating_sub(since_ns))
 }
 
 /// Waits a little (at most 50 ms) for a blocked thread that is momentarily on a CPU, typically
@@ -161,12 +208,7 @@ fn facts(
     seen: &Seen<'_>,
     sockets: &mut SocketTables,
 ) -> Facts {
-    let Seen {
-        reader,
-        comms,
-        parked,
-    } = *seen;
-    let memory = reader.memory();
+    let memory = seen.reader.memory();
     let missing = thread.arrival_ns.is_none();
     let task = format!("/proc/{pid}/task/{}", thread.tid);
     let state = if missing {
@@ -180,32 +222,24 @@ fn facts(
         .flatten()
         .map(|w| w.trim().to_string());
     let call = blocked.and_then(|b| syscalls::by_number(b.nr).map(|c| (b, c)));
-    let futex = call.filter(|(_, c)| c.name == "futex").map(|(b, _)| {
-        let uaddr = b.args[0];
-        let symbol = reader.data_symbol(uaddr).map(|(name, offset)| {
-            if offset == 0 {
-                name
-            } else {
-                format!("{name}+{offset}")
-            }
-        });
-        // glibc's pthread_mutex_t: the futex word first, the owner's tid 8 bytes in.
-        let owner_tid = memory
-            .and_then(|m| m.read_u32(uaddr + 8))
-            .filter(|t| *t != 0 && comms.contains_key(t));
-        Futex {
-            symbol,
-            owner_tid,
-            owner_comm: owner_tid.and_then(|t| comms.get(&t).map(|c| c.to_string())),
-            owner_parked: owner_tid.is_some_and(|t| parked.contains(&t)),
-        }
-    });
+    let futex = call
+        .filter(|(_, c)| c.name == "futex")
+        .map(|(b, _)| futex_facts(b.args[0], seen));
     let fd = call
         .filter(|(_, c)| matches!(c.args.first(), Some(&"fd" | &"epfd")))
         .and_then(|(b, _)| describe(pid, b.args[0] as i32, sockets));
     let sleep_ns = call.and_then(|(b, c)| match c.name {
         "nanosleep" => memory?.read_timespec(b.args[0]),
-        "clock_nanosleep" => memory?.read_timespec(b.args[2]),
+        "clock_nanosleep" => {
+            let asked = memory?.read_timespec(b.args[2])?;
+            if b.args[1] & TIMER_ABSTIME == 0 {
+                return Some(asked);
+            }
+            // Until a time on clock args[0]: the sleep asked for is from when the call began.
+            let clock = b.args[0] as libc::clockid_t;
+            let began = began_on_clock(b.since_ns?, clock::monotonic_ns(), clock::now_ns(clock)?);
+            Some(asked.saturating_sub(Duration::from_nanos(began)))
+        }
         _ => None,
     });
     Facts {
@@ -220,22 +254,47 @@ fn facts(
         stack_functions: stack
             .map(|s| s.frames.iter().filter_map(|f| f.function.clone()).collect())
             .unwrap_or_default(),
-        frames: stack
-            .map(|s| {
-                s.frames
-                    .iter()
-                    .map(|f| FrameFact {
-                        function: f.function.clone(),
-                        object: f.object.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        frames: stack.map(frame_facts).unwrap_or_default(),
         futex,
         fd,
         sleep_ns: sleep_ns.map(|d| d.as_nanos() as u64),
         arrived_after_ns: None,
     }
+}
+
+/// The futex at `uaddr`: the data symbol it lies in and, read as glibc's `pthread_mutex_t` (the
+/// futex word first, the owner's tid 8 bytes in), the thread holding it.
+fn futex_facts(uaddr: u64, seen: &Seen<'_>) -> Futex {
+    let symbol = seen.reader.data_symbol(uaddr).map(|(name, offset)| {
+        if offset == 0 {
+            name
+        } else {
+            format!("{name}+{offset}")
+        }
+    });
+    let owner_tid = seen
+        .reader
+        .memory()
+        .and_then(|m| m.read_u32(uaddr + 8))
+        .filter(|t| *t != 0 && seen.comms.contains_key(t));
+    Futex {
+        symbol,
+        owner_tid,
+        owner_comm: owner_tid.and_then(|t| seen.comms.get(&t).map(|c| c.to_string())),
+        owner_parked: owner_tid.is_some_and(|t| seen.parked.contains(&t)),
+    }
+}
+
+/// The frames of `stack` as the diagnosis reads them.
+fn frame_facts(stack: &Stack) -> Vec<FrameFact> {
+    stack
+        .frames
+        .iter()
+        .map(|f| FrameFact {
+            function: f.function.clone(),
+            object: f.object.clone(),
+        })
+        .collect()
 }
 
 fn details(f: &Facts, cause: Option<Cause>) -> serde_json::Value {
@@ -403,6 +462,41 @@ fn parse_endpoint(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sleep_until_a_time_is_the_time_from_when_the_call_began() {
+        // Entered 2 s ago (monotonic 8 s then, 10 s now) on a clock that reads 1,000 s now.
+        let began = began_on_clock(8_000_000_000, 10_000_000_000, 1_000_000_000_000);
+        assert_eq!(began, 998_000_000_000);
+    }
+
+    #[test]
+    fn a_stack_read_after_the_thread_moved_on_is_not_shown() {
+        // Diagnosed in clock_nanosleep (230); its syscall file read later for the stack.
+        let blocked = Blocked {
+            nr: 230,
+            args: [1, 1, 0x7ffd_1000, 0, 0, 0],
+            since_ns: Some(5),
+        };
+        let sleeping = "230 0x1 0x1 0x7ffd1000 0x0 0x0 0x0 0x7ffd0f00 0x7f0000001234";
+        assert_eq!(moved_on(&blocked, sleeping), None);
+        let in_futex = "202 0x5000 0x189 0x0 0x0 0x0 0xffffffff 0x7ffd0f00 0x7f0000005678";
+        assert_eq!(
+            moved_on(&blocked, in_futex).as_deref(),
+            Some(
+                "not read: when it could be read the thread had left clock_nanosleep and was in futex, so its stack would not be this wait's"
+            )
+        );
+        // The same call on another descriptor or word is another wait too.
+        let other_clock = "230 0x0 0x1 0x7ffd1000 0x0 0x0 0x0 0x7ffd0f00 0x7f0000001234";
+        assert!(moved_on(&blocked, other_clock).is_some());
+        assert!(
+            moved_on(&blocked, "-1 0x7ffd0f00 0x7f0000001234")
+                .is_some_and(|note| note.contains("was in no call"))
+        );
+        // On a CPU still: the registers are not readable, which the stack reader says itself.
+        assert_eq!(moved_on(&blocked, "running"), None);
+    }
 
     #[test]
     fn socket_lines() {

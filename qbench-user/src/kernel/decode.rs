@@ -4,13 +4,34 @@
 use qbench_common as wire;
 use qbench_common::{EventKind, Source};
 
-/// One decoded event from the kernel.
+/// One decoded event from the kernel: the header every record starts with, and what its kind
+/// carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub struct Event {
+    /// The thread the event is about (for a request, the thread that ran the handler or was
+    /// signalled).
+    pub tid: u32,
+    /// When it happened (CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+    pub payload: Payload,
+}
+
+#[cfg(test)]
+impl Event {
+    pub fn new(tid: u32, ts_ns: u64, payload: Payload) -> Self {
+        Self {
+            tid,
+            ts_ns,
+            payload,
+        }
+    }
+}
+
+/// What an event carries besides its header, one variant per [`EventKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
     /// A window opened: the update was requested.
     Request {
-        tid: u32,
-        ts_ns: u64,
         window_seq: u64,
         runtime_seq: u64,
         source: RequestSource,
@@ -19,36 +40,19 @@ pub enum Event {
         sender_tgid: u32,
     },
     /// A thread reached an update point.
-    Arrive {
-        tid: u32,
-        ts_ns: u64,
-        seq: u64,
-        source: ArriveSource,
-    },
+    Arrive { seq: u64, source: ArriveSource },
     /// The runtime released a parked thread.
-    Depart { tid: u32, ts_ns: u64, seq: u64 },
+    Depart { seq: u64 },
     /// A thread entered a tracked syscall while the window was open.
-    SysEnter {
-        tid: u32,
-        ts_ns: u64,
-        nr: i64,
-        args: [u64; 6],
-    },
+    SysEnter { nr: i64, args: [u64; 6] },
     /// A thread left a tracked syscall while the window was open.
-    SysExit {
-        tid: u32,
-        ts_ns: u64,
-        nr: i64,
-        ret: i64,
-    },
+    SysExit { nr: i64, ret: i64 },
     /// A thread was created in the target.
-    ThreadNew { tid: u32, ts_ns: u64, parent: u32 },
+    ThreadNew { parent: u32 },
     /// A thread of the target exited.
-    ThreadExit { tid: u32, ts_ns: u64 },
+    ThreadExit,
     /// The runtime ends an update (on its helper thread), just before releasing its threads.
     Release {
-        tid: u32,
-        ts_ns: u64,
         seq: u64,
         quiesced: bool,
         threads: u32,
@@ -62,35 +66,11 @@ pub enum RequestSource {
     Runtime,
 }
 
-impl RequestSource {
-    /// The request source numbered `number` on the wire; `None` for an unknown number and for
-    /// a source that never requests.
-    fn of(number: u32) -> Option<Self> {
-        match Source::try_from(number).ok()? {
-            Source::Signal => Some(Self::Signal),
-            Source::Runtime => Some(Self::Runtime),
-            Source::Point => None,
-        }
-    }
-}
-
 /// Where a thread arrived: the sources an arrival record may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArriveSource {
     Runtime,
     Point,
-}
-
-impl ArriveSource {
-    /// The arrival source numbered `number` on the wire; `None` for an unknown number and for
-    /// a source that never arrives.
-    fn of(number: u32) -> Option<Self> {
-        match Source::try_from(number).ok()? {
-            Source::Runtime => Some(Self::Runtime),
-            Source::Point => Some(Self::Point),
-            Source::Signal => None,
-        }
-    }
 }
 
 /// Why a record could not be decoded. Counted and reported by the reader, never fatal.
@@ -104,34 +84,6 @@ pub enum DecodeError {
     Short { kind: u32, need: usize, len: usize },
     #[error("event kind {kind} has unknown source {source_id}")]
     BadSource { kind: u32, source_id: u32 },
-}
-
-impl Event {
-    pub fn tid(&self) -> u32 {
-        match *self {
-            Event::Request { tid, .. }
-            | Event::Arrive { tid, .. }
-            | Event::Depart { tid, .. }
-            | Event::SysEnter { tid, .. }
-            | Event::SysExit { tid, .. }
-            | Event::ThreadNew { tid, .. }
-            | Event::ThreadExit { tid, .. }
-            | Event::Release { tid, .. } => tid,
-        }
-    }
-
-    pub fn ts_ns(&self) -> u64 {
-        match *self {
-            Event::Request { ts_ns, .. }
-            | Event::Arrive { ts_ns, .. }
-            | Event::Depart { ts_ns, .. }
-            | Event::SysEnter { ts_ns, .. }
-            | Event::SysExit { ts_ns, .. }
-            | Event::ThreadNew { ts_ns, .. }
-            | Event::ThreadExit { ts_ns, .. }
-            | Event::Release { ts_ns, .. } => ts_ns,
-        }
-    }
 }
 
 /// Reads fixed-width little-endian fields in order.
@@ -182,48 +134,38 @@ impl TryFrom<&[u8]> for Event {
         }
         let tid = f.u32();
         let ts_ns = f.u64();
-        Ok(match kind {
-            EventKind::Request => request(&mut f, tid, ts_ns)?,
-            EventKind::Arrive => arrive(&mut f, tid, ts_ns)?,
-            EventKind::Depart => Event::Depart {
-                tid,
-                ts_ns,
+        // A struct expression evaluates its fields in the order written: wire order here.
+        let payload = match kind {
+            EventKind::Request => request(&mut f)?,
+            EventKind::Arrive => Payload::Arrive {
                 seq: f.u64(),
+                source: source(&mut f, kind, |source| match source {
+                    Source::Runtime => Some(ArriveSource::Runtime),
+                    Source::Point => Some(ArriveSource::Point),
+                    Source::Signal => None,
+                })?,
             },
-            EventKind::SysEnter => {
-                let nr = f.i64();
-                let args = [f.u64(), f.u64(), f.u64(), f.u64(), f.u64(), f.u64()];
-                Event::SysEnter {
-                    tid,
-                    ts_ns,
-                    nr,
-                    args,
-                }
-            }
-            EventKind::SysExit => Event::SysExit {
-                tid,
-                ts_ns,
+            EventKind::Depart => Payload::Depart { seq: f.u64() },
+            EventKind::SysEnter => Payload::SysEnter {
+                nr: f.i64(),
+                args: [f.u64(), f.u64(), f.u64(), f.u64(), f.u64(), f.u64()],
+            },
+            EventKind::SysExit => Payload::SysExit {
                 nr: f.i64(),
                 ret: f.i64(),
             },
-            EventKind::ThreadNew => Event::ThreadNew {
-                tid,
-                ts_ns,
-                parent: f.u32(),
+            EventKind::ThreadNew => Payload::ThreadNew { parent: f.u32() },
+            EventKind::Release => Payload::Release {
+                seq: f.u64(),
+                quiesced: f.u32() != 0,
+                threads: f.u32(),
             },
-            EventKind::Release => {
-                let seq = f.u64();
-                let quiesced = f.u32() != 0;
-                let threads = f.u32();
-                Event::Release {
-                    tid,
-                    ts_ns,
-                    seq,
-                    quiesced,
-                    threads,
-                }
-            }
-            EventKind::ThreadExit => Event::ThreadExit { tid, ts_ns },
+            EventKind::ThreadExit => Payload::ThreadExit,
+        };
+        Ok(Event {
+            tid,
+            ts_ns,
+            payload,
         })
     }
 }
@@ -241,44 +183,37 @@ fn wire_size(kind: EventKind) -> usize {
     }
 }
 
-/// The rest of a request record, after its header.
-fn request(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeError> {
-    let window_seq = f.u64();
-    let runtime_seq = f.u64();
-    let source_id = f.u32();
-    let source = RequestSource::of(source_id).ok_or(DecodeError::BadSource {
-        kind: wire::EVENT_REQUEST,
-        source_id,
-    })?;
-    let signal = f.u32();
-    let code = f.i32();
-    let sender_tgid = f.u32();
-    Ok(Event::Request {
-        tid,
-        ts_ns,
-        window_seq,
-        runtime_seq,
-        source,
-        signal,
-        code,
-        sender_tgid,
+/// The rest of a request record, after its header (fields in wire order).
+fn request(f: &mut Fields<'_>) -> Result<Payload, DecodeError> {
+    Ok(Payload::Request {
+        window_seq: f.u64(),
+        runtime_seq: f.u64(),
+        source: source(f, EventKind::Request, |source| match source {
+            Source::Signal => Some(RequestSource::Signal),
+            Source::Runtime => Some(RequestSource::Runtime),
+            Source::Point => None,
+        })?,
+        signal: f.u32(),
+        code: f.i32(),
+        sender_tgid: f.u32(),
     })
 }
 
-/// The rest of an arrival record, after its header.
-fn arrive(f: &mut Fields<'_>, tid: u32, ts_ns: u64) -> Result<Event, DecodeError> {
-    let seq = f.u64();
+/// The source field of a `kind` record, as the sources that kind may carry (`pick`): an unknown
+/// number, or a source of another kind, makes the record undecodable.
+fn source<T>(
+    f: &mut Fields<'_>,
+    kind: EventKind,
+    pick: impl FnOnce(Source) -> Option<T>,
+) -> Result<T, DecodeError> {
     let source_id = f.u32();
-    let source = ArriveSource::of(source_id).ok_or(DecodeError::BadSource {
-        kind: wire::EVENT_ARRIVE,
-        source_id,
-    })?;
-    Ok(Event::Arrive {
-        tid,
-        ts_ns,
-        seq,
-        source,
-    })
+    Source::try_from(source_id)
+        .ok()
+        .and_then(pick)
+        .ok_or(DecodeError::BadSource {
+            kind: kind as u32,
+            source_id,
+        })
 }
 
 #[cfg(test)]
@@ -297,132 +232,107 @@ pub mod tests {
         wire::EventHeader { kind, tid, ts_ns }
     }
 
-    /// Records of the update window's kinds, and what each decodes to.
-    fn window_cases() -> Vec<(Vec<u8>, Event)> {
-        vec![
-            (
-                bytes_of(&wire::RequestEvent {
-                    header: header(wire::EVENT_REQUEST, 10, 100),
-                    window_seq: 1,
-                    runtime_seq: 0,
-                    source: wire::SOURCE_SIGNAL,
-                    signal: 12,
-                    code: 0,
-                    sender_tgid: 77,
-                }),
-                Event::Request {
-                    tid: 10,
-                    ts_ns: 100,
-                    window_seq: 1,
-                    runtime_seq: 0,
-                    source: RequestSource::Signal,
-                    signal: 12,
-                    code: 0,
-                    sender_tgid: 77,
-                },
-            ),
-            (
-                bytes_of(&wire::ArriveEvent {
-                    header: header(wire::EVENT_ARRIVE, 11, 200),
-                    seq: 3,
-                    source: wire::SOURCE_RUNTIME,
-                    _pad: 0,
-                }),
-                Event::Arrive {
-                    tid: 11,
-                    ts_ns: 200,
-                    seq: 3,
-                    source: ArriveSource::Runtime,
-                },
-            ),
-            (
-                bytes_of(&wire::DepartEvent {
-                    header: header(wire::EVENT_DEPART, 11, 300),
-                    seq: 3,
-                }),
-                Event::Depart {
-                    tid: 11,
-                    ts_ns: 300,
-                    seq: 3,
-                },
-            ),
-            (
-                bytes_of(&wire::ReleaseEvent {
-                    header: header(wire::EVENT_RELEASE, 14, 800),
-                    seq: 4,
-                    quiesced: 1,
-                    threads: 6,
-                }),
-                Event::Release {
-                    tid: 14,
-                    ts_ns: 800,
-                    seq: 4,
-                    quiesced: true,
-                    threads: 6,
-                },
-            ),
-        ]
+    /// A request by the update signal (12, sent by process 55), opening window `window_seq`.
+    pub fn signal_request(tid: u32, ts_ns: u64, window_seq: u64) -> Event {
+        let payload = Payload::Request {
+            window_seq,
+            runtime_seq: 0,
+            source: RequestSource::Signal,
+            signal: 12,
+            code: 0,
+            sender_tgid: 55,
+        };
+        Event::new(tid, ts_ns, payload)
     }
 
-    /// Records of the per-thread kinds (system calls, threads born and gone), and what each
-    /// decodes to.
-    fn thread_cases() -> Vec<(Vec<u8>, Event)> {
+    /// A thread parking at the runtime's update point in the runtime's update `seq`.
+    pub fn runtime_arrival(tid: u32, ts_ns: u64, seq: u64) -> Event {
+        let source = ArriveSource::Runtime;
+        Event::new(tid, ts_ns, Payload::Arrive { seq, source })
+    }
+
+    /// The runtime ending its update `seq` with `threads` participants.
+    pub fn release(tid: u32, ts_ns: u64, seq: u64, quiesced: bool, threads: u32) -> Event {
+        let payload = Payload::Release {
+            seq,
+            quiesced,
+            threads,
+        };
+        Event::new(tid, ts_ns, payload)
+    }
+
+    /// A record of each kind, and what it decodes to.
+    fn cases() -> Vec<(Vec<u8>, Event)> {
+        let request = wire::RequestEvent {
+            header: header(wire::EVENT_REQUEST, 10, 100),
+            window_seq: 1,
+            source: wire::SOURCE_SIGNAL,
+            signal: 12,
+            sender_tgid: 55,
+            ..Default::default()
+        };
+        let arrive = wire::ArriveEvent {
+            header: header(wire::EVENT_ARRIVE, 11, 200),
+            seq: 3,
+            source: wire::SOURCE_RUNTIME,
+            _pad: 0,
+        };
+        let depart = wire::DepartEvent {
+            header: header(wire::EVENT_DEPART, 11, 300),
+            seq: 3,
+        };
+        let release_record = wire::ReleaseEvent {
+            header: header(wire::EVENT_RELEASE, 14, 800),
+            seq: 4,
+            quiesced: 1,
+            threads: 6,
+        };
+        let enter = wire::SysEnterEvent {
+            header: header(wire::EVENT_SYS_ENTER, 12, 400),
+            nr: 0,
+            args: [3, 4, 5, 6, 7, 8],
+        };
+        let exit = wire::SysExitEvent {
+            header: header(wire::EVENT_SYS_EXIT, 12, 500),
+            nr: 0,
+            ret: -4,
+        };
+        let thread = |kind, ts_ns, other| wire::ThreadEvent {
+            header: header(kind, 13, ts_ns),
+            other,
+            _pad: 0,
+        };
+        let args = [3, 4, 5, 6, 7, 8];
         vec![
+            (bytes_of(&request), signal_request(10, 100, 1)),
+            (bytes_of(&arrive), runtime_arrival(11, 200, 3)),
             (
-                bytes_of(&wire::SysEnterEvent {
-                    header: header(wire::EVENT_SYS_ENTER, 12, 400),
-                    nr: 0,
-                    args: [3, 4, 5, 6, 7, 8],
-                }),
-                Event::SysEnter {
-                    tid: 12,
-                    ts_ns: 400,
-                    nr: 0,
-                    args: [3, 4, 5, 6, 7, 8],
-                },
+                bytes_of(&depart),
+                Event::new(11, 300, Payload::Depart { seq: 3 }),
+            ),
+            (bytes_of(&release_record), release(14, 800, 4, true, 6)),
+            (
+                bytes_of(&enter),
+                Event::new(12, 400, Payload::SysEnter { nr: 0, args }),
             ),
             (
-                bytes_of(&wire::SysExitEvent {
-                    header: header(wire::EVENT_SYS_EXIT, 12, 500),
-                    nr: 0,
-                    ret: -4,
-                }),
-                Event::SysExit {
-                    tid: 12,
-                    ts_ns: 500,
-                    nr: 0,
-                    ret: -4,
-                },
+                bytes_of(&exit),
+                Event::new(12, 500, Payload::SysExit { nr: 0, ret: -4 }),
             ),
             (
-                bytes_of(&wire::ThreadEvent {
-                    header: header(wire::EVENT_THREAD_NEW, 13, 600),
-                    other: 10,
-                    _pad: 0,
-                }),
-                Event::ThreadNew {
-                    tid: 13,
-                    ts_ns: 600,
-                    parent: 10,
-                },
+                bytes_of(&thread(wire::EVENT_THREAD_NEW, 600, 10)),
+                Event::new(13, 600, Payload::ThreadNew { parent: 10 }),
             ),
             (
-                bytes_of(&wire::ThreadEvent {
-                    header: header(wire::EVENT_THREAD_EXIT, 13, 700),
-                    other: 0,
-                    _pad: 0,
-                }),
-                Event::ThreadExit {
-                    tid: 13,
-                    ts_ns: 700,
-                },
+                bytes_of(&thread(wire::EVENT_THREAD_EXIT, 700, 0)),
+                Event::new(13, 700, Payload::ThreadExit),
             ),
         ]
     }
 
     #[test]
     fn every_kind_decodes() {
-        for (bytes, want) in window_cases().into_iter().chain(thread_cases()) {
+        for (bytes, want) in cases() {
             assert_eq!(Event::try_from(bytes.as_slice()), Ok(want));
         }
     }
@@ -511,11 +421,7 @@ pub mod tests {
         bytes.extend_from_slice(&[0; 8]);
         assert_eq!(
             Event::try_from(bytes.as_slice()),
-            Ok(Event::Depart {
-                tid: 5,
-                ts_ns: 6,
-                seq: 7
-            })
+            Ok(Event::new(5, 6, Payload::Depart { seq: 7 }))
         );
     }
 }

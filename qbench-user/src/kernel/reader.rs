@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aya::maps::{MapData, RingBuf};
 
-use crate::kernel::decode::Event;
+use crate::kernel::decode::{Event, Payload};
 use crate::tracker::{Tracker, Update};
 
 /// Records applied per wake-up: a target flooding the ring buffer with system calls must not
@@ -51,8 +51,8 @@ pub fn drain(
         };
         drop(record);
         // sched_process_fork fires for fork() too: a child process is not a new thread.
-        if let Event::ThreadNew { tid, .. } = event
-            && !Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
+        if let Payload::ThreadNew { .. } = event.payload
+            && !Path::new(&format!("/proc/{pid}/task/{}", event.tid)).exists()
         {
             continue;
         }
@@ -62,8 +62,8 @@ pub fn drain(
         // An event past the open update's deadline happened after that update ended: finish it
         // first, so that its stragglers are reported as they were at the deadline (a thread
         // interrupted just after it would otherwise show as between two calls).
-        batch.finished.extend(tracker.on_tick(event.ts_ns()));
-        let opens = matches!(event, Event::Request { .. }) && !tracker.window_open();
+        batch.finished.extend(tracker.on_tick(event.ts_ns));
+        let opens = matches!(event.payload, Payload::Request { .. }) && !tracker.window_open();
         let done = tracker.on_event(event);
         if opens && tracker.window_open() {
             on_open(tracker)?;

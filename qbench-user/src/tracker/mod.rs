@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use qbench_common::{NO_SYSCALL, ThreadState};
 
-use crate::kernel::decode::{ArriveSource, Event, RequestSource};
+use crate::kernel::decode::{ArriveSource, Event, Payload, RequestSource};
 
 /// The runtime's own helper thread: never a participant.
 pub const RUNTIME_HELPER_COMM: &str = qbench_common::runtime::HELPER_COMM;
@@ -202,9 +202,13 @@ impl Tracker {
 
     /// Applies one event; returns the update it completed, if any.
     pub fn on_event(&mut self, event: Event) -> Option<Update> {
-        match event {
-            Event::Request {
-                ts_ns,
+        let Event {
+            tid,
+            ts_ns,
+            payload,
+        } = event;
+        match payload {
+            Payload::Request {
                 window_seq,
                 runtime_seq,
                 source,
@@ -222,13 +226,8 @@ impl Tracker {
                 self.on_request(ts_ns, seen, window_seq, runtime_seq);
                 None
             }
-            Event::Arrive {
-                tid,
-                ts_ns,
-                seq,
-                source,
-            } => self.on_arrive(tid, ts_ns, seq, source),
-            Event::Depart { ts_ns, .. } => {
+            Payload::Arrive { seq, source } => self.on_arrive(tid, ts_ns, seq, source),
+            Payload::Depart { .. } => {
                 // The runtime released its threads before every thread we see arrived: it gave
                 // up (its own timeout), so this update did not quiesce.
                 if self.window.is_some() {
@@ -237,29 +236,17 @@ impl Tracker {
                     None
                 }
             }
-            Event::SysEnter {
-                tid,
-                ts_ns,
-                nr,
-                args,
-            } => self.on_sys_enter(tid, ts_ns, nr, args),
-            Event::SysExit {
-                tid,
-                ts_ns,
-                ret,
-                nr,
-            } => {
+            Payload::SysEnter { nr, args } => self.on_sys_enter(tid, ts_ns, nr, args),
+            Payload::SysExit { nr, ret } => {
                 self.on_sys_exit(tid, ts_ns, nr, ret);
                 None
             }
-            Event::Release {
-                ts_ns, quiesced, ..
-            } => self.on_release(ts_ns, quiesced),
-            Event::ThreadNew { tid, .. } => {
+            Payload::Release { quiesced, .. } => self.on_release(ts_ns, quiesced),
+            Payload::ThreadNew { .. } => {
                 self.threads.entry(tid).or_default();
                 None
             }
-            Event::ThreadExit { tid, ts_ns } => {
+            Payload::ThreadExit => {
                 self.threads.remove(&tid);
                 // Complete because the last one missing left, not because it arrived: the
                 // process may be dying, which the caller checks before calling it quiesced.

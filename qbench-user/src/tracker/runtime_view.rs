@@ -91,7 +91,7 @@ impl Tracker {
 mod tests {
     use super::super::{Outcome, RUNTIME_HELPER_COMM, Update};
     use super::*;
-    use crate::kernel::decode::{ArriveSource, Event};
+    use crate::kernel::decode::tests::{release, runtime_arrival as arrive};
 
     const MS: u64 = 1_000_000;
 
@@ -106,15 +106,6 @@ mod tests {
         t.seed(104, "stuck", Some((202, [0x5000, 128, 0, 0, 0, 0])));
         t.set_runtime_participants([100, 101, 104], true);
         t
-    }
-
-    fn arrive(tid: u32, ts_ns: u64, seq: u64) -> Event {
-        Event::Arrive {
-            tid,
-            ts_ns,
-            seq,
-            source: ArriveSource::Runtime,
-        }
     }
 
     fn state_of(update: &Update, tid: u32) -> (Option<u64>, bool, Option<bool>) {
@@ -174,13 +165,7 @@ mod tests {
     #[test]
     fn the_runtimes_release_ends_an_update_pending_at_attach() {
         let mut t = pending();
-        let release = Event::Release {
-            tid: 103,
-            ts_ns: 9 * MS,
-            seq: 7,
-            quiesced: false,
-            threads: 3,
-        };
+        let release = release(103, 9 * MS, 7, false, 3);
         assert_eq!(t.on_event(release).expect("released").outcome, Outcome::Dnq);
     }
 

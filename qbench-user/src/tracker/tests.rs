@@ -2,66 +2,38 @@
 //! and unknown-thread cases the ring buffer can deliver.
 
 use super::*;
+use crate::kernel::decode;
+use crate::kernel::decode::tests::{runtime_arrival, signal_request};
 
 const MS: u64 = 1_000_000;
 
 fn request(ts_ns: u64) -> Event {
-    Event::Request {
-        tid: 100,
-        ts_ns,
-        window_seq: 1,
-        runtime_seq: 0,
-        source: RequestSource::Signal,
-        signal: 12,
-        code: 0,
-        sender_tgid: 55,
-    }
+    signal_request(100, ts_ns, 1)
 }
 
 fn arrive(tid: u32, ts_ns: u64) -> Event {
-    Event::Arrive {
-        tid,
-        ts_ns,
-        seq: 1,
-        source: ArriveSource::Runtime,
-    }
+    runtime_arrival(tid, ts_ns, 1)
 }
 
 fn enter(tid: u32, ts_ns: u64, nr: i64, args: [u64; 6]) -> Event {
-    Event::SysEnter {
-        tid,
-        ts_ns,
-        nr,
-        args,
-    }
+    Event::new(tid, ts_ns, Payload::SysEnter { nr, args })
 }
 
 fn exit(tid: u32, ts_ns: u64, nr: i64, ret: i64) -> Event {
-    Event::SysExit {
-        tid,
-        ts_ns,
-        nr,
-        ret,
-    }
+    Event::new(tid, ts_ns, Payload::SysExit { nr, ret })
 }
 
 fn depart(tid: u32, ts_ns: u64) -> Event {
-    Event::Depart { tid, ts_ns, seq: 1 }
+    Event::new(tid, ts_ns, Payload::Depart { seq: 1 })
 }
 
 fn thread_exit(tid: u32, ts_ns: u64) -> Event {
-    Event::ThreadExit { tid, ts_ns }
+    Event::new(tid, ts_ns, Payload::ThreadExit)
 }
 
 /// The runtime's helper (103) releasing update 1.
 fn release(ts_ns: u64, quiesced: bool, threads: u32) -> Event {
-    Event::Release {
-        tid: 103,
-        ts_ns,
-        seq: 1,
-        quiesced,
-        threads,
-    }
+    decode::tests::release(103, ts_ns, 1, quiesced, threads)
 }
 
 fn blocked(nr: i64, args: [u64; 6], since_ns: Option<u64>) -> Option<Blocked> {
@@ -181,11 +153,7 @@ fn the_runtime_releasing_before_everyone_arrived_is_a_dnq() {
 #[test]
 fn threads_exiting_or_born_during_the_window() {
     let mut t = requested(1000, &[(100, 1100)]);
-    t.on_event(Event::ThreadNew {
-        tid: 104,
-        ts_ns: 1150,
-        parent: 100,
-    });
+    t.on_event(Event::new(104, 1150, Payload::ThreadNew { parent: 100 }));
     t.on_event(arrive(101, 1200));
     // 102 exits without arriving; 104 is now a participant and still missing.
     assert_eq!(t.on_event(thread_exit(102, 1300)), None);
@@ -297,12 +265,14 @@ fn out_of_order_duplicate_and_unknown_events() {
     );
     assert_eq!(update.threads.len(), 4);
     // Probed update points outside a window are late hits, not a new update.
-    let late = Event::Arrive {
-        tid: 101,
-        ts_ns: 2000,
-        seq: 1,
-        source: ArriveSource::Point,
-    };
+    let late = Event::new(
+        101,
+        2000,
+        Payload::Arrive {
+            seq: 1,
+            source: ArriveSource::Point,
+        },
+    );
     assert_eq!(t.on_event(late), None);
     assert!(!t.window_open());
     // Events for threads that are gone, and exits of unknown threads, are harmless.
@@ -331,16 +301,18 @@ fn second_update_starts_clean_and_is_numbered() {
 fn runtime_request_after_signal_records_the_runtime_sequence() {
     let mut t = tracker();
     t.on_event(request(1000));
-    t.on_event(Event::Request {
-        tid: 100,
-        ts_ns: 1010,
-        window_seq: 1,
-        runtime_seq: 7,
-        source: RequestSource::Runtime,
-        signal: 0,
-        code: 0,
-        sender_tgid: 100,
-    });
+    t.on_event(Event::new(
+        100,
+        1010,
+        Payload::Request {
+            window_seq: 1,
+            runtime_seq: 7,
+            source: RequestSource::Runtime,
+            signal: 0,
+            code: 0,
+            sender_tgid: 100,
+        },
+    ));
     let update = t.on_tick(u64::MAX).expect("dnq");
     assert_eq!((update.runtime_seq, update.request_ns), (Some(7), 1000));
     // Its handler ran 10 ns after the signal was sent.
@@ -480,7 +452,7 @@ fn an_exit_just_past_the_deadline_leaves_the_thread_in_its_call() {
     let read = enter(102, 1300, 0, [6, 0, 1, 0, 0, 0]);
     t.on_event(read);
     let late = exit(102, 1000 + 1000 * MS + 1, 0, -512);
-    let update = t.on_tick(late.ts_ns()).expect("past the deadline");
+    let update = t.on_tick(late.ts_ns).expect("past the deadline");
     assert_eq!(t.on_event(late), None);
     assert_eq!(update.end_ns, 1000 + 1000 * MS);
     let straggler = thread(&update, 102);
@@ -545,12 +517,7 @@ fn a_late_arrival_for_a_reported_update_opens_no_window() {
     assert_eq!(update.runtime_seq, Some(1));
     assert_eq!(t.on_event(arrive(104, 1400)), None);
     assert!(!t.window_open(), "a late arrival is no new update");
-    t.on_event(Event::Arrive {
-        tid: 104,
-        ts_ns: 5000,
-        seq: 2,
-        source: ArriveSource::Runtime,
-    });
+    t.on_event(runtime_arrival(104, 5000, 2));
     assert!(
         t.window_open(),
         "an arrival for an update not seen yet opens one"

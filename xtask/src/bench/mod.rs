@@ -65,9 +65,13 @@ pub enum Which {
         #[arg(long)]
         probe_effect_only: bool,
     },
-    /// Debian's memcached with the whole qbench patch, idle and under load: the runtime's
-    /// quiescence with and without qbench-trace attached, and qbench-trace's own (needs root).
+    /// Debian's memcached (or iperf) with the whole qbench patch, idle and under load: the
+    /// runtime's quiescence with and without qbench-trace attached, and qbench-trace's own
+    /// (needs root).
     Real {
+        /// The program.
+        #[arg(value_enum, default_value = "memcached")]
+        program: crate::real::Program,
         /// Updates per block (each round: a block by signal alone, one by qbench-trace).
         #[arg(long, default_value_t = 6)]
         updates: usize,
@@ -103,7 +107,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             checks_only,
         } => crate::bench::watch::run(rounds, checks_only),
         Which::Table1 { quick } => crate::bench::table1_report::run(quick),
-        Which::Real { updates, rounds } => crate::bench::real::run(updates, rounds),
+        Which::Real {
+            program,
+            updates,
+            rounds,
+        } => crate::bench::real::run(program, updates, rounds),
         Which::Overhead {
             seconds,
             rounds,

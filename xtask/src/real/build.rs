@@ -1,7 +1,8 @@
 //! The unpatched program and each stage of its patch, built in a tree of their own under
 //! target/real/PROGRAM/: a copy of the source, the stage's patches applied in order, configured
-//! (stages against the release libqbench, by include and library paths, no pkg-config) and
-//! built. A tree whose stamp matches what it would be built from is kept as it is.
+//! (stages against the release libqbench, by include and library paths, no pkg-config; after
+//! `autoreconf -fi` where the program needs it) and built. A tree whose stamp matches what it
+//! would be built from is kept as it is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
 
+use super::program::Spec;
 use crate::run::Runner;
 use crate::workspace::{self, Profile};
 
@@ -71,13 +73,14 @@ pub fn build_root(program: &str) -> PathBuf {
 /// Builds `variant` of the program from `source` (unless built from the same already) and
 /// returns the executable.
 pub fn build(
-    program: &str,
+    spec: &Spec,
     source: &Path,
     variant: &Variant,
     verbose: bool,
 ) -> anyhow::Result<PathBuf> {
+    let program = spec.name;
     let tree = build_root(program).join(&variant.name);
-    let exe = tree.join(program);
+    let exe = tree.join(spec.exe);
     let stamp = stamp(source, variant)?;
     let stamp_file = tree.join(".qbench-stamp");
     if exe.exists() && fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
@@ -97,6 +100,9 @@ pub fn build(
                 .current_dir(&tree),
         )?;
     }
+    if spec.autoreconf {
+        runner.run(Command::new("autoreconf").arg("-fi").current_dir(&tree))?;
+    }
     let mut configure = Command::new("./configure");
     configure.current_dir(&tree);
     if !variant.patches.is_empty() {
@@ -110,7 +116,8 @@ pub fn build(
     runner.run(&mut configure)?;
     runner.run(
         Command::new("make")
-            .args(["-j2", program])
+            .arg("-j2")
+            .args(spec.make_targets)
             .current_dir(&tree),
     )?;
     ensure!(exe.exists(), "make left no {}", exe.display());

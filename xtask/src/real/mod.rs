@@ -5,14 +5,17 @@
 //! The source is fetched once (`apt-get source`) into `/var/cache/qbench-real`
 //! (`QBENCH_REAL_CACHE`); the builds are in `target/real/PROGRAM/`, rebuilt only when a patch
 //! changes. `--build-only` stops after building, for the integration tests
-//! (`tests/tests/real_memcached.rs`), which find the builds there.
+//! (`tests/tests/real_memcached.rs`, `tests/tests/real_iperf.rs`), which find the builds there.
+//! What differs between the programs is in [`program`].
 
 mod build;
 pub mod observe;
+pub mod program;
 mod source;
 
 use anyhow::Context as _;
 
+use self::program::Spec;
 use crate::workspace::{self, Profile};
 
 #[derive(Debug, clap::Args)]
@@ -35,52 +38,50 @@ pub struct Args {
 pub enum Program {
     /// Debian's memcached 1.6 (bookworm: 1.6.18).
     Memcached,
+    /// Debian's iperf 2 (bookworm: 2.1.8).
+    Iperf,
 }
 
 impl Program {
-    fn name(self) -> &'static str {
+    pub fn spec(self) -> &'static Spec {
         match self {
-            Program::Memcached => "memcached",
+            Program::Memcached => &program::MEMCACHED,
+            Program::Iperf => &program::IPERF,
         }
     }
 }
 
-/// The arguments of qbench-trace for the unpatched program, which has no update points: a
-/// function its worker loop calls (the connection event handler) and the signal memcached
-/// handles itself (SIGHUP: it only sets a flag).
-const UNPATCHED_TRACE: [&str; 5] = ["--point", "event_handler", "--signal", "HUP", "--request"];
-/// The arguments for a stage: three update requests by the runtime's signal.
-const STAGE_TRACE: [&str; 3] = ["--request", "--count", "3"];
-
-/// The fully patched memcached (the last stage), built (with every stage) if needed.
-pub fn patched_memcached() -> anyhow::Result<std::path::PathBuf> {
+/// The fully patched program (the last stage), built (with every stage) if needed.
+pub fn patched(program: Program) -> anyhow::Result<std::path::PathBuf> {
+    let spec = program.spec();
     run(&Args {
-        program: Program::Memcached,
+        program,
         refresh: false,
         build_only: true,
         verbose: false,
     })?;
-    let patch_dir = workspace::root().join("workloads/real/memcached/patches");
-    let last = build::variants(&patch_dir)?
+    let last = build::variants(&patch_dir(spec))?
         .pop()
-        .context("no stage of the memcached patch")?;
-    Ok(build::build_root("memcached")
-        .join(&last.name)
-        .join("memcached"))
+        .with_context(|| format!("no stage of the {} patch", spec.name))?;
+    Ok(build::build_root(spec.name).join(&last.name).join(spec.exe))
+}
+
+fn patch_dir(spec: &Spec) -> std::path::PathBuf {
+    workspace::root()
+        .join("workloads/real")
+        .join(spec.name)
+        .join("patches")
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let program = args.program.name();
-    let source = source::fetch(program, args.refresh, args.verbose)?;
+    let spec = args.program.spec();
+    let program = spec.name;
+    let source = source::fetch(program, spec.tools, args.refresh, args.verbose)?;
     build::release_runtime()?;
-    let patch_dir = workspace::root()
-        .join("workloads/real")
-        .join(program)
-        .join("patches");
-    let variants = build::variants(&patch_dir)?;
+    let variants = build::variants(&patch_dir(spec))?;
     let mut built = Vec::new();
     for variant in &variants {
-        built.push(build::build(program, &source.dir, variant, args.verbose)?);
+        built.push(build::build(spec, &source.dir, variant, args.verbose)?);
     }
     if args.build_only {
         return Ok(());
@@ -88,23 +89,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     workspace::cargo(&["build", "-p", "qbench-user"])?;
     let qbench_trace = workspace::profile_dir(Profile::Debug).join("qbench-trace");
     println!(
-        "real: {program} {}, -t 4, observed by qbench-trace:",
-        source.version
+        "real: {program} {}, {}, observed by qbench-trace:",
+        source.version, spec.shown
     );
     for (variant, exe) in variants.iter().zip(&built) {
         let (runtime_threads, trace_args): (usize, &[&str]) = if variant.patches.is_empty() {
-            (0, &UNPATCHED_TRACE)
+            (0, spec.unpatched_trace)
         } else {
             // the runtime's helper thread
-            (1, &STAGE_TRACE)
+            (1, &program::STAGE_TRACE)
         };
-        let memcached = observe::Memcached::start(exe, runtime_threads)
+        let server = observe::Server::start(spec, exe, runtime_threads)
             .with_context(|| format!("{}: {}", variant.title, exe.display()))?;
-        let reports = observe::trace(&qbench_trace, memcached.pid(), trace_args)
+        let reports = observe::trace(&qbench_trace, server.pid(), trace_args)
             .with_context(|| format!("{}: qbench-trace {}", variant.title, trace_args.join(" ")))?;
-        drop(memcached);
+        drop(server);
         println!(
-            "  {:<26} qbench-trace {:<42} {}",
+            "  {:<28} qbench-trace {:<42} {}",
             variant.title,
             trace_args.join(" "),
             observe::summary(&reports)

@@ -1,8 +1,8 @@
-//! Runs a built memcached on loopback and has qbench-trace request updates of it; the JSON
+//! Runs a built real program on loopback and has qbench-trace request updates of it; the JSON
 //! reports become one summary line.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,49 +10,46 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
-/// Worker threads, as the study's memcached runs had.
-const WORKERS: &str = "4";
-/// Threads of memcached 1.6 in this configuration: main, 4 workers, mc-log, mc-assocmaint,
-/// mc-itemcrawler, mc-lrumaint, mc-slabmaint (and the runtime's helper in the stages).
-const THREADS: usize = 10;
+use super::program::Spec;
 
-/// A memcached process, killed when dropped.
-pub struct Memcached {
+/// A server process of a real program, killed when dropped.
+pub struct Server {
     child: Child,
     pub port: u16,
+    name: &'static str,
 }
 
-impl Memcached {
-    /// Starts `exe` with 4 workers on a free loopback port, UDP off, and waits until it accepts
-    /// connections and has all its threads.
-    pub fn start(exe: &Path, runtime_threads: usize) -> anyhow::Result<Memcached> {
-        Self::start_with(exe, runtime_threads, &[])
+impl Server {
+    /// Starts `exe` as `spec` says on a free loopback port and waits until it listens and has
+    /// all its threads (`runtime_threads` more when it links libqbench).
+    pub fn start(spec: &Spec, exe: &Path, runtime_threads: usize) -> anyhow::Result<Server> {
+        Self::start_with(spec, exe, runtime_threads, &[])
     }
 
     /// [`Self::start`] with `env` added to its environment.
     pub fn start_with(
+        spec: &Spec,
         exe: &Path,
         runtime_threads: usize,
         env: &[(&str, &Path)],
-    ) -> anyhow::Result<Memcached> {
+    ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let mut cmd = Command::new(exe);
-        cmd.envs(env.iter().copied());
-        cmd.args(["-t", WORKERS, "-U", "0", "-l", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            // memcached refuses to run as root without -u.
-            cmd.args(["-u", "nobody"]);
-        }
-        let child = cmd
+        let root = unsafe { libc::geteuid() } == 0;
+        let child = Command::new(exe)
+            .envs(env.iter().copied())
+            .args(spec.command_args(port, root))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))?;
-        let mut memcached = Memcached { child, port };
-        memcached.wait_ready(THREADS + runtime_threads)?;
-        Ok(memcached)
+        let mut server = Server {
+            child,
+            port,
+            name: spec.name,
+        };
+        server.wait_ready(spec.threads + runtime_threads)?;
+        Ok(server)
     }
 
     pub fn pid(&self) -> u32 {
@@ -61,11 +58,15 @@ impl Memcached {
 
     fn wait_ready(&mut self, threads: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let name = self.name;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("memcached exited before it was ready ({status})");
+                bail!("{name} exited before it was ready ({status})");
             }
-            let listening = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok();
+            // Read from /proc rather than by connecting: a connection is a client to iperf.
+            let tcp = std::fs::read_to_string(format!("/proc/{}/net/tcp", self.pid()))
+                .unwrap_or_default();
+            let listening = listens_on_loopback(&tcp, self.port);
             let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
                 .map(Iterator::count)
                 .unwrap_or(0);
@@ -74,18 +75,28 @@ impl Memcached {
             }
             ensure!(
                 Instant::now() < deadline,
-                "memcached was not ready after 10 s (listening: {listening}, {tasks} of {threads} threads)"
+                "{name} was not ready after 10 s (listening: {listening}, {tasks} of {threads} threads)"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
-impl Drop for Memcached {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a /proc/net/tcp table has a socket listening on 127.0.0.1:`port`.
+fn listens_on_loopback(table: &str, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let mut fields = l.split_whitespace().skip(1);
+        // local_address rem_address st
+        fields.next() == Some(local.as_str()) && fields.nth(1) == Some("0A")
+    })
 }
 
 /// A loopback port nothing listens on now.
@@ -164,6 +175,18 @@ pub fn summary(reports: &[Value]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_listening_socket_is_found_by_address_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:14B5 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0
+   1: 0100007F:14B6 0100007F:9A3C 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0
+";
+        assert!(listens_on_loopback(table, 5301));
+        // an established connection, not a listener
+        assert!(!listens_on_loopback(table, 5302));
+        assert!(!listens_on_loopback(table, 5303));
+    }
 
     #[test]
     fn the_summary_counts_outcomes_and_groups_missing_threads() {

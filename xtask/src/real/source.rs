@@ -21,10 +21,9 @@ const CACHE: Cache = Cache {
 };
 
 /// A package and the file whose presence says it is installed: `dpkg-source` unpacks the
-/// source, the rest build it.
-const TOOLS: [(&str, &str); 5] = [
+/// source, the rest build it (with each program's own, [`super::program::Spec::tools`]).
+const TOOLS: [(&str, &str); 4] = [
     ("dpkg-dev", "/usr/bin/dpkg-source"),
-    ("libevent-dev", "/usr/include/event.h"),
     ("patch", "/usr/bin/patch"),
     ("make", "/usr/bin/make"),
     ("gcc", "/usr/bin/gcc"),
@@ -37,9 +36,16 @@ pub struct Source {
     pub version: String,
 }
 
-/// The source of `package`, from the cache or fetched into it (`refresh`: fetch again).
-pub fn fetch(package: &str, refresh: bool, verbose: bool) -> anyhow::Result<Source> {
-    debian::install_missing(&TOOLS, "real", verbose)?;
+/// The source of `package`, from the cache or fetched into it (`refresh`: fetch again), and the
+/// tools to build it, installed if missing (`tools`: the package's own besides [`TOOLS`]).
+pub fn fetch(
+    package: &str,
+    tools: &[(&str, &str)],
+    refresh: bool,
+    verbose: bool,
+) -> anyhow::Result<Source> {
+    let all: Vec<(&str, &str)> = TOOLS.iter().chain(tools).copied().collect();
+    debian::install_missing(&all, "real", verbose)?;
     let dir = CACHE.root().join(package);
     let stamp = dir.join("source");
     if !refresh && let Some(source) = cached(&dir, &stamp) {

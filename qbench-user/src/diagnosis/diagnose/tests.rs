@@ -202,6 +202,11 @@ fn a_first_update_does_not_call_unseen_threads_outsiders() {
 
 #[test]
 fn evidence_and_hints_name_the_specifics() {
+    // What the diagnosis says of `facts`: its hint and its evidence.
+    let says = |facts: &Facts| {
+        let cause = classify(facts);
+        (hint(cause, facts), evidence(cause, facts))
+    };
     let deadlock = Facts {
         blocked: blocked(FUTEX, [0x2000, 128, 2, 0, 0, 0]),
         futex: Some(Futex {
@@ -212,41 +217,36 @@ fn evidence_and_hints_name_the_specifics() {
         }),
         ..facts()
     };
-    let cause = classify(&deadlock);
     assert_eq!(
-        hint(cause, &deadlock),
-        "release big_lock before the update point: thread 77 (holder) is parked holding it"
-    );
-    assert_eq!(
-        evidence(cause, &deadlock),
-        "futex(uaddr=0x2000, op=FUTEX_WAIT_PRIVATE, val=2, timeout=NULL); futex in big_lock; owner thread 77 (holder), parked at an update point"
+        says(&deadlock),
+        (
+            "release big_lock before the update point: thread 77 (holder) is parked holding it"
+                .to_string(),
+            "futex(uaddr=0x2000, op=FUTEX_WAIT_PRIVATE, val=2, timeout=NULL); futex in big_lock; owner thread 77 (holder), parked at an update point".to_string()
+        )
     );
     let io = Facts {
         blocked: blocked(0, [5, 0, 1, 0, 0, 0]),
         fd: Some("pipe".into()),
         ..facts()
     };
-    assert_eq!(
-        evidence(classify(&io), &io),
-        "read(fd=5, buf=NULL, count=1); fd is pipe"
-    );
+    assert_eq!(says(&io).1, "read(fd=5, buf=NULL, count=1); fd is pipe");
     let d = Facts {
         state: Some('D'),
         wchan: Some("io_schedule".into()),
         ..facts()
     };
-    assert_eq!(
-        hint(classify(&d), &d),
-        "nothing can wake it: it waits in the kernel in io_schedule"
-    );
+    let nothing_wakes = "nothing can wake it: it waits in the kernel in io_schedule";
+    assert_eq!(says(&d).0, nothing_wakes);
     let sleeping = Facts {
         blocked: blocked(230, [0, 0, 0x10, 0, 0, 0]),
         sleep_ns: Some(1_500_000_000),
         ..facts()
     };
+    let (_, sleep_evidence) = says(&sleeping);
     assert!(
-        evidence(classify(&sleeping), &sleeping)
-            .starts_with("asked to sleep 1.500 s; clock_nanosleep(")
+        sleep_evidence.starts_with("asked to sleep 1.500 s; clock_nanosleep("),
+        "{sleep_evidence}"
     );
 }
 
@@ -423,16 +423,14 @@ fn the_runtimes_waits_are_not_the_programs() {
         ..facts()
     };
     assert_eq!(classify(&wrapped), Cause::RuntimeWait);
-    // A plain condition wait in a thread the runtime created stays the program's.
-    let plain = Facts {
-        frames: vec![
-            frame(Some("__futex_abstimed_wait_common"), "libc.so.6"),
-            frame(Some("___pthread_cond_wait"), "libc.so.6"),
-            frame(Some("logger_thread"), "memcached"),
-            frame(Some("qbench::threads::trampoline"), "libqbench.so"),
-        ],
-        ..wrapped.clone()
-    };
+    // The same condition wait, not wrapped, in a thread the runtime created stays the program's.
+    let mut plain = wrapped.clone();
+    plain
+        .frames
+        .retain(|f| f.function.as_deref() != Some("qbench_pthread_cond_wait"));
+    plain
+        .frames
+        .push(frame(Some("qbench::threads::trampoline"), "libqbench.so"));
     assert_eq!(classify(&plain), Cause::CondWaitUnwrapped);
     for name in [
         "qbench_usleep",
@@ -489,21 +487,44 @@ fn the_last_arrival_gets_a_cause_only_where_the_evidence_supports_one() {
         ..parked.clone()
     };
     assert_eq!(classify_arrived(&woken), None);
-    // A read that completed on its own, then the thread arrived: the read held it.
-    let read = Facts {
+    // An epoll_wait that timed out on its own, then the thread arrived: the wait held it.
+    let timed_out = Facts {
+        blocked: blocked(EPOLL_WAIT, [5, 0x1000, 32, 1000, 0, 0]),
+        calls: vec![ended(EPOLL_WAIT, 5, 0, false)],
+        arrived_after_ns: Some(2_000_000),
+        ..facts()
+    };
+    assert_eq!(classify_arrived(&timed_out), Some(Cause::IoBlocked));
+    let said = arrived_evidence(Some(Cause::IoBlocked), &timed_out);
+    assert!(
+        said.starts_with(
+            "arrived 2.000 ms after the request; at the request in epoll_wait(epfd=5, \
+             events=0x1000, maxevents=32, timeout_ms=1000), which returned 0 after 0.000 ms, \
+             not interrupted; "
+        ),
+        "{said}"
+    );
+    // A read (or an event wait) that returned because I/O came: that may be the update's own
+    // callback waking the thread, so no cause; what is known is said, whatever is unknown.
+    let mut read = Facts {
         blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
         calls: vec![ended(0, 5, 1, false)],
         arrived_after_ns: Some(2_000_000),
         ..facts()
     };
-    assert_eq!(classify_arrived(&read), Some(Cause::IoBlocked));
-    assert!(
-        arrived_evidence(Some(Cause::IoBlocked), &read).starts_with(
-            "arrived 2.000 ms after the request; at the request in read(fd=3, buf=NULL, count=1), \
-             which returned 1 after 0.000 ms, not interrupted; "
-        ),
-        "{}",
-        arrived_evidence(Some(Cause::IoBlocked), &read)
+    assert_eq!(classify_arrived(&read), None);
+    let woken = "arrived 2.000 ms after the request; at the request in read(fd=3, buf=NULL, count=1), \
+                 which returned 1";
+    assert_eq!(
+        arrived_evidence(None, &read),
+        format!(
+            "{woken} after 0.000 ms: woken, by whom is not known (it may be the update's own callback)"
+        )
+    );
+    read.calls[0].start_ns = None;
+    assert_eq!(
+        arrived_evidence(None, &read),
+        format!("{woken}: woken, by whom is not known (it may be the update's own callback)")
     );
     // No call seen at the request: a thread the request woke at once looks the same as one
     // that was running, so no cause.
@@ -557,10 +578,27 @@ fn hints_name_the_runtimes_calls_and_what_the_caller_must_do() {
     );
     let cond = hint(Cause::CondWaitUnwrapped, &facts());
     assert!(
-        cond.contains("spurious wake-up, as POSIX allows")
+        cond.starts_with("use qbench_pthread_cond_wait ")
+            && cond.contains("spurious wake-up, as POSIX allows")
             && cond.contains("re-check the predicate"),
         "{cond}"
     );
+    // A timed wait gets the timed wrapper: by its stack, or by the futex call's timeout.
+    let timed_stack = Facts {
+        stack_functions: vec!["___pthread_cond_timedwait64".into()],
+        ..facts()
+    };
+    let timed_call = Facts {
+        blocked: blocked(FUTEX, [0x1000, 393, 0, 0x7ffd_0000, 0, u64::from(u32::MAX)]),
+        ..facts()
+    };
+    for timed in [timed_stack, timed_call] {
+        let cond = hint(Cause::CondWaitUnwrapped, &timed);
+        assert!(
+            cond.starts_with("use qbench_pthread_cond_timedwait "),
+            "{cond}"
+        );
+    }
     assert_eq!(
         stack_not_read(true),
         "not read: the thread had arrived (it is at an update point now)"

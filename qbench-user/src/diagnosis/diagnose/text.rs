@@ -3,6 +3,25 @@
 use super::{Cause, Facts, eintr_retries, loop_frame, runtime_wait};
 use crate::syscalls;
 
+/// The runtime's wrapper for the condition wait `f` is in: the timed one for a wait with a
+/// timeout (by its stack, or without one, by the futex call's timeout argument).
+fn cond_wrapper(f: &Facts) -> &'static str {
+    let timed_frame = |name: &String| {
+        let name = name.trim_start_matches('_');
+        name.starts_with("pthread_cond_timedwait") || name.starts_with("pthread_cond_clockwait")
+    };
+    let timed = if f.stack_functions.is_empty() {
+        f.blocked.is_some_and(|b| b.args[3] != 0)
+    } else {
+        f.stack_functions.iter().any(timed_frame)
+    };
+    if timed {
+        "qbench_pthread_cond_timedwait"
+    } else {
+        "qbench_pthread_cond_wait"
+    }
+}
+
 /// The change that would fix it, for people.
 pub fn hint(cause: Cause, f: &Facts) -> String {
     let owner = f
@@ -19,9 +38,11 @@ pub fn hint(cause: Cause, f: &Facts) -> String {
         .and_then(|x| x.symbol.clone())
         .unwrap_or_else(|| "the lock".to_string());
     match cause {
-        Cause::CondWaitUnwrapped => "use qbench_pthread_cond_wait and check qbench_update_requested() in the wait loop; \
-             it returns after an update (a spurious wake-up, as POSIX allows), so re-check the predicate"
-            .into(),
+        Cause::CondWaitUnwrapped => format!(
+            "use {} and check qbench_update_requested() in the wait loop; \
+             it returns after an update (a spurious wake-up, as POSIX allows), so re-check the predicate",
+            cond_wrapper(f)
+        ),
         Cause::MutexWait => format!("waits for {lock}, held by {owner}: see why that thread is late"),
         Cause::LockHeldAtUpdatePoint => {
             format!("release {lock} before the update point: {owner} is parked holding it")

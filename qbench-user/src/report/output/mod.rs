@@ -256,8 +256,22 @@ fn first_by_tid<T>(items: impl Iterator<Item = T>, tid: impl Fn(&T) -> u32) -> H
 /// The update for a terminal: a summary line, a header row, one row per thread (missing ones
 /// first), and a blank line.
 pub fn human(update: &Update, ctx: &Context<'_>) -> String {
-    let mut out = String::new();
-    let source = match update.seen {
+    let mut out = summary(update, ctx);
+    let _ = writeln!(
+        out,
+        "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10} {:>9} {:>10}",
+        "TID", "COMM", "STATE", "ARRIVAL_US", "BLOCKED_IN", "FIRST_MS", "REENTRIES", "SINCE_MS"
+    );
+    for t in &update.threads {
+        row(&mut out, t, update, ctx);
+    }
+    why(&mut out, update, ctx);
+    out
+}
+
+/// How the request was seen, for the summary line.
+fn request_words(update: &Update) -> String {
+    match update.seen {
         RequestSeen::Signal {
             signal,
             sender_tgid,
@@ -271,88 +285,71 @@ pub fn human(update: &Update, ctx: &Context<'_>) -> String {
         RequestSeen::Runtime => "requested inside the process".to_string(),
         RequestSeen::Arrival => "request not seen".to_string(),
         RequestSeen::BeforeAttach => "requested before attach (pending then)".to_string(),
-    };
+    }
+}
+
+/// The summary line: the update, how it was requested, and how it ended.
+fn summary(update: &Update, ctx: &Context<'_>) -> String {
+    let source = request_words(update);
     // The participants: the threads the update waited for.
     let threads = update.threads.iter().filter(|t| t.participating).count();
-    let _ = match update.outcome {
-        Outcome::Quiesced => writeln!(
-            out,
-            "UPDATE {} pid {} ({source}): quiesced, quiescence {} us, request latency {} us, {threads} threads, {} events lost",
-            update.number,
-            ctx.pid,
+    let after_ms = update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6;
+    let (number, pid, lost) = (update.number, ctx.pid, ctx.lost_events);
+    let missing = update.missing().count();
+    let how = match update.outcome {
+        Outcome::Quiesced => format!(
+            "quiesced, quiescence {} us, request latency {} us, {threads} threads, {lost} events lost",
             micros(update.quiescence_ns().unwrap_or(0)),
             micros(update.request_latency_ns().unwrap_or(0)),
-            ctx.lost_events,
         ),
-        Outcome::Dnq => writeln!(
-            out,
-            "UPDATE {} pid {} ({source}): DID NOT QUIESCE after {:.1} ms, {} of {threads} threads missing, {} events lost",
-            update.number,
-            ctx.pid,
-            update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
-            update.missing().count(),
-            ctx.lost_events,
+        Outcome::Dnq => format!(
+            "DID NOT QUIESCE after {after_ms:.1} ms, {missing} of {threads} threads missing, {lost} events lost"
         ),
-        Outcome::Incomplete => writeln!(
-            out,
-            "UPDATE {} pid {} ({source}): INCOMPLETE, {} events lost: not seen to quiesce after {:.1} ms, {} of {threads} threads not seen arriving (no diagnosis: they may have arrived unseen)",
-            update.number,
-            ctx.pid,
-            ctx.lost_events,
-            update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
-            update.missing().count(),
+        Outcome::Incomplete => format!(
+            "INCOMPLETE, {lost} events lost: not seen to quiesce after {after_ms:.1} ms, {missing} of {threads} threads not seen arriving (no diagnosis: they may have arrived unseen)"
         ),
-        Outcome::Exited(how) => writeln!(
-            out,
-            "UPDATE {} pid {} ({source}): the process {} {:.1} ms after the request, {threads} threads, {} events lost",
-            update.number,
-            ctx.pid,
+        Outcome::Exited(how) => format!(
+            "the process {} {after_ms:.1} ms after the request, {threads} threads, {lost} events lost",
             exit_words(how),
-            update.end_ns.saturating_sub(update.request_ns) as f64 / 1e6,
-            ctx.lost_events,
         ),
+    };
+    format!("UPDATE {number} pid {pid} ({source}): {how}\n")
+}
+
+/// One thread's row of the table.
+fn row(out: &mut String, t: &ThreadReport, update: &Update, ctx: &Context<'_>) {
+    let arrival = t.arrival_ns.map_or("-".to_string(), |a| {
+        format!("+{}", micros(a.saturating_sub(update.request_ns)))
+    });
+    let ago = |ns: Option<u64>| {
+        ns.map_or("<attach".to_string(), |s| {
+            format!("{:.1}", update.end_ns.saturating_sub(s) as f64 / 1e6)
+        })
+    };
+    let (blocked, first, reentries, since) = match t.blocked {
+        Some(b) => {
+            let span = diagnose::wait_span(&b, &t.calls);
+            (
+                syscalls::describe(b.nr, &b.args),
+                ago(span.first_blocked_ns),
+                span.reentries.to_string(),
+                ago(b.since_ns),
+            )
+        }
+        None => ("-".into(), "-".into(), "-".into(), "-".into()),
     };
     let _ = writeln!(
         out,
         "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10} {:>9} {:>10}",
-        "TID", "COMM", "STATE", "ARRIVAL_US", "BLOCKED_IN", "FIRST_MS", "REENTRIES", "SINCE_MS"
+        t.tid,
+        escape(&t.comm),
+        state(t, ctx),
+        arrival,
+        blocked,
+        first,
+        reentries,
+        since
     );
-    for t in &update.threads {
-        let arrival = t.arrival_ns.map_or("-".to_string(), |a| {
-            format!("+{}", micros(a.saturating_sub(update.request_ns)))
-        });
-        let ago = |ns: Option<u64>| {
-            ns.map_or("<attach".to_string(), |s| {
-                format!("{:.1}", update.end_ns.saturating_sub(s) as f64 / 1e6)
-            })
-        };
-        let (blocked, first, reentries, since) = match t.blocked {
-            Some(b) => {
-                let span = diagnose::wait_span(&b, &t.calls);
-                (
-                    syscalls::describe(b.nr, &b.args),
-                    ago(span.first_blocked_ns),
-                    span.reentries.to_string(),
-                    ago(b.since_ns),
-                )
-            }
-            None => ("-".into(), "-".into(), "-".into(), "-".into()),
-        };
-        let _ = writeln!(
-            out,
-            "{:>8} {:<16} {:<16} {:>11} {:<56} {:>10} {:>9} {:>10}",
-            t.tid,
-            escape(&t.comm),
-            state(t, ctx),
-            arrival,
-            blocked,
-            first,
-            reentries,
-            since
-        );
-    }
-    why(&mut out, update, ctx);
-    out
 }
 
 /// The diagnoses, one block per thread: cause, evidence, hint, and the stack.

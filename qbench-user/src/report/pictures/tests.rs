@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::*;
-use crate::kernel::decode::{Event, RequestSource};
+use crate::kernel::decode::tests::signal_request;
 use crate::tracker::{ThreadReport, Tracker};
 
 const MS: u64 = 1_000_000;
@@ -16,16 +16,7 @@ pub(super) const HOSTILE: &str = "a\"b<c>&\u{1b}";
 fn call(nr: i64, start_ns: Option<u64>, end_ns: Option<u64>, ret: Option<i64>) -> Call {
     let mut tracker = Tracker::new(1);
     tracker.seed(1, "t", Some((nr, [3, 0x7ffd_0000, 1, 0, 0, 0])));
-    tracker.on_event(Event::Request {
-        tid: 1,
-        ts_ns: 1,
-        window_seq: 1,
-        runtime_seq: 1,
-        source: RequestSource::Signal,
-        signal: 12,
-        code: 0,
-        sender_tgid: 1,
-    });
+    tracker.on_event(signal_request(1, 1, 1));
     let update = tracker.on_tick(u64::MAX).expect("a DNQ");
     let mut call = update.threads[0].calls[0];
     (call.start_ns, call.end_ns, call.ret) = (start_ns, end_ns, ret);

@@ -29,9 +29,12 @@ pub fn xml_text(text: &str) -> String {
     out
 }
 
+/// The picture's width (px); its height follows from the rows.
 const WIDTH: f64 = 1000.0;
+/// The time axis spans these x coordinates; the thread names are left of it.
 const PLOT_X0: f64 = 250.0;
 const PLOT_X1: f64 = 975.0;
+/// Where the first thread's row starts, below the title and the legend, and each row's height.
 const ROWS_TOP: f64 = 74.0;
 const ROW_H: f64 = 26.0;
 /// Rows beyond this are summarised in one line (the trace JSON has them all).
