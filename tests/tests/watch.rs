@@ -75,17 +75,21 @@ impl Watcher {
         self.wait_line(&[&format!("watching pid {pid} ")]);
     }
 
-    /// SIGTERM, then its exit code (at most 10 s).
-    fn terminate(&mut self) -> Option<i32> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    /// Its exit status once it stops (at most 10 s).
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
         poll(
             Duration::from_secs(10),
             Duration::from_millis(20),
             || self.child.try_wait().expect("wait").ok_or(()),
             |()| "qbench-trace did not stop".to_string(),
         )
-        .code()
+    }
+
+    /// SIGTERM, then its exit code (at most 10 s).
+    fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit().code()
     }
 }
 
@@ -329,12 +333,7 @@ fn a_watched_target_that_executes_another_program_is_watched_no_more() {
         "qbench-trace: pid {pid} executed a new program; its update points are gone"
     )]);
     watcher.wait_line(&["every watched process has exited"]);
-    let status = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || watcher.child.try_wait().expect("wait").ok_or(()),
-        |()| "qbench-trace did not stop".to_string(),
-    );
+    let status = watcher.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", watcher.stderr());
     assert!(target.is_running(), "the executed program was killed");
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
@@ -357,12 +356,7 @@ fn a_watched_target_that_exits_is_let_go_at_once() {
     watcher.wait_line(&[&format!("qbench-trace: pid {pid} exited")]);
     let took = killed.elapsed();
     watcher.wait_line(&["every watched process has exited"]);
-    let status = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || watcher.child.try_wait().expect("wait").ok_or(()),
-        |()| "qbench-trace did not stop".to_string(),
-    );
+    let status = watcher.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", watcher.stderr());
     assert!(
         took < Duration::from_millis(300),

@@ -225,29 +225,25 @@ mod tests {
 
     #[test]
     fn a_thread_still_in_the_same_wait_is_not_read_again() {
+        // One check per row: the thread's wait, what a read would find, what the check has.
+        let checks = [
+            (wait(7, 0x10), "a", "a", true),
+            // Same wait: kept, even if a new read would now say otherwise.
+            (wait(7, 0x10), "b", "a", false),
+            // Another value waited for, another stack pointer: another wait, read again.
+            (wait(8, 0x10), "c", "c", true),
+            (wait(8, 0x20), "d", "d", true),
+        ];
         let mut waits = Waits::default();
-        assert_eq!(
-            look(&mut waits, 1, wait(7, 0x10), "a"),
-            (["a".into()].into(), true)
-        );
-        waits.check_done();
-        // Same wait: kept, even if a new read would now say otherwise.
-        assert_eq!(
-            look(&mut waits, 1, wait(7, 0x10), "b"),
-            (["a".into()].into(), false)
-        );
-        waits.check_done();
-        // Another value waited for, another stack pointer: another wait, read again.
-        assert_eq!(
-            look(&mut waits, 1, wait(8, 0x10), "c"),
-            (["c".into()].into(), true)
-        );
-        waits.check_done();
-        assert_eq!(
-            look(&mut waits, 1, wait(8, 0x20), "d"),
-            (["d".into()].into(), true)
-        );
-        waits.check_done();
+        for (i, (wait, found, want, read)) in checks.into_iter().enumerate() {
+            let (functions, was_read) = look(&mut waits, 1, wait, found);
+            assert_eq!(
+                (&functions[..], was_read),
+                (&[want.to_string()][..], read),
+                "check {i}"
+            );
+            waits.check_done();
+        }
     }
 
     #[test]
