@@ -295,6 +295,14 @@ impl Target {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Fails the test unless the process, which executed `program`, still runs it: nothing
+    /// signalled the new program.
+    pub fn assert_runs(&mut self, program: &str) {
+        assert!(self.is_running(), "the executed program was killed");
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).expect("comm");
+        assert_eq!(comm.trim_end(), program);
+    }
 }
 
 impl Drop for Target {

@@ -88,9 +88,7 @@ fn a_target_that_executes_another_program_is_not_signalled_again() {
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(target.is_running(), "the executed program was killed");
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
-    assert_eq!(comm.trim_end(), "sleep");
+    target.assert_runs("sleep");
 }
 
 /// Thread names that are not UTF-8, the main thread's among them: the process can be attached,

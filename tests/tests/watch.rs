@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qbench_tests::observer::privileged;
 use qbench_tests::{Linkage, Target, artifact, build_c, poll};
@@ -75,17 +75,21 @@ impl Watcher {
         self.wait_line(&[&format!("watching pid {pid} ")]);
     }
 
-    /// SIGTERM, then its exit code (at most 10 s).
-    fn terminate(&mut self) -> Option<i32> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    /// Its exit status once it stops (at most 10 s).
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
         poll(
             Duration::from_secs(10),
             Duration::from_millis(20),
             || self.child.try_wait().expect("wait").ok_or(()),
             |()| "qbench-trace did not stop".to_string(),
         )
-        .code()
+    }
+
+    /// SIGTERM, then its exit code (at most 10 s).
+    fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit().code()
     }
 }
 
@@ -329,14 +333,32 @@ fn a_watched_target_that_executes_another_program_is_watched_no_more() {
         "qbench-trace: pid {pid} executed a new program; its update points are gone"
     )]);
     watcher.wait_line(&["every watched process has exited"]);
-    let status = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || watcher.child.try_wait().expect("wait").ok_or(()),
-        |()| "qbench-trace did not stop".to_string(),
-    );
+    let status = watcher.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", watcher.stderr());
-    assert!(target.is_running(), "the executed program was killed");
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
-    assert_eq!(comm.trim_end(), "sleep");
+    target.assert_runs("sleep");
+}
+
+/// A watched process that exits is let go at once: its pidfd wakes qbench-trace, well before
+/// the periodic check (every 500 ms between updates) would have looked.
+#[test]
+fn a_watched_target_that_exits_is_let_go_at_once() {
+    let Some(_serial) = privileged() else { return };
+    let target = situations(&["read:1"], &[]);
+    let pid = target.pid;
+    let mut watcher = Watcher::start(&["--pid", &pid.to_string()]);
+    watcher.watching(pid);
+    // The first periodic check comes 500 ms after the line saying it watches: kill well before.
+    std::thread::sleep(Duration::from_millis(100));
+    let killed = Instant::now();
+    drop(target); // SIGKILL, then reaped
+    watcher.wait_line(&[&format!("qbench-trace: pid {pid} exited")]);
+    let took = killed.elapsed();
+    watcher.wait_line(&["every watched process has exited"]);
+    let status = watcher.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", watcher.stderr());
+    assert!(
+        took < Duration::from_millis(300),
+        "the exit was noticed after {took:?}:\n{}",
+        watcher.stderr()
+    );
 }

@@ -8,6 +8,7 @@
 //! (`read`, `accept`, ...) returns EINTR or is restarted, and whether the thread then reaches an
 //! update point depends on code this cannot see: such threads are not counted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::syscalls;
@@ -56,8 +57,9 @@ pub struct ThreadView {
     pub requested: Option<Duration>,
     /// For an absolute `clock_nanosleep`: that clock's time now.
     pub clock_now: Option<Duration>,
-    /// Function names of its user stack (read only for futex waits; empty when unknown).
-    pub stack_functions: Vec<String>,
+    /// Function names of its user stack (read only for futex waits; empty when unknown), shared
+    /// with the checks that find the thread still in the same wait.
+    pub stack_functions: Arc<[String]>,
 }
 
 /// Whether a thread blocked in `syscall` needs its requested sleep (and the clock) read: the
@@ -219,13 +221,14 @@ mod tests {
         let rel_sleep = (CLOCK_NANOSLEEP, [0, 0, 0x7ff0, 0x7ff0, 0, 0]);
         let abs_sleep = (CLOCK_NANOSLEEP, [1, 1, 0x7ff0, 0, 0, 0]);
         let mut in_runtime = view('S', Some(cond));
-        in_runtime.stack_functions = vec![
+        in_runtime.stack_functions = [
             "__futex_abstimed_wait_common".into(),
             "pthread_cond_wait".into(),
             "qbench_pthread_cond_wait".into(),
-        ];
+        ]
+        .into();
         let mut plain_with_stack = view('S', Some(cond));
-        plain_with_stack.stack_functions = vec!["pthread_cond_wait".into(), "worker".into()];
+        plain_with_stack.stack_functions = ["pthread_cond_wait".into(), "worker".into()].into();
         let mut helper = view('S', Some(cond));
         helper.comm = RUNTIME_HELPER_COMM.into();
         let with = |mut v: ThreadView, requested: Option<Duration>, now: Option<Duration>| {

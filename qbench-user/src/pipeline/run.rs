@@ -9,7 +9,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
 
-use super::gone::{self, Gone};
+use super::gone::{self, Gone, Liveness};
 use super::{Blocked, Cadence, Next, Observed, Sink, refresh};
 use crate::kernel::reader;
 use crate::procfs;
@@ -43,13 +43,16 @@ impl Observed {
         let mut events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         let mut deadline = tokio::time::interval(DEADLINE_TICK);
-        let mut alive = tokio::time::interval(cadence.alive);
+        let alive = Ticker::every(cadence.alive)?;
         let mut idle = tokio::time::interval(cadence.idle.unwrap_or(NEVER));
-        for tick in [&mut deadline, &mut alive, &mut idle] {
+        for tick in [&mut deadline, &mut idle] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         // An alive check as frequent as the deadline check judges the deadline itself.
         let deadline_apart = cadence.alive > DEADLINE_TICK;
+        let mut liveness = Liveness::new(self.pid(), self.image);
+        // The process's exit is learnt at once from its pidfd, not at the next alive check.
+        let mut exit_notice = gone::exit_notice(self.pid());
         if self.blocked == Blocked::TracedWhilePending && sink.requests() {
             // Attached before the request is sent: its window sees every call from the start.
             super::tracking::start(&mut self.probes, self.verbose)?;
@@ -76,10 +79,16 @@ impl Observed {
                 _ = deadline.tick(), if deadline_apart && self.tracker.window_open() => {
                     self.judge_deadline(events.get_mut(), sink).await?
                 }
-                _ = alive.tick() => match self.judge_deadline(events.get_mut(), sink).await? {
-                    Next::Continue => self.check_alive(sink)?,
-                    Next::Stop => Next::Stop,
-                },
+                ticked = alive.tick() => {
+                    ticked?;
+                    self.judge_and_check(events.get_mut(), &mut liveness, sink).await?
+                }
+                _ = exited(exit_notice.as_ref()) => {
+                    // Readable for good once the process has exited: should /proc not agree
+                    // yet, the alive checks decide from here on.
+                    exit_notice = None;
+                    self.judge_and_check(events.get_mut(), &mut liveness, sink).await?
+                }
                 _ = idle.tick(), if cadence.idle.is_some() && !self.tracker.window_open() => {
                     sink.idle();
                     Next::Continue
@@ -102,6 +111,19 @@ impl Observed {
         })?;
         self.undecodable += batch.undecodable;
         Ok((batch.finished, batch.more))
+    }
+
+    /// The periodic check: the open update's deadline, then whether the process went away.
+    async fn judge_and_check(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        liveness: &mut Liveness,
+        sink: &mut impl Sink,
+    ) -> anyhow::Result<Next> {
+        match self.judge_deadline(ring, sink).await? {
+            Next::Continue => self.check_alive(liveness, sink),
+            Next::Stop => Ok(Next::Stop),
+        }
     }
 
     /// Ends the open update if its deadline has passed, judged on every record already written.
@@ -169,9 +191,13 @@ impl Observed {
 
     /// Stops when the process has exited or executed another program, after reporting what was
     /// seen of an update in progress.
-    fn check_alive(&mut self, sink: &mut impl Sink) -> anyhow::Result<Next> {
+    fn check_alive(
+        &mut self,
+        liveness: &mut Liveness,
+        sink: &mut impl Sink,
+    ) -> anyhow::Result<Next> {
         let pid = self.pid();
-        let Some(gone) = Gone::check(pid, self.image) else {
+        let Some(gone) = liveness.check() else {
             return Ok(Next::Continue);
         };
         let update = match gone {
@@ -183,5 +209,59 @@ impl Observed {
         }
         sink.gone(pid, gone);
         Ok(Next::Stop)
+    }
+}
+
+/// A periodic timer of the kernel's (a timerfd): one wake-up a period, where tokio's timer wheel
+/// wakes twice for a period over 64 ms (once to move the timer to a finer level, once for it).
+/// Ticks missed while the loop was busy are not made up.
+struct Ticker(AsyncFd<std::os::fd::OwnedFd>);
+
+impl Ticker {
+    fn every(period: Duration) -> std::io::Result<Self> {
+        use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags};
+        let fd = rustix::time::timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        let period = rustix::time::Timespec::try_from(period)
+            .map_err(|_| std::io::Error::other("alive period out of range"))?;
+        let spec = Itimerspec {
+            it_interval: period,
+            it_value: period,
+        };
+        rustix::time::timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec)?;
+        // SAFETY: the AsyncFd owns the descriptor, which stays open and the same for its lifetime.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(Self(fd))
+    }
+
+    /// Waits for the next expiry (or returns at once if one passed unread).
+    async fn tick(&self) -> std::io::Result<()> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            let mut expiries = [0u8; 8];
+            match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expiries)?)) {
+                Ok(read) => {
+                    // The read took every expiry: not readable until the next one, which
+                    // spares the next call a read that would fail.
+                    guard.clear_ready();
+                    return read.map(drop);
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Once `notice` (a pidfd) is readable: the process has exited. Never, without one.
+async fn exited(notice: Option<&AsyncFd<std::os::fd::OwnedFd>>) {
+    match notice {
+        Some(fd) => {
+            // An error polling a pidfd leaves the alive checks to tell.
+            let _ = fd.readable().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -1,11 +1,20 @@
 //! What /proc says about the target's threads: the seed of the thread table at attach (a thread
 //! blocked since before attach emits no event), names, and scheduler states. Parsing is pure.
 //!
-//! This folder holds the /proc parsers: the threads here, the address space in [`maps`].
+//! This folder holds the /proc parsers: the threads here, the address space in [`maps`], and
+//! files held open to be read again cheaply: a process's `stat` ([`held`]), its threads' files
+//! ([`tasks`]).
 
+pub mod held;
 pub mod maps;
+pub mod tasks;
 
 use std::path::PathBuf;
+
+/// A blocking call: its number and its six arguments.
+pub type Syscall = (i64, [u64; 6]);
+/// A blocked thread's user stack pointer and program counter.
+pub type Registers = (u64, u64);
 
 /// One thread as /proc shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,39 +65,45 @@ pub fn read(path: impl AsRef<std::path::Path>) -> Option<String> {
 /// The bytes of a small /proc file. `std::fs::read` asks the file's size first (a `statx`),
 /// which /proc files do not know: this reads straight away, thousands of times per check.
 pub fn read_small(path: impl AsRef<std::path::Path>) -> Option<Vec<u8>> {
-    read_all(std::fs::File::open(path).ok()?, false).ok()
+    let mut bytes = Vec::new();
+    read_all(std::fs::File::open(path).ok()?, false, &mut bytes).ok()?;
+    Some(bytes)
 }
 
-/// The whole of `file`; with `one_record`, a read that does not fill the buffer is taken as the
-/// end (true of the files whose one line the kernel writes in one go, such as a task's `stat`
-/// and `syscall`), which spares the read that would return nothing.
 /// [`read_small`] for a file the kernel writes in one go (see [`read_all`]): a task's `stat`,
 /// `syscall`, `comm`.
 pub fn read_record(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8>> {
-    read_all(std::fs::File::open(path)?, true)
+    let mut bytes = Vec::new();
+    read_all(std::fs::File::open(path)?, true, &mut bytes)?;
+    Ok(bytes)
 }
 
-fn read_all(mut file: std::fs::File, one_record: bool) -> std::io::Result<Vec<u8>> {
+/// The whole of `file`, into `bytes` (emptied first; its capacity is reused); with
+/// `one_record`, a read that does not fill the buffer is taken as the end (true of the files
+/// whose one line the kernel writes in one go, such as a task's `stat` and `syscall`), which
+/// spares the read that would return nothing.
+fn read_all(mut file: std::fs::File, one_record: bool, bytes: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read as _;
-    let mut bytes = vec![0; 1024];
+    bytes.clear();
+    bytes.resize(bytes.capacity().max(1024), 0);
     let mut len = 0;
-    loop {
+    let result = loop {
         if len == bytes.len() {
             bytes.resize(len * 2, 0);
         }
         match file.read(&mut bytes[len..]) {
-            Ok(0) => break,
+            Ok(0) => break Ok(()),
             Ok(n) if one_record && len + n < bytes.len() => {
                 len += n;
-                break;
+                break Ok(());
             }
             Ok(n) => len += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Err(err) => break Err(err),
         }
-    }
+    };
     bytes.truncate(len);
-    Ok(bytes)
+    result
 }
 
 /// A /proc directory held open, its files opened relative to it: the kernel then walks two
@@ -100,25 +115,32 @@ impl ProcDir {
         std::fs::File::open(path).ok().map(Self)
     }
 
-    /// The bytes of the one-record file (see [`read_all`]) at `relative` (no NUL in it) under
-    /// this directory.
-    fn read_record(&self, relative: &str) -> Option<Vec<u8>> {
+    /// Reads the one-record file (see [`read_all`]) `TID/NAME` under this directory into
+    /// `bytes`; false when it cannot be read (the thread is gone).
+    fn read_task_record(&self, tid: u32, name: &str, bytes: &mut Vec<u8>) -> bool {
+        self.open_task_file(tid, name)
+            .is_some_and(|file| read_all(file, true, bytes).is_ok())
+    }
+
+    /// Opens `TID/NAME` under this directory; None when the thread is gone.
+    fn open_task_file(&self, tid: u32, name: &str) -> Option<std::fs::File> {
+        use std::io::Write as _;
         use std::os::fd::{AsRawFd as _, FromRawFd as _};
-        let name = std::ffi::CString::new(relative).ok()?;
-        // SAFETY: the directory descriptor is open for the life of `self`, and `name` is a
-        // NUL-terminated string that outlives the call.
+        // "TID/NAME\0", built without allocating: this runs twice per thread per check.
+        let mut path = [0u8; 64];
+        let mut cursor = &mut path[..];
+        write!(cursor, "{tid}/{name}\0").ok()?;
+        // SAFETY: the directory descriptor is open for the life of `self`, and `path` holds a
+        // NUL-terminated string (written above) that outlives the call.
         let fd = unsafe {
             libc::openat(
                 self.0.as_raw_fd(),
-                name.as_ptr(),
+                path.as_ptr().cast(),
                 libc::O_RDONLY | libc::O_CLOEXEC,
             )
         };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: `fd` was just opened here and nothing else owns it.
-        read_all(unsafe { std::fs::File::from_raw_fd(fd) }, true).ok()
+        // SAFETY: `fd`, when valid, was just opened here and nothing else owns it.
+        (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
     }
 }
 
@@ -132,13 +154,17 @@ pub fn threads(pid: u32) -> Option<Vec<ProcThread>> {
     let task = proc_root().join(pid.to_string()).join("task");
     let entries = std::fs::read_dir(&task).ok()?;
     let dir = ProcDir::open(&task)?;
+    // One buffer for each file, reused for every thread.
+    let (mut stat, mut syscall) = (Vec::with_capacity(1024), Vec::with_capacity(1024));
     let mut threads: Vec<ProcThread> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|tid| {
-            let stat = dir.read_record(&format!("{tid}/stat"))?;
-            let syscall = dir.read_record(&format!("{tid}/syscall"));
-            proc_thread(tid, &stat, syscall.as_deref())
+            if !dir.read_task_record(tid, "stat", &mut stat) {
+                return None;
+            }
+            let blocked = dir.read_task_record(tid, "syscall", &mut syscall);
+            proc_thread(tid, &stat, blocked.then_some(&syscall[..]))
         })
         .collect();
     threads.sort_by_key(|t| t.tid);
@@ -158,10 +184,9 @@ pub fn thread(pid: u32, tid: u32) -> Option<ProcThread> {
 
 /// A thread from its `stat` and `syscall` files; None when the stat line is malformed.
 fn proc_thread(tid: u32, stat: &[u8], syscall: Option<&[u8]>) -> Option<ProcThread> {
-    let (comm, state) = parse_stat(&decode(stat))?;
+    let (comm, state) = parse_stat_bytes(stat)?;
     let text = syscall.map(String::from_utf8_lossy);
-    let syscall = text.as_deref().and_then(parse_syscall);
-    let registers = text.as_deref().and_then(|s| parse_registers(s).ok());
+    let (syscall, registers) = text.as_deref().map_or((None, None), parse_syscall_line);
     Some(ProcThread {
         tid,
         comm,
@@ -252,37 +277,64 @@ pub fn parse_stat(stat: &str) -> Option<(String, char)> {
     Some((comm, state))
 }
 
+/// [`parse_stat`] of the bytes as read: only the name is [`decode`]d, not the whole line.
+pub fn parse_stat_bytes(stat: &[u8]) -> Option<(String, char)> {
+    let open = stat.iter().position(|&b| b == b'(')?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let comm = decode(stat.get(open + 1..close)?);
+    let state = *stat.get(close + 1..)?.trim_ascii_start().first()?;
+    // The kernel writes a letter; anything else is no stat line.
+    state.is_ascii().then(|| (comm, char::from(state)))
+}
+
 /// `/proc/.../syscall`: "NR ARG1 .. ARG6 SP PC" for a thread blocked in a syscall, "-1 SP PC"
 /// for one blocked elsewhere, "running" for one on a CPU.
 pub fn parse_syscall(text: &str) -> Option<(i64, [u64; 6])> {
-    let mut fields = text.split_whitespace();
-    let nr: i64 = fields.next()?.parse().ok()?;
-    if nr < 0 {
-        return None;
-    }
-    let mut args = [0u64; 6];
-    for arg in &mut args {
-        let field = fields.next()?;
-        *arg = u64::from_str_radix(field.trim_start_matches("0x"), 16).ok()?;
-    }
-    Some((nr, args))
+    parse_syscall_line(text).0
 }
 
 /// The SP and PC of a blocked thread from `/proc/PID/task/TID/syscall`: "NR ARGS.. SP PC" in a
 /// syscall, "-1 SP PC" blocked elsewhere, "running" on a CPU (its registers change under us).
 pub fn parse_registers(text: &str) -> Result<(u64, u64), String> {
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    if fields.first() == Some(&"running") {
+    if text.split_whitespace().next() == Some("running") {
         return Err("the thread is running on a CPU: its registers cannot be read".to_owned());
     }
+    parse_syscall_line(text)
+        .1
+        .ok_or_else(|| format!("unreadable registers {:?}", text.trim()))
+}
+
+/// Both of [`parse_syscall`] and [`parse_registers`] (without the reason) in one pass over a
+/// `syscall` line: the call and its arguments (the first seven fields), and the SP and PC (the
+/// last two of three or more).
+pub fn parse_syscall_line(text: &str) -> (Option<Syscall>, Option<Registers>) {
     let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-    match fields.as_slice() {
-        [_, .., sp, pc] => match (hex(sp), hex(pc)) {
-            (Some(sp), Some(pc)) => Ok((sp, pc)),
-            _ => Err(format!("unreadable registers {:?}", text.trim())),
-        },
-        _ => Err(format!("unreadable registers {:?}", text.trim())),
+    let mut first = [""; 7];
+    let (mut count, mut before_last, mut last) = (0, "", "");
+    for field in text.split_whitespace() {
+        if let Some(slot) = first.get_mut(count) {
+            *slot = field;
+        }
+        (before_last, last) = (last, field);
+        count += 1;
     }
+    let registers = if count >= 3 {
+        hex(before_last).zip(hex(last))
+    } else {
+        None
+    };
+    let call = || {
+        let nr: i64 = first[0].parse().ok()?;
+        if nr < 0 || count < 7 {
+            return None;
+        }
+        let mut args = [0u64; 6];
+        for (arg, field) in args.iter_mut().zip(&first[1..]) {
+            *arg = hex(field)?;
+        }
+        Some((nr, args))
+    };
+    (call(), registers)
 }
 
 /// The word for a scheduler state letter, as reports print it.
@@ -377,6 +429,66 @@ mod tests {
         assert_eq!(parse_syscall("running"), None);
         assert_eq!(parse_syscall("0 0x3"), None);
         assert_eq!(parse_syscall(""), None);
+    }
+
+    #[test]
+    fn stat_bytes_say_what_the_decoded_line_says() {
+        for line in [
+            &b"42 (worker) S 1 2 3"[..],
+            b"42 (a) b) (c) R 1 2",
+            b"42 () D 1",
+            b"42 (\xffmain\\) S 1 42",
+            b"42 (x)  T 1",
+        ] {
+            assert_eq!(
+                parse_stat_bytes(line),
+                parse_stat(&decode(line)),
+                "{}",
+                decode(line)
+            );
+        }
+        for bad in [&b"garbage"[..], b"42 (x)", b"42 (x) \xe9 1"] {
+            assert_eq!(parse_stat_bytes(bad), None, "{}", decode(bad));
+        }
+    }
+
+    #[test]
+    fn one_pass_over_a_syscall_line_reads_the_call_and_the_registers() {
+        let lines = [
+            "202 0x55 0x89 0x0 0x0 0x0 0xffffffff 0x7ffc0 0x7f12\n",
+            "-1 0x7ffc0 0x7f12\n",
+            "running\n",
+            "0 0x3",
+            "0 0x3 0x7ffc1 0x1 0x0 0x0 0x0",
+            "",
+            "7 zz 0x1 0x2",
+        ];
+        for line in lines {
+            assert_eq!(
+                parse_syscall_line(line),
+                (parse_syscall(line), parse_registers(line).ok()),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            parse_syscall_line(lines[0]),
+            (
+                Some((202, [0x55, 0x89, 0, 0, 0, 0xffff_ffff])),
+                Some((0x7ffc0, 0x7f12))
+            )
+        );
+        assert_eq!(
+            parse_syscall_line(lines[1]),
+            (None, Some((0x7ffc0, 0x7f12)))
+        );
+        assert_eq!(
+            parse_registers("running\n").unwrap_err(),
+            "the thread is running on a CPU: its registers cannot be read"
+        );
+        assert_eq!(
+            parse_registers("7 zz").unwrap_err(),
+            "unreadable registers \"7 zz\""
+        );
     }
 
     #[test]

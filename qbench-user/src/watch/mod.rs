@@ -1,7 +1,8 @@
 //! `qbench-trace --watch`: the production mode. Each watched process gets its own load of the
 //! programs, without the syscall tracepoints (they would tax every syscall on the machine,
 //! docs/ARCHITECTURE.md), and its own task; all of them feed one metrics registry, served by `--metrics`.
-//! With `--all`, /proc is rescanned every second for processes that map the runtime. Runs until
+//! With `--all`, /proc is rescanned every second for processes that map the runtime; with
+//! `--pid`, nothing wakes the supervisor but a watched process ending or a signal. Runs until
 //! SIGINT or SIGTERM; dropping the tasks detaches everything.
 //!
 //! This folder: finding the processes to watch (`discover`), one watched process (`process`) and
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use self::discover::Discovery;
 use self::metrics::Metrics;
@@ -72,23 +73,49 @@ async fn serve_metrics(
     )))
 }
 
-/// Starts watching `pid`, which `--all` found; one it cannot attach to is said and remembered
-/// in `refused`.
-fn watch_found(
-    pid: u32,
-    settings: &Arc<Watch>,
-    metrics: &Arc<Metrics>,
-    tasks: &mut HashMap<u32, JoinHandle<()>>,
-    refused: &mut HashSet<u32>,
-) {
-    match Watched::attach(pid, Arc::clone(settings), Arc::clone(metrics)) {
-        Ok((watched, events)) => {
-            tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
+/// The watched processes' tasks, and which process each one watches.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<()>,
+    pids: HashMap<tokio::task::Id, u32>,
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        pid: u32,
+        watched: Watched,
+        events: aya::maps::RingBuf<aya::maps::MapData>,
+    ) {
+        let task = self.set.spawn_local(watched.run(events));
+        self.pids.insert(task.id(), pid);
+    }
+
+    /// Attaches to `pid`, which `--all` found, and watches it; one it cannot attach to is said
+    /// and remembered in `refused`.
+    fn watch_found(
+        &mut self,
+        pid: u32,
+        settings: &Arc<Watch>,
+        metrics: &Arc<Metrics>,
+        refused: &mut HashSet<u32>,
+    ) {
+        match Watched::attach(pid, Arc::clone(settings), Arc::clone(metrics)) {
+            Ok((watched, events)) => self.spawn(pid, watched, events),
+            Err(err) => {
+                eprintln!("qbench-trace: cannot watch pid {pid}: {err:#}");
+                refused.insert(pid);
+            }
         }
-        Err(err) => {
-            eprintln!("qbench-trace: cannot watch pid {pid}: {err:#}");
-            refused.insert(pid);
-        }
+    }
+
+    /// Forgets the task that ended (`id`).
+    fn ended(&mut self, id: tokio::task::Id) {
+        self.pids.remove(&id);
+    }
+
+    fn known(&self) -> impl Iterator<Item = &u32> {
+        self.pids.values()
     }
 }
 
@@ -100,7 +127,7 @@ async fn supervise(settings: Arc<Watch>) -> anyhow::Result<()> {
         Some(addr) => Some(serve_metrics(addr, &metrics).await?),
         None => None,
     };
-    let mut tasks: HashMap<u32, JoinHandle<()>> = HashMap::new();
+    let mut tasks = Tasks::default();
     let (pids, all) = match &settings.targets {
         Targets::Pids(pids) => (pids.clone(), false),
         Targets::All => (Vec::new(), true),
@@ -109,7 +136,7 @@ async fn supervise(settings: Arc<Watch>) -> anyhow::Result<()> {
     for pid in pids {
         let (watched, events) = Watched::attach(pid, Arc::clone(&settings), Arc::clone(&metrics))
             .with_context(|| format!("cannot watch pid {pid}"))?;
-        tasks.insert(pid, tokio::task::spawn_local(watched.run(events)));
+        tasks.spawn(pid, watched, events);
     }
     let mut discovery = Discovery::default();
     // Processes --all could not attach to, not retried while they live.
@@ -120,15 +147,20 @@ async fn supervise(settings: Arc<Watch>) -> anyhow::Result<()> {
     }
     loop {
         tokio::select! {
-            _ = rescan.tick() => {
-                tasks.retain(|_, task| !task.is_finished());
-                if all {
-                    refused.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-                    let known: HashSet<u32> = tasks.keys().chain(&refused).copied().collect();
-                    for pid in discovery.scan(&known) {
-                        watch_found(pid, &settings, &metrics, &mut tasks, &mut refused);
-                    }
-                } else if tasks.is_empty() {
+            _ = rescan.tick(), if all => {
+                refused.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+                let known: HashSet<u32> = tasks.known().chain(&refused).copied().collect();
+                for pid in discovery.scan(&known) {
+                    tasks.watch_found(pid, &settings, &metrics, &mut refused);
+                }
+            }
+            Some(ended) = tasks.set.join_next_with_id() => {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(err) => err.id(),
+                };
+                tasks.ended(id);
+                if !all && tasks.pids.is_empty() {
                     eprintln!("qbench-trace: every watched process has exited");
                     break;
                 }
@@ -138,11 +170,8 @@ async fn supervise(settings: Arc<Watch>) -> anyhow::Result<()> {
         }
     }
     // Dropping each task's future drops its programs: every link detached, every map freed.
-    let watched = tasks.len();
-    for (_, task) in tasks.drain() {
-        task.abort();
-        let _ = task.await;
-    }
+    let watched = tasks.pids.len();
+    tasks.set.shutdown().await;
     if let Some(server) = server {
         server.abort();
     }

@@ -83,7 +83,8 @@ pub enum Which {
     /// observer and the diagnosis mode; what a readiness check and the report of a DNQ of
     /// 10,000 threads cost (needs root).
     Watch {
-        /// Rounds of the three modes (figures are medians of rounds).
+        /// Rounds of the three modes, and of the readiness and idle figures (figures are
+        /// medians of rounds).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Only the readiness checks and the DNQ report (not the per-call costs).

@@ -44,10 +44,11 @@ pub fn run(rounds: usize, checks_only: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     ensure!(root, "bench watch needs root (it loads eBPF programs)");
+    ensure!(rounds > 0, "--rounds must be at least 1");
     if !checks_only {
         per_call(rounds)?;
     }
-    let figures = crate::bench::watch_checks::run()?;
+    let figures = crate::bench::watch_checks::run(rounds)?;
     let machine = crate::bench::machine();
     let mut json = crate::bench::watch_checks::json(&figures);
     json["machine"] = machine.clone().into();

@@ -4,7 +4,8 @@
 //! - a readiness check of `--watch` (threads in plain condition waits, each unwound and named),
 //!   for 10 and 1,000 threads: qbench-trace's CPU over 10 s of checks every 100 ms, divided by
 //!   the checks it printed (so its idle cost is in the figure too); and its CPU per second over
-//!   30 s at the default interval (10 s) on the 10-thread target;
+//!   30 s at the default interval (10 s) on the 10-thread target; each measured in `rounds`
+//!   runs of its own qbench-trace, reported as the median and the range;
 //! - the report of an update that did not quiesce, none of 10,000 threads arrived: the
 //!   `diagnosis-cost` example builds that update from /proc and times qbench-trace's library
 //!   (`evidence::diagnose`, then `output::human` and `output::json`).
@@ -32,10 +33,10 @@ const DNQ_RUNS: usize = 3;
 /// The figures of one run.
 #[derive(Debug, Clone)]
 pub struct Figures {
-    /// (threads, ms of CPU per check, checks counted).
-    pub per_check: Vec<(usize, f64, usize)>,
-    /// ms of CPU per second of `--watch` at the default interval, 10 threads.
-    pub default_interval_ms_per_s: f64,
+    /// (threads, ms of CPU per check in each round, checks counted in all rounds).
+    pub per_check: Vec<(usize, Vec<f64>, usize)>,
+    /// ms of CPU per second of `--watch` at the default interval, 10 threads, in each round.
+    pub default_interval_ms_per_s: Vec<f64>,
     /// The DNQ report: threads, diagnose, human, json (ms of wall time), CPU of the whole run.
     pub dnq: Dnq,
 }
@@ -56,7 +57,7 @@ impl Dnq {
     }
 }
 
-pub fn run() -> anyhow::Result<Figures> {
+pub fn run(rounds: usize) -> anyhow::Result<Figures> {
     let release =
         crate::bench::build_release(&["--bin", "qbench-trace", "--example", "diagnosis-cost"])?;
     let exe = crate::bench::runtime::build_c_release("situations", "situations-bench")?;
@@ -64,22 +65,45 @@ pub fn run() -> anyhow::Result<Figures> {
     let mut per_check = Vec::new();
     for threads in [10, 1_000] {
         let target = Target::start(&exe, &[&format!("plaincond:{}", threads - 2)], threads)?;
-        let (ms, checks) = per_check_cpu(&trace, target.pid)?;
-        eprintln!(
-            "bench: readiness, {threads} threads: {ms:.2} ms of CPU per check ({checks} checks)"
-        );
-        per_check.push((threads, ms, checks));
+        let (mut runs, mut counted) = (Vec::new(), 0);
+        for _ in 0..rounds {
+            let (ms, checks) = per_check_cpu(&trace, target.pid)?;
+            eprintln!(
+                "bench: readiness, {threads} threads: {ms:.2} ms of CPU per check ({checks} checks)"
+            );
+            runs.push(ms);
+            counted += checks;
+        }
+        per_check.push((threads, runs, counted));
     }
     let target = Target::start(&exe, &["plaincond:8"], 10)?;
-    let default_interval_ms_per_s = default_interval_cpu(&trace, target.pid)?;
+    let mut default_interval_ms_per_s = Vec::new();
+    for _ in 0..rounds {
+        let ms_per_s = default_interval_cpu(&trace, target.pid)?;
+        eprintln!("bench: --watch at the default interval: {ms_per_s:.3} ms/s");
+        default_interval_ms_per_s.push(ms_per_s);
+    }
     drop(target);
-    eprintln!("bench: --watch at the default interval: {default_interval_ms_per_s:.3} ms/s");
     let dnq = dnq_report(&exe, &release.join("examples/diagnosis-cost"))?;
     Ok(Figures {
         per_check,
         default_interval_ms_per_s,
         dnq,
     })
+}
+
+/// `median (min–max, N runs)` of `runs`, with `decimals`.
+fn spread(runs: &[f64], decimals: usize) -> String {
+    let (low, high) = runs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    let median = crate::bench::runtime::median(runs);
+    match runs.len() {
+        1 => format!("{median:.decimals$}"),
+        n => format!("{median:.decimals$} ({low:.decimals$}–{high:.decimals$}, {n} runs)"),
+    }
 }
 
 /// A `situations` process, killed when dropped.
@@ -276,17 +300,25 @@ fn parse_dnq(line: &str) -> anyhow::Result<Dnq> {
 
 /// The figures as JSON, for bench/results/.
 pub fn json(f: &Figures) -> serde_json::Value {
+    let median = crate::bench::runtime::median;
     let checks: Vec<serde_json::Value> = f
         .per_check
         .iter()
-        .map(|(threads, ms, checks)| {
-            serde_json::json!({"threads": threads, "cpu_ms_per_check": ms, "checks": checks})
+        .map(|(threads, runs, checks)| {
+            serde_json::json!({
+                "threads": threads,
+                "cpu_ms_per_check": median(runs),
+                "cpu_ms_per_check_runs": runs,
+                "checks": checks,
+            })
         })
         .collect();
     serde_json::json!({
         "readiness_checks": checks,
         "readiness_interval_measured": CHECK_INTERVAL,
-        "watch_default_interval_cpu_ms_per_s": f.default_interval_ms_per_s,
+        "watch_default_interval_cpu_ms_per_s": median(&f.default_interval_ms_per_s),
+        "watch_default_interval_cpu_ms_per_s_runs": f.default_interval_ms_per_s,
+        "statistic": "median of the runs (each its own qbench-trace)",
         "dnq_report": {
             "threads": f.dnq.threads,
             "diagnose_ms": f.dnq.diagnose_ms,
@@ -302,16 +334,17 @@ pub fn json(f: &Figures) -> serde_json::Value {
 /// The figures as the Markdown BENCHMARKS.md shows.
 pub fn markdown(f: &Figures) -> String {
     let mut out = String::from(
-        "| what qbench-trace reads from /proc and the target | threads | figure |\n|---|---|---|\n",
+        "| what qbench-trace reads from /proc and the target | threads | figure: median (range) |\n|---|---|---|\n",
     );
-    for (threads, ms, checks) in &f.per_check {
+    for (threads, runs, checks) in &f.per_check {
         out += &format!(
-            "| a readiness check (CPU, mean of {checks} checks) | {threads} | {ms:.2} ms |\n"
+            "| a readiness check, CPU ({checks} checks in all) | {threads} | {} ms |\n",
+            spread(runs, 2)
         );
     }
     out += &format!(
-        "| `--watch` at the default interval (10 s), CPU | 10 | {:.3} ms/s |\n",
-        f.default_interval_ms_per_s
+        "| `--watch` at the default interval (10 s), CPU | 10 | {} ms/s |\n",
+        spread(&f.default_interval_ms_per_s, 3)
     );
     out += &format!(
         "| report of a DNQ, every thread missing: diagnose + human + json, wall (CPU) | {} | {:.0} ms ({:.0} + {:.0} + {:.0}; CPU {:.0} ms) |\n",
@@ -323,4 +356,15 @@ pub fn markdown(f: &Figures) -> String {
         f.dnq.cpu_ms
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_is_the_median_and_the_range() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0], 1), "2.0 (1.0–3.0, 3 runs)");
+        assert_eq!(spread(&[0.25], 2), "0.25");
+    }
 }
