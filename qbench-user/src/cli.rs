@@ -71,7 +71,8 @@ pub struct Args {
     #[arg(long, default_value = "SIGUSR2", value_parser = parse_signal)]
     pub signal: i32,
     /// With --request: send the signal even when the target does not catch it (by default
-    /// qbench-trace refuses, since its default action would kill or stop the target).
+    /// qbench-trace refuses, since its default action would kill or stop the target); a signal
+    /// the target ignores is never sent (the kernel would drop it).
     #[arg(long, requires = "request")]
     pub force_signal: bool,
     /// Call an update DNQ (did not quiesce) when it has not quiesced after this long

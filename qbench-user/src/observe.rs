@@ -5,7 +5,7 @@
 //! Stops on Ctrl-C, SIGTERM, the target's exit or the wanted count.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -23,6 +23,12 @@ const ALIVE: Duration = Duration::from_millis(50);
 /// Pause between a report and the next `--request`: the runtime finishes releasing its threads
 /// first (a request during its release would be merged into the update just reported).
 const REQUEST_GAP: Duration = Duration::from_millis(50);
+/// How often, with `--request` and no update pending, qbench-trace checks that its last request
+/// opened one.
+const ANSWER_CHECK: Duration = Duration::from_millis(100);
+/// The least time a request may take to open an update before it is said to have opened none
+/// (`--timeout` when longer): the request's record is read on the loop's own tick.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 /// How the observation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,10 +87,11 @@ pub fn run(settings: &Observe) -> anyhow::Result<Summary> {
         summary: Summary::default(),
         reported: Vec::new(),
         requester,
+        unanswered_since: None,
     };
     let cadence = Cadence {
         alive: ALIVE,
-        idle: None,
+        idle: settings.request.then_some(ANSWER_CHECK),
     };
     runtime.block_on(async {
         tokio::select! {
@@ -106,17 +113,21 @@ struct Diagnosis<'a> {
     reported: Vec<Update>,
     /// Sends `--request`s: to the attached process only, and only while it catches the signal.
     requester: Option<Requester>,
+    /// When the latest request was sent, until an update is reported.
+    unanswered_since: Option<Instant>,
 }
 
 impl Diagnosis<'_> {
     /// Sends the next `--request`, if qbench-trace makes them. A target that has exited or
     /// executed another program is not sent it, and not an error here: the next check of its
     /// life reports it.
-    fn request(&self) -> anyhow::Result<()> {
+    fn request(&mut self) -> anyhow::Result<()> {
         match self.requester.as_ref().map(Requester::send) {
-            None | Some(Ok(()) | Err(RequestError::Exited(_) | RequestError::Executed { .. })) => {
+            Some(Ok(())) => {
+                self.unanswered_since = Some(Instant::now());
                 Ok(())
             }
+            None | Some(Err(RequestError::Exited(_) | RequestError::Executed { .. })) => Ok(()),
             Some(Err(err)) => Err(err.into()),
         }
     }
@@ -147,6 +158,7 @@ impl Sink for Diagnosis<'_> {
     }
 
     fn report(&mut self, report: Report) -> anyhow::Result<()> {
+        self.unanswered_since = None;
         if report.lost > 0 {
             eprintln!(
                 "qbench-trace: {} events lost during update {} (ring buffer or thread table full)",
@@ -180,6 +192,18 @@ impl Sink for Diagnosis<'_> {
             self.request()?;
         }
         Ok(Next::Continue)
+    }
+
+    /// A request that opened no update (the kernel dropped the signal) would be waited for
+    /// forever: past `--timeout` (at least [`ANSWER_WAIT`]), it is an error.
+    fn idle(&mut self) -> anyhow::Result<()> {
+        let wait = self.settings.probing.timeout.max(ANSWER_WAIT);
+        match (&self.requester, self.unanswered_since) {
+            (Some(requester), Some(sent)) if sent.elapsed() > wait => {
+                Err(requester.unanswered(sent.elapsed()).into())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn gone(&mut self, pid: u32, gone: Gone) {

@@ -53,6 +53,33 @@ fn a_target_that_does_not_catch_the_signal_is_not_sent_it() {
     assert!(target.is_running());
 }
 
+/// A signal the target ignores is dropped by the kernel: no update could come of it, so it is
+/// refused with `--force-signal` too (sent, it would leave qbench-trace waiting for ever).
+#[test]
+fn a_signal_the_target_ignores_is_refused_even_when_forced() {
+    let Some(_serial) = privileged() else { return };
+    let mut target = situations(&["read:1"], &[]);
+    let pid = target.pid.to_string();
+    for forced in [false, true] {
+        let mut args = vec!["--pid", pid.as_str(), "--request", "--signal", "URG"];
+        if forced {
+            args.push("--force-signal");
+        }
+        let out = trace(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "qbench-trace: error: pid {pid} (situations-dyn) ignores SIGURG, so the kernel \
+                 drops it and no update can be requested with it (--force-signal or not); give \
+                 the signal its update handler catches with --signal (it catches SIGUSR2)"
+            )
+        );
+    }
+    assert!(target.is_running(), "the target was killed");
+}
+
 /// A target that executes another program while qbench-trace requests update after update: the
 /// new program (which does not catch SIGUSR2) is never signalled, and qbench-trace stops saying
 /// why.

@@ -27,6 +27,27 @@ pub enum RequestError {
         caught: String,
     },
     #[error(
+        "pid {pid} ({comm}) ignores {signal}, so the kernel drops it and no update can be \
+         requested with it (--force-signal or not); give the signal its update handler catches \
+         with --signal ({caught})"
+    )]
+    Dropped {
+        pid: u32,
+        comm: String,
+        signal: String,
+        caught: String,
+    },
+    #[error(
+        "the update request ({signal} to pid {pid}) opened no update within {waited_ms} ms: the \
+         kernel did not deliver it as a request (the signal may be ignored, or taken by another \
+         handler); give the signal its update handler catches with --signal"
+    )]
+    Unanswered {
+        pid: u32,
+        signal: String,
+        waited_ms: u128,
+    },
+    #[error(
         "pid {pid} executed a new program since qbench-trace attached; its update points are \
          gone, so no request is sent (attach to it again)"
     )]
@@ -78,6 +99,13 @@ impl Dispositions {
 
     fn has(mask: u64, sig: i32) -> bool {
         (1..=64).contains(&sig) && mask & (1u64 << (sig - 1)) != 0
+    }
+
+    /// Whether the kernel drops `sig` sent to the process: ignored, explicitly or by default,
+    /// and not caught. No request can come of it.
+    pub fn drops(&self, sig: i32) -> bool {
+        !Self::has(self.caught, sig)
+            && (Self::has(self.ignored, sig) || matches!(sig, 17 | 18 | 23 | 28))
     }
 
     /// None when `sig` is caught; otherwise what sending it would do instead of a request.
@@ -212,23 +240,46 @@ impl Requester {
         if self.executed() {
             return Err(RequestError::Executed { pid: self.pid });
         }
-        if self.force {
-            return Ok(());
-        }
         let status = crate::procfs::read(format!("/proc/{}/status", self.pid))
             .ok_or(RequestError::Exited(self.pid))?;
         let dispositions = Dispositions::parse(&status).ok_or(RequestError::Exited(self.pid))?;
-        match dispositions.refusal(self.signal) {
-            None => Ok(()),
-            Some(consequence) => Err(RequestError::NotCaught {
-                pid: self.pid,
-                comm: crate::report::output::escape(
-                    &crate::procfs::comm(self.pid, self.pid).unwrap_or_default(),
-                ),
-                signal: signal_name(self.signal),
-                consequence,
-                caught: dispositions.caught_names(),
-            }),
+        let Some(consequence) = dispositions.refusal(self.signal) else {
+            return Ok(());
+        };
+        let (pid, signal, caught) = (
+            self.pid,
+            signal_name(self.signal),
+            dispositions.caught_names(),
+        );
+        let comm =
+            crate::report::output::escape(&crate::procfs::comm(pid, pid).unwrap_or_default());
+        // An ignored signal opens no update, whatever --force-signal says: nothing to wait for.
+        if dispositions.drops(self.signal) {
+            return Err(RequestError::Dropped {
+                pid,
+                comm,
+                signal,
+                caught,
+            });
+        }
+        if self.force {
+            return Ok(());
+        }
+        Err(RequestError::NotCaught {
+            pid,
+            comm,
+            signal,
+            consequence,
+            caught,
+        })
+    }
+
+    /// The error for a request sent `waited` ago that opened no update.
+    pub fn unanswered(&self, waited: std::time::Duration) -> RequestError {
+        RequestError::Unanswered {
+            pid: self.pid,
+            signal: signal_name(self.signal),
+            waited_ms: waited.as_millis(),
         }
     }
 
@@ -309,6 +360,14 @@ SigCgt:\t0000000180004403\nCapInh:\t0000000000000000\n";
             d.refusal(28),
             Some("its default action ignores it, so a request would do nothing")
         );
+    }
+
+    #[test]
+    fn an_ignored_signal_is_dropped_by_the_kernel() {
+        let d = Dispositions::parse(STATUS).unwrap();
+        // SIGPIPE ignored, SIGURG ignored by default: dropped; caught or fatal ones are not.
+        assert!(d.drops(13) && d.drops(23));
+        assert!(!d.drops(1) && !d.drops(12) && !d.drops(20));
     }
 
     #[test]

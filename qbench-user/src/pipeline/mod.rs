@@ -133,8 +133,10 @@ pub(crate) trait Sink {
     /// The process went away (after the update it ended, if any, was reported).
     fn gone(&mut self, pid: u32, gone: Gone);
 
-    /// Between updates, every [`Cadence::idle`].
-    fn idle(&mut self) {}
+    /// Between updates, every [`Cadence::idle`]; an error ends the observation.
+    fn idle(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// One process with qbench's programs attached: its tracker and what has been counted of it.

@@ -90,7 +90,7 @@ impl Observed {
                     self.judge_and_check(events.get_mut(), &mut liveness, sink).await?
                 }
                 _ = idle.tick(), if cadence.idle.is_some() && !self.tracker.window_open() => {
-                    sink.idle();
+                    sink.idle()?;
                     Next::Continue
                 }
             };

@@ -142,10 +142,10 @@ impl Sink for Watching {
     }
 
     /// What an update requested now would wait for: a line on stderr and the gauges.
-    fn idle(&mut self) {
+    fn idle(&mut self) -> anyhow::Result<()> {
         let pid = self.labels.pid;
         let Some((threads, views)) = super::ready_io::views(pid) else {
-            return;
+            return Ok(());
         };
         let summary = readiness::Summary::of(views.iter().filter_map(readiness::classify));
         let states: Vec<char> = threads.iter().map(|t| t.state).collect();
@@ -154,5 +154,6 @@ impl Sink for Watching {
             "qbench-trace: {}",
             readiness::line(pid, &self.labels.comm, &summary)
         );
+        Ok(())
     }
 }
