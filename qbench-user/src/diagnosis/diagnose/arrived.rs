@@ -102,3 +102,110 @@ pub fn arrived_hint(cause: Option<Cause>, f: &Facts) -> String {
         None => "nothing to change: it arrived once the request reached it".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{EPOLL_WAIT, FUTEX, PENDING, blocked, ended, facts};
+    use super::*;
+    use crate::diagnosis::diagnose::{Futex, eintr_retries};
+
+    #[test]
+    fn the_last_arrival_gets_a_cause_only_where_the_evidence_supports_one() {
+        // A worker whose epoll_wait the request interrupted: it arrived at once.
+        let interrupted = Facts {
+            blocked: blocked(EPOLL_WAIT, [5, 0x1000, 32, u64::from(u32::MAX), 0, 0]),
+            calls: vec![ended(EPOLL_WAIT, 5, -4, false)],
+            arrived_after_ns: Some(400_000),
+            ..facts()
+        };
+        assert_eq!(classify_arrived(&interrupted), None);
+        assert_eq!(
+            eintr_retries(&interrupted),
+            0,
+            "interrupted, but not called again"
+        );
+        assert_eq!(
+            arrived_evidence(None, &interrupted),
+            "arrived 0.400 ms after the request; at the request in \
+             epoll_wait(epfd=5, events=0x1000, maxevents=32, timeout_ms=-1), which the request interrupted"
+        );
+        assert_eq!(
+            arrived_hint(None, &interrupted),
+            "nothing to change: it arrived once the request reached it"
+        );
+        // In the runtime's wait at the request.
+        let parked = Facts {
+            blocked: blocked(FUTEX, [0x7000, 128, 0, 0, 0, 0]),
+            calls: vec![ended(FUTEX, 5, 0, false)],
+            futex: Some(Futex {
+                symbol: Some(PENDING.into()),
+                ..Futex::default()
+            }),
+            arrived_after_ns: Some(300_000),
+            ..facts()
+        };
+        assert_eq!(classify_arrived(&parked), None);
+        // A futex wait that ended with no owner known: woken, by whom is not known.
+        let woken = Facts {
+            futex: None,
+            ..parked.clone()
+        };
+        assert_eq!(classify_arrived(&woken), None);
+        // An epoll_wait that timed out on its own, then the thread arrived: the wait held it.
+        let timed_out = Facts {
+            blocked: blocked(EPOLL_WAIT, [5, 0x1000, 32, 1000, 0, 0]),
+            calls: vec![ended(EPOLL_WAIT, 5, 0, false)],
+            arrived_after_ns: Some(2_000_000),
+            ..facts()
+        };
+        assert_eq!(classify_arrived(&timed_out), Some(Cause::IoBlocked));
+        let said = arrived_evidence(Some(Cause::IoBlocked), &timed_out);
+        assert!(
+            said.starts_with(
+                "arrived 2.000 ms after the request; at the request in epoll_wait(epfd=5, \
+                 events=0x1000, maxevents=32, timeout_ms=1000), which returned 0 after 0.000 ms, \
+                 not interrupted; "
+            ),
+            "{said}"
+        );
+        // A read (or an event wait) that returned because I/O came: that may be the update's own
+        // callback waking the thread, so no cause; what is known is said, whatever is unknown.
+        let mut read = Facts {
+            blocked: blocked(0, [3, 0, 1, 0, 0, 0]),
+            calls: vec![ended(0, 5, 1, false)],
+            arrived_after_ns: Some(2_000_000),
+            ..facts()
+        };
+        assert_eq!(classify_arrived(&read), None);
+        let woken = "arrived 2.000 ms after the request; at the request in read(fd=3, buf=NULL, count=1), \
+                     which returned 1";
+        assert_eq!(
+            arrived_evidence(None, &read),
+            format!(
+                "{woken} after 0.000 ms: woken, by whom is not known (it may be the update's own callback)"
+            )
+        );
+        read.calls[0].start_ns = None;
+        assert_eq!(
+            arrived_evidence(None, &read),
+            format!("{woken}: woken, by whom is not known (it may be the update's own callback)")
+        );
+        // No call seen at the request: a thread the request woke at once looks the same as one
+        // that was running, so no cause.
+        let unseen = Facts {
+            arrived_after_ns: Some(386_000),
+            ..facts()
+        };
+        assert_eq!(classify_arrived(&unseen), None);
+        assert_eq!(
+            arrived_evidence(None, &unseen),
+            "arrived 0.386 ms after the request; no blocking call seen at the request; 0 call(s) before arriving"
+        );
+        // It blocked after the request: what held it is not one call.
+        let later = Facts {
+            calls: vec![ended(0, 50, 1, false)],
+            ..unseen
+        };
+        assert_eq!(classify_arrived(&later), None);
+    }
+}
