@@ -7,10 +7,11 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
+use qbench_tests::Target;
 use qbench_tests::observer::{
     finished_reports, privileged, reports, request, situations, spawn_trace, thread, threads_where,
 };
-use qbench_tests::{Target, monotonic_ns};
+use qbench_user::clock::monotonic_ns;
 use serde_json::Value;
 
 /// The main thread's name.

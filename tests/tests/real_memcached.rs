@@ -10,11 +10,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use qbench_tests::monotonic_ns;
 use qbench_tests::observer::{assert_exit, privileged, reports, thread, threads_where, trace};
 use qbench_tests::real::{
     Server, arrived, assert_every_thread_arrived, built, cause, quiesced_updates, unpatched_dnq,
 };
+use qbench_user::clock::monotonic_ns;
 use serde_json::Value;
 
 const WORKERS: usize = 4;

@@ -74,6 +74,11 @@ pub enum RequestError {
     },
 }
 
+/// SIGCHLD, SIGCONT, SIGURG, SIGWINCH: signals whose default action is to ignore them.
+fn ignored_by_default(sig: i32) -> bool {
+    matches!(sig, 17 | 18 | 23 | 28)
+}
+
 /// What the process does with each signal, from the masks of /proc/PID/status (`SigIgn`,
 /// `SigCgt`: process-wide, as signal handlers are).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,8 +109,7 @@ impl Dispositions {
     /// Whether the kernel drops `sig` sent to the process: ignored, explicitly or by default,
     /// and not caught. No request can come of it.
     pub fn drops(&self, sig: i32) -> bool {
-        !Self::has(self.caught, sig)
-            && (Self::has(self.ignored, sig) || matches!(sig, 17 | 18 | 23 | 28))
+        !Self::has(self.caught, sig) && (Self::has(self.ignored, sig) || ignored_by_default(sig))
     }
 
     /// None when `sig` is caught; otherwise what sending it would do instead of a request.
@@ -117,8 +121,9 @@ impl Dispositions {
             return Some("it ignores it, so a request would do nothing");
         }
         Some(match sig {
-            // SIGCHLD, SIGCONT, SIGURG, SIGWINCH: ignored by default.
-            17 | 18 | 23 | 28 => "its default action ignores it, so a request would do nothing",
+            _ if ignored_by_default(sig) => {
+                "its default action ignores it, so a request would do nothing"
+            }
             // SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU.
             19..=22 => "its default action would stop it",
             _ => "its default action would terminate it",

@@ -213,7 +213,7 @@ pub fn comm(pid: u32, tid: u32) -> Option<String> {
 /// The scheduler state letter of thread `tid` of `pid`.
 pub fn state(pid: u32, tid: u32) -> Option<char> {
     let stat = read_record(task_file(pid, tid, "stat")).ok()?;
-    parse_stat(&decode(&stat)).map(|(_, state)| state)
+    parse_stat_bytes(&stat).map(|(_, state)| state)
 }
 
 /// Whether process `pid` is gone or on its way out: its main thread a zombie or dead, exiting

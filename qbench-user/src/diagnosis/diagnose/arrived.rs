@@ -36,7 +36,7 @@ pub fn classify_arrived(f: &Facts) -> Option<Cause> {
 fn ran_its_course(nr: i64, ret: i64) -> bool {
     const EAGAIN: i64 = -11;
     const ETIMEDOUT: i64 = -110;
-    match syscalls::name(nr).as_str() {
+    match syscalls::by_number(nr).map_or("", |c| c.name) {
         "nanosleep" | "clock_nanosleep" | "poll" | "ppoll" | "select" | "pselect6"
         | "epoll_wait" | "epoll_pwait" | "epoll_pwait2" => ret == 0,
         "rt_sigtimedwait" => ret == EAGAIN,
