@@ -109,11 +109,14 @@ fn assert_helpers_diagnosed(report: &Value, interrupted: bool) {
     assert_eq!(cause(lru), "sleeping", "{lru}");
     let details = &lru["diagnosis"]["details"];
     assert_eq!(details["syscall"], "clock_nanosleep", "{lru}");
-    let asked = details["sleep_requested_ns"]
-        .as_u64()
-        .expect("sleep_requested_ns");
+    // The request is read from the thread's memory when the report is made; a thread the runtime
+    // keeps interrupting may be between two sleeps then, and the figure is left out.
+    let asked = details["sleep_requested_ns"].as_u64();
+    assert!(interrupted || asked.is_some(), "{lru}");
     // items.c: MIN_LRU_MAINTAINER_SLEEP (1 ms) to MAX_LRU_MAINTAINER_SLEEP (1 s)
-    assert!((1_000_000..=1_000_000_000).contains(&asked), "{lru}");
+    if let Some(asked) = asked {
+        assert!((1_000_000..=1_000_000_000).contains(&asked), "{lru}");
+    }
     assert!(
         lru["diagnosis"]["hint"]
             .as_str()

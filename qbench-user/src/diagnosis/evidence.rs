@@ -257,7 +257,11 @@ fn facts(
         frames: stack.map(frame_facts).unwrap_or_default(),
         futex,
         fd,
-        sleep_ns: sleep_ns.map(|d| d.as_nanos() as u64),
+        // A sleep that blocked asked for more than nothing: a zero read is of memory the
+        // thread has reused since (between two sleeps), not its request.
+        sleep_ns: sleep_ns
+            .filter(|d| !d.is_zero())
+            .map(|d| d.as_nanos() as u64),
         arrived_after_ns: None,
     }
 }
