@@ -2,8 +2,9 @@
 //! the kernel's own account of qbench-trace's BPF links (`/proc/PID/fdinfo` of each
 //! `anon_inode:bpf_link` descriptor, whose `tp_name` names a raw tracepoint), with no tracking
 //! link while idle, `sys_enter` and `sys_exit` while another process's request is pending, none
-//! again once it is reported; and the update so observed is diagnosed as before. Skipped, with
-//! the reason printed, when not root.
+//! again once it is reported; and the update so observed is diagnosed as before. An update that
+//! was over by the time its request was read is not tracked at all. Skipped, with the reason
+//! printed, when not root.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -111,4 +112,42 @@ fn syscall_tracking_is_attached_only_while_an_update_is_pending() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn an_update_over_by_the_time_its_request_is_read_is_not_tracked() {
+    let Some(_serial) = privileged() else { return };
+    let target = situations(&["read:2"], &[]);
+    target.wait_blocked();
+    let pid = target.pid.to_string();
+    let mut observer = spawn_attached(&["--pid", &pid, "--count", "5", "--json", "-v"]);
+    let trace_pid = observer.child.id();
+    let stdout = observer.child.stdout.take().expect("qbench-trace's stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut quick = 0;
+    for _ in 0..5 {
+        // Another process's request, as in the test above; this time every thread parks at once.
+        target.request(libc::SIGUSR2);
+        let line = lines.next().expect("a report").expect("read the report");
+        let report: Value = serde_json::from_str(&line).expect("a JSON report");
+        assert_eq!(report["outcome"], "quiesced", "{report}");
+        assert_eq!(report["request_source"], "signal", "{report}");
+        let quiescence = report["quiescence_ns"].as_u64().expect("quiesced");
+        // Well inside the 5 ms qbench-trace waits before it reads a request it was woken for:
+        // the release is read with the request.
+        quick += usize::from(quiescence < 1_000_000);
+        wait_links(trace_pid, &[], Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = observer.finish(Duration::from_secs(10), "qbench-trace did not stop");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let untracked = stderr
+        .matches("syscall tracking not attached: the update was over")
+        .count();
+    let attached = stderr.matches("syscall tracking attached in").count();
+    assert_eq!(untracked + attached, 5, "{stderr}");
+    // An update that quiesced within a millisecond was over when it was read, every time.
+    assert!(untracked >= quick, "{quick} quick updates: {stderr}");
+    assert!(quick > 0, "no update quiesced within 1 ms: {stderr}");
 }

@@ -24,6 +24,14 @@ pub struct Batch {
     pub undecodable: u64,
 }
 
+/// What the batch says of a window just opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The runtime's release of the update comes later in the same batch: the update is over
+    /// (it quiesced, or the runtime gave up), so nothing the threads do from now on explains it.
+    pub released_in_batch: bool,
+}
+
 /// Applies up to [`DRAIN_LIMIT`] records to `tracker`. `on_open` runs right after a request
 /// opens a window, to apply the threads' current state. With `verbose` > 0 undecodable records
 /// are said on stderr, with > 1 every event.
@@ -32,12 +40,35 @@ pub fn drain(
     tracker: &mut Tracker,
     pid: u32,
     verbose: u8,
-    mut on_open: impl FnMut(&mut Tracker) -> anyhow::Result<()>,
+    mut on_open: impl FnMut(&mut Tracker, Opened) -> anyhow::Result<()>,
 ) -> anyhow::Result<Batch> {
     let mut batch = Batch::default();
+    let events = read(ring, pid, verbose, &mut batch);
+    for (i, event) in events.iter().enumerate() {
+        // An event past the open update's deadline happened after that update ended: finish it
+        // first, so that its stragglers are reported as they were at the deadline (a thread
+        // interrupted just after it would otherwise show as between two calls).
+        batch.finished.extend(tracker.on_tick(event.ts_ns));
+        let opens = matches!(event.payload, Payload::Request { .. }) && !tracker.window_open();
+        let done = tracker.on_event(*event);
+        if opens && tracker.window_open() {
+            let released_in_batch = events[i + 1..]
+                .iter()
+                .any(|e| matches!(e.payload, Payload::Release { .. }));
+            on_open(tracker, Opened { released_in_batch })?;
+        }
+        batch.finished.extend(done);
+    }
+    Ok(batch)
+}
+
+/// Decodes up to [`DRAIN_LIMIT`] records, leaving out a child process's creation; sets
+/// `batch.more` when the limit was reached and counts what could not be decoded.
+fn read(ring: &mut RingBuf<MapData>, pid: u32, verbose: u8, batch: &mut Batch) -> Vec<Event> {
+    let mut events = Vec::new();
     for _ in 0..DRAIN_LIMIT {
         let Some(record) = ring.next() else {
-            return Ok(batch);
+            return events;
         };
         let event = match Event::try_from(&*record) {
             Ok(event) => event,
@@ -59,17 +90,8 @@ pub fn drain(
         if verbose > 1 {
             eprintln!("qbench-trace: {event:?}");
         }
-        // An event past the open update's deadline happened after that update ended: finish it
-        // first, so that its stragglers are reported as they were at the deadline (a thread
-        // interrupted just after it would otherwise show as between two calls).
-        batch.finished.extend(tracker.on_tick(event.ts_ns));
-        let opens = matches!(event.payload, Payload::Request { .. }) && !tracker.window_open();
-        let done = tracker.on_event(event);
-        if opens && tracker.window_open() {
-            on_open(tracker)?;
-        }
-        batch.finished.extend(done);
+        events.push(event);
     }
     batch.more = true;
-    Ok(batch)
+    events
 }

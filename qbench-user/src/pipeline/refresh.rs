@@ -7,31 +7,61 @@ use qbench_common::{NO_SYSCALL, ThreadState};
 
 use super::Blocked;
 use crate::kernel::loader::Probes;
+use crate::kernel::reader::Opened;
 use crate::procfs;
 use crate::tracker::{Blocked as BlockedIn, Tracker, Update};
 
 /// Applies to `tracker` the threads of `pid` as they are now, from where `blocked` says.
+///
+/// With syscall tracking attached only while an update is pending, an update whose release is
+/// already read with its request (someone else's request, read once the race to park is over)
+/// gets no tracking: it has ended, so what the threads do now explains nothing of it, and
+/// attaching and detaching would cost the machine about a millisecond of kernel work for
+/// nothing. Its threads are named all the same.
 pub fn on_window_opened(
     tracker: &mut Tracker,
     probes: &mut Probes,
     pid: u32,
     blocked: Blocked,
+    opened: Opened,
     verbose: u8,
 ) -> anyhow::Result<()> {
     match blocked {
         Blocked::TracedWhilePending => {
-            super::tracking::start(probes, verbose)?;
+            let track = probes.tracking() || !opened.released_in_batch;
+            if track {
+                super::tracking::start(probes, verbose)?;
+            } else if verbose > 0 {
+                eprintln!(
+                    "qbench-trace: syscall tracking not attached: the update was over when its \
+                     request was read"
+                );
+            }
             for tid in tracker.tids() {
                 if let Some(comm) = procfs::comm(pid, tid) {
                     tracker.set_comm(tid, &comm);
                 }
             }
-            tracker.apply_snapshot(&probes.snapshot_threads()?);
+            if track {
+                tracker.apply_snapshot(&probes.snapshot_threads()?);
+            } else {
+                // Unknown, rather than the calls an earlier window left.
+                let unknown = tracker.tids().into_iter().map(|tid| (tid, NOT_IN_A_CALL));
+                tracker.apply_snapshot(&unknown.collect::<Vec<_>>());
+            }
         }
         Blocked::FromProc => from_proc(tracker, pid),
     }
     Ok(())
 }
+
+/// A thread's state when nothing says which call it is in.
+const NOT_IN_A_CALL: ThreadState = ThreadState {
+    nr: NO_SYSCALL,
+    since_ns: 0,
+    args: [0; 6],
+    arrived_seq: 0,
+};
 
 /// Who is blocked in what, from /proc, since no syscall event tells.
 fn from_proc(tracker: &mut Tracker, pid: u32) {

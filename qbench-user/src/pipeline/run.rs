@@ -105,9 +105,9 @@ impl Observed {
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<(Vec<Update>, bool)> {
         let (pid, blocked, probes) = (self.target.pid, self.blocked, &mut self.probes);
         let (state_at, verbose) = (self.state_at, self.verbose);
-        let batch = reader::drain(ring, &mut self.tracker, pid, verbose, |tracker| {
+        let batch = reader::drain(ring, &mut self.tracker, pid, verbose, |tracker, opened| {
             super::runtime_state::on_window_opened(tracker, pid, state_at, verbose);
-            refresh::on_window_opened(tracker, probes, pid, blocked, verbose)
+            refresh::on_window_opened(tracker, probes, pid, blocked, opened, verbose)
         })?;
         self.undecodable += batch.undecodable;
         Ok((batch.finished, batch.more))
