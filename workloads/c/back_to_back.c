@@ -11,11 +11,11 @@
  *   hook    by the quiescence hook of the update before, on the runtime's helper thread, before
  *           that update's threads are released and its report written.
  * Odd requests are made with qbench_request_update(), which must return 0; even ones with the
- * update signal (SIGUSR2, the default) sent to the main thread; from the hook, which waits (up
- * to 1 s) until the main thread's ppoll returns EINTR: its handler has run by then. An update that was
- * decided is over for requests: each one must open an update of its own, with a report line of
- * its own. Prints "COUNT requests, COUNT reports" and exits 0; on the first request not served,
- * prints what happened and exits 1. Exits 2 on bad usage or a failed setup.
+ * update signal (SIGUSR2, the default) sent to the main thread (by the hook, which then waits,
+ * up to 1 s, until the main thread's ppoll returns EINTR: its handler has run by then). An
+ * update that was decided is over for requests: each one must open an update of its own, with a
+ * report line of its own. Prints "COUNT requests, COUNT reports" and exits 0; on the first
+ * request not served, prints what happened and exits 1. Exits 2 on bad usage or a failed setup.
  */
 #define _GNU_SOURCE
 #include <errno.h>
