@@ -117,7 +117,10 @@ int qbench_nanosleep(const struct timespec *req, struct timespec *rem);
 int qbench_thread_update_callback(void (*cb)(void *), void *arg);
 
 /* Requests an update from inside the process, as the update signal does. Returns 0, EALREADY
- * (one was pending already: both are served by it), or ENOSYS. */
+ * (an update still to come serves it: the pending one, not yet decided, or the next one,
+ * requested already while the last was closing), or ENOSYS. A request made once the pending
+ * update is decided (from its quiescence hook on, its report included) returns 0 and opens the
+ * next update when that one releases its threads. */
 int qbench_request_update(void);
 
 /* Sets the function called once, with arg, on the helper thread at each full quiescence, while

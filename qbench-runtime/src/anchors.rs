@@ -24,7 +24,9 @@ pub extern "C" fn qbench_update() {
     )
 }
 
-/// Probe anchor: an update was requested. Called from the signal handler, so it does nothing.
+/// Probe anchor: update `seq` was opened. Called from the signal handler (or, for a request
+/// that came while the update before was closing, by the helper at that update's release), so
+/// it does nothing.
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 pub extern "C" fn qbench_probe_request(_seq: u64) {

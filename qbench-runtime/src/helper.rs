@@ -1,13 +1,16 @@
 //! The helper thread: woken by a request (never by polling), it runs the threads' update
 //! callbacks, interrupts the threads that have not arrived, waits for full quiescence or the
-//! timeout, runs the quiescence hook, releases everyone and writes the report.
+//! timeout, runs the quiescence hook, writes the report and releases everyone, opening the next
+//! update in the same step when a request came after the decision.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::interrupt::{self, Round};
 use crate::report::{Ending, MissingThread, Report};
-use crate::state::{PENDING, REQUEST_NS, Registry, Runtime, SEQ, lock};
+use crate::state::{
+    CLOSING, CLOSING_REQUESTED, IDLE, OPEN, PENDING, REQUEST_NS, Registry, Runtime, SEQ, lock,
+};
 use crate::sys;
 
 /// The first re-interruption comes soon (a thread may have checked the flag just before the
@@ -29,19 +32,29 @@ pub fn spawn(rt: &'static Runtime) -> std::io::Result<()> {
 fn serve(rt: &'static Runtime) {
     loop {
         sys::eventfd_wait(rt.wake_fd, None);
-        if PENDING.load(Ordering::Acquire) == 0 {
+        if PENDING.load(Ordering::Acquire) == IDLE {
             continue; // a late arrival's or exit's wake-up for an update already ended
         }
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| coordinate(rt))).is_err() {
+        // Each release may open the next update (requested while the last was closing).
+        while serve_one(rt) {}
+    }
+}
+
+/// Runs the pending update; returns true when its release opened the next one.
+fn serve_one(rt: &Runtime) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| coordinate(rt))) {
+        Ok(next) => next,
+        Err(_) => {
             // Never leave threads parked, whatever went wrong.
-            release(rt);
+            let next = release(rt);
             crate::warn("internal error while coordinating an update; threads released");
+            next
         }
     }
 }
 
-/// Runs one update from request to release.
-fn coordinate(rt: &Runtime) {
+/// Runs one update from request to release; returns true when the release opened the next one.
+fn coordinate(rt: &Runtime) -> bool {
     let request_ns = REQUEST_NS.load(Ordering::Acquire);
     let seq = SEQ.load(Ordering::Acquire);
     let deadline = request_ns.saturating_add(rt.config.timeout.as_nanos() as u64);
@@ -61,6 +74,9 @@ fn coordinate(rt: &Runtime) {
             let mut reg = rt.lock();
             let now = sys::monotonic_ns();
             if reg.all_parked() || now >= deadline {
+                // Decided: a request from now on is for the next update (only this thread
+                // changes the flag from OPEN).
+                PENDING.store(CLOSING, Ordering::SeqCst);
                 break ending_of(&reg, seq, request_ns);
             }
             if now >= next_kick {
@@ -86,7 +102,7 @@ fn coordinate(rt: &Runtime) {
     let seq = report.seq;
     publish(rt, report);
     crate::anchors::qbench_probe_release(seq, quiesced, threads);
-    release(rt);
+    release(rt)
 }
 
 /// Captures the update's figures at the moment of decision, under the same lock that decided.
@@ -138,10 +154,22 @@ fn run_quiescence_hook(rt: &Runtime) {
     }
 }
 
-/// Ends the pending update: clears the flag and wakes every parked thread.
-fn release(rt: &Runtime) {
+/// Ends the pending update: clears the flag and wakes every parked thread. A request that came
+/// while it was closing opens the next update in the same step, so it can be neither lost nor
+/// merged; returns true when one did.
+fn release(rt: &Runtime) -> bool {
     let mut reg = rt.lock();
-    PENDING.store(0, Ordering::Release);
+    let was = PENDING
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |state| {
+            Some(if state == CLOSING_REQUESTED {
+                OPEN
+            } else {
+                IDLE
+            })
+        })
+        .unwrap_or(IDLE);
+    // Under the registry lock, so the next update's first arrival reads its sequence number.
+    let next = (was == CLOSING_REQUESTED).then(|| SEQ.fetch_add(1, Ordering::SeqCst) + 1);
     crate::published::released();
     reg.generation = reg.generation.wrapping_add(1);
     reg.parked = 0;
@@ -152,6 +180,11 @@ fn release(rt: &Runtime) {
         entry.parked = false;
     }
     rt.released.notify_all();
+    drop(reg);
+    if let Some(seq) = next {
+        crate::request::announce(seq);
+    }
+    next.is_some()
 }
 
 fn publish(rt: &Runtime, report: Report) {

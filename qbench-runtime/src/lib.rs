@@ -56,7 +56,9 @@ pub fn update_requested() -> bool {
 }
 
 /// Requests an update from inside the process, as the update signal does. Returns false when
-/// one was already pending.
+/// an update still to come serves it (the pending one before it is decided, or the next one,
+/// requested already while the last was closing); a request once the pending update is decided
+/// opens the next update at its release.
 pub fn request_update() -> bool {
     request::request_update()
 }
@@ -132,7 +134,8 @@ pub fn wait_report(seq: u64, timeout: Duration) -> Option<Report> {
     guard.clone().filter(|r| r.seq >= seq)
 }
 
-/// The sequence number of the latest update request in this process (0 before the first).
+/// The sequence number of the latest update opened in this process (0 before the first). A
+/// request that comes while an update is closing gets its number when the helper opens it.
 pub fn request_seq() -> u64 {
     state::SEQ.load(std::sync::atomic::Ordering::Acquire)
 }

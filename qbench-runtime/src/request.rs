@@ -6,30 +6,45 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use crate::anchors::qbench_probe_request;
-use crate::state::{PENDING, REQUEST_NS, SEQ, SIGNAL, WAKE_FD};
+use crate::state::{
+    CLOSING, CLOSING_REQUESTED, IDLE, OPEN, PENDING, REQUEST_NS, SEQ, SIGNAL, WAKE_FD,
+};
 use crate::{slots, sys};
 
-/// Requests an update. Returns false when one is already pending (the two are one update).
+/// Requests an update. Returns false when an update that is still to come serves it: the pending
+/// one before the helper has decided how it ends, or the next one, already requested while the
+/// last was closing. A request that comes once an update is decided (from its quiescence hook
+/// on, its report included) is never merged into it: the helper opens the next update as it
+/// releases the threads.
 pub fn request_update() -> bool {
-    if PENDING.load(Ordering::Relaxed) != 0 {
-        return false;
+    let mut state = PENDING.load(Ordering::Relaxed);
+    loop {
+        let next = match state {
+            IDLE => OPEN,
+            CLOSING => CLOSING_REQUESTED,
+            _ => return false,
+        };
+        // Read the clock before raising the flag, so no arrival can be stamped before the request.
+        REQUEST_NS.store(sys::monotonic_ns(), Ordering::Relaxed);
+        match PENDING.compare_exchange(state, next, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) if next == OPEN => {
+                announce(SEQ.fetch_add(1, Ordering::SeqCst) + 1);
+                return true;
+            }
+            Ok(_) => return true, // announced by the helper when it opens it
+            Err(now) => state = now,
+        }
     }
-    // Read the clock before raising the flag, so no arrival can be stamped before the request.
-    REQUEST_NS.store(sys::monotonic_ns(), Ordering::Relaxed);
-    if PENDING
-        .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
-        .is_err()
-    {
-        return false;
-    }
-    let seq = SEQ.fetch_add(1, Ordering::SeqCst) + 1;
+}
+
+/// Makes update `seq`, just opened, known: the probe anchor, and the wake-ups. Interruptible
+/// sleeps wait on the flag itself: wake them now rather than via the helper; likewise interrupt
+/// the threads blocked in system calls from here.
+pub fn announce(seq: u64) {
     qbench_probe_request(seq);
-    // Interruptible sleeps wait on the flag itself: wake them now rather than via the helper;
-    // likewise interrupt the threads blocked in system calls from here.
     sys::futex_wake_all(&PENDING);
     slots::interrupt_all(SIGNAL.load(Ordering::Relaxed));
     sys::eventfd_signal(WAKE_FD.load(Ordering::Acquire));
-    true
 }
 
 extern "C" fn on_signal(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {

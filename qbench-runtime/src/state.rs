@@ -9,10 +9,20 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::config::Config;
 use crate::report::{Report, ReportSink};
 
-/// Non-zero while an update is pending. The fast path of `qbench_update` is one relaxed load of
-/// this word; sleepers wait on it as a futex, so a request wakes them directly.
-pub static PENDING: AtomicU32 = AtomicU32::new(0);
-/// CLOCK_MONOTONIC time of the pending request.
+/// Non-zero while an update is pending: one of the values below. The fast path of
+/// `qbench_update` is one relaxed load of this word; sleepers wait on it as a futex, so a
+/// request wakes them directly.
+pub static PENDING: AtomicU32 = AtomicU32::new(IDLE);
+/// No update pending.
+pub const IDLE: u32 = 0;
+/// An update is pending and undecided: a request now is served by it.
+pub const OPEN: u32 = 1;
+/// The helper has decided how the update ends (full quiescence or the timeout) and is ending it:
+/// its hook, its report and the release. A request now comes too late for it.
+pub const CLOSING: u32 = 2;
+/// Closing, and a request came meanwhile: the helper opens the next update as it releases.
+pub const CLOSING_REQUESTED: u32 = 3;
+/// CLOCK_MONOTONIC time of the pending request (of the next one, once one came while closing).
 pub static REQUEST_NS: AtomicU64 = AtomicU64::new(0);
 /// Sequence number of the latest request (1 for the first); passed to the probe anchors.
 pub static SEQ: AtomicU64 = AtomicU64::new(0);

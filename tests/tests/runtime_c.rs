@@ -178,6 +178,52 @@ fn a_thousand_requests_in_a_row_on_eight_threads_are_all_reported() {
     }
 }
 
+/// A request sent the moment an update's report line appears is a new update, never merged into
+/// the update that just ended: each of these requests is sent as soon as the previous report is in
+/// the file, and every one of them is reported, numbered in order.
+#[test]
+fn a_request_sent_as_soon_as_the_report_appears_starts_a_new_update() {
+    const REQUESTS: usize = 500;
+    let target = situations(&["read:1"], &[]);
+    target.wait_blocked();
+    for seq in 1..=REQUESTS {
+        target.request(libc::SIGUSR2);
+        wait_for_lines(&target, seq);
+    }
+    let reports = target.reports();
+    assert_eq!(reports.len(), REQUESTS);
+    for (i, report) in reports.iter().enumerate() {
+        assert_eq!(report.seq, i as u64 + 1);
+        report.assert_quiesced(2);
+    }
+}
+
+/// Spins until the report file has `lines` whole lines, so that the next request goes out at once.
+/// The file is read again only when it grew (a line may grow it twice, across a page boundary).
+fn wait_for_lines(target: &Target, lines: usize) {
+    // Any update ends within the runtime's 1 s timeout, quiesced or not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut len = None;
+    loop {
+        let now = std::fs::metadata(&target.report_path).map_or(0, |m| m.len());
+        if len != Some(now) {
+            len = Some(now);
+            let text = std::fs::read(&target.report_path).unwrap_or_default();
+            if text.iter().filter(|&&b| b == b'\n').count() >= lines {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {lines} reports after 3 s, the last request sent as soon as the report before \
+             it appeared; stderr: {}",
+            target.reports().len(),
+            target.stderr()
+        );
+        std::hint::spin_loop();
+    }
+}
+
 #[test]
 fn statically_linked_programs_get_the_runtime_too() {
     let target = Target::start(
