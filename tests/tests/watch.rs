@@ -1,15 +1,19 @@
 //! `qbench-trace --watch`, the production mode, against real targets: exact counts scraped from
 //! its metrics endpoint over real HTTP (curl), targets restarting under `--all`, readiness, and
-//! no syscall tracepoint loaded. Skipped, with the reason printed, when not root.
+//! no syscall tracepoint loaded. Skipped, with the reason printed, when not root (all but the
+//! check of which files have the runtime, which reads files only).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use qbench_common::symbols::PROBE_REQUEST;
 use qbench_tests::observer::privileged;
 use qbench_tests::{Linkage, Target, artifact, build_c, poll};
+use qbench_user::kernel::elf_symtab;
 
 fn situations(args: &[&str], env: &[(&str, &str)]) -> Target {
     let target = Target::start(&build_c("situations", Linkage::Dynamic), args, env);
@@ -202,6 +206,21 @@ fn watch_counts_every_update_and_every_dnq_in_its_metrics() {
         watcher.stderr()
     );
     assert_eq!(watcher.terminate(), Some(0), "{}", watcher.stderr());
+}
+
+/// The check `--all` makes of each file mapped as code finds the runtime however a program has
+/// it (exported by libqbench.so; linked in statically, or as the Rust crate, in `.symtab` only),
+/// and not in a program that only maps libqbench.so, nor in qbench-trace itself (which does not
+/// link the runtime: `--all` never takes another qbench-trace for a target), nor in /bin/true.
+#[test]
+fn watch_all_finds_the_runtime_however_linked_and_only_there() {
+    let has_runtime = |path: &Path| elf_symtab::defines(path, PROBE_REQUEST);
+    assert!(has_runtime(&artifact("libqbench.so")));
+    assert!(has_runtime(&build_c("situations", Linkage::Static)));
+    assert!(has_runtime(&artifact("qbench-demo")));
+    assert!(!has_runtime(&build_c("situations", Linkage::Dynamic)));
+    assert!(!has_runtime(&artifact("qbench-trace")));
+    assert!(!has_runtime(Path::new("/bin/true")));
 }
 
 #[test]

@@ -256,13 +256,6 @@ pub fn mapped_files(pid: u32) -> Option<Vec<((u64, u64), PathBuf)>> {
     Some(files)
 }
 
-/// Whether the ELF file at `path` defines `symbol` (false when it cannot be read).
-pub fn defines(path: &std::path::Path, symbol: &str) -> bool {
-    Mapped::new(String::new(), path.to_path_buf())
-        .find(symbol)
-        .is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,26 +1,46 @@
 //! `--all`: the processes that map the runtime (an object defining `qbench_probe_request`),
-//! found by scanning /proc. Each file mapped as code is looked into once, by (device, inode); a
+//! found by scanning /proc. Each file mapped as code is looked into once (its symbol tables
+//! only, [`elf_symtab::defines`]), known by (device, inode) and, to tell it from a later file
+//! given the same inode or from itself rewritten in place, by size and modification time. A
 //! process is looked at (its `maps` read) when it is new, and again every [`LOOK_AGAIN_EVERY`]
 //! scans, for one that maps the runtime later (a `dlopen`). A process is told from another with
 //! the same pid by the inode of its /proc directory, which the kernel makes anew for each
 //! process (and now and then for the same one, which then is only looked at once more).
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::DirEntryExt as _;
+use std::os::unix::fs::{DirEntryExt as _, MetadataExt as _};
+use std::path::Path;
 
 use qbench_common::symbols::PROBE_REQUEST;
 
-use crate::kernel::symbols;
-use crate::procfs::maps;
+use crate::kernel::elf_symtab;
+use crate::procfs::maps::{self, Mapping};
 
 /// Scans between two looks at a process already found without the runtime.
 const LOOK_AGAIN_EVERY: u32 = 10;
 
+/// A file's size and modification time (seconds, nanoseconds): with its device and inode, what
+/// tells it from another file. Where programs are built, an inode freed is soon given to a new
+/// executable; a library can be rewritten in place.
+type Version = (u64, i64, i64);
+
+/// What was learnt of one file mapped as code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Looked {
+    version: Version,
+    /// Whether it defines the runtime's request anchor.
+    has_runtime: bool,
+    /// The last scan that found it mapped.
+    scan: u32,
+}
+
 /// What was found of the files and processes looked at.
 #[derive(Debug, Default)]
 pub struct Discovery {
-    /// Whether each file (device, inode) defines the runtime's request anchor.
-    has_runtime: HashMap<(u64, u64), bool>,
+    /// The files looked into, by (device, inode). Those no process mapped during the last scan
+    /// of every process are forgotten, so that a machine making new programs all day does not
+    /// grow it without end.
+    files: HashMap<(u64, u64), Looked>,
     /// The processes looked at and found without the runtime: pid, and the inode of their /proc
     /// directory then.
     without: HashMap<u32, u64>,
@@ -41,6 +61,7 @@ impl Discovery {
             .collect();
         let again = self.scans.is_multiple_of(LOOK_AGAIN_EVERY);
         self.scans = self.scans.wrapping_add(1);
+        let scan = self.scans;
         let (look, mut without) = to_look_at(&listed, &self.without, again);
         let mut found = Vec::new();
         for (pid, ino) in look {
@@ -51,6 +72,9 @@ impl Discovery {
             }
         }
         self.without = without;
+        if again {
+            self.files.retain(|_, file| file.scan == scan);
+        }
         found.sort_unstable();
         found
     }
@@ -66,12 +90,42 @@ impl Discovery {
         mappings
             .iter()
             .filter(|m| m.is_file() && m.is_executable())
-            .any(|m| {
-                *self
-                    .has_runtime
-                    .entry((m.dev, m.inode))
-                    .or_insert_with(|| symbols::defines(&m.open_path(pid), PROBE_REQUEST))
-            })
+            .any(|m| self.file_has_runtime(m, pid))
+    }
+
+    /// Whether the file of mapping `m` (of process `pid`) defines the runtime's request anchor:
+    /// known already when it was seen during this scan, or seen before and is the same file
+    /// still (one `stat`); else looked into.
+    fn file_has_runtime(&mut self, m: &Mapping, pid: u32) -> bool {
+        let key = (m.dev, m.inode);
+        match self.files.get(&key) {
+            Some(file) if file.scan == self.scans => file.has_runtime,
+            _ => self.look_into(key, &m.open_path(pid)),
+        }
+    }
+
+    /// Whether the file at `path`, known by `key`, defines the anchor, from what was learnt of
+    /// it if its size and modification time are the same, else from its symbol tables.
+    fn look_into(&mut self, key: (u64, u64), path: &Path) -> bool {
+        // A file gone meanwhile: its process is gone or has unmapped it.
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        let version = (meta.size(), meta.mtime(), meta.mtime_nsec());
+        let has_runtime = match self.files.get(&key) {
+            Some(file) if file.version == version => file.has_runtime,
+            _ => elf_symtab::defines(path, PROBE_REQUEST),
+        };
+        let scan = self.scans;
+        self.files.insert(
+            key,
+            Looked {
+                version,
+                has_runtime,
+                scan,
+            },
+        );
+        has_runtime
     }
 }
 
@@ -119,7 +173,46 @@ mod tests {
         let mut d = Discovery::default();
         assert!(!d.maps_runtime(own));
         // Every file this process maps was looked into and remembered as not the runtime.
-        assert!(!d.has_runtime.is_empty());
-        assert!(d.has_runtime.values().all(|&has| !has));
+        assert!(!d.files.is_empty());
+        assert!(d.files.values().all(|file| !file.has_runtime));
+    }
+
+    #[test]
+    fn a_file_seen_again_is_read_again_only_if_another_size_or_time() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("program");
+        std::fs::copy("/bin/true", &path).expect("copy /bin/true");
+        let mut d = Discovery::default();
+        let key = (1, 2);
+        assert!(!d.look_into(key, &path));
+        // What was learnt is trusted while size and time are the same: a file marked as having
+        // the runtime (which /bin/true has not) stays so, not being read again.
+        d.files.get_mut(&key).expect("remembered").has_runtime = true;
+        assert!(d.look_into(key, &path));
+        // Rewritten in place (the same device and inode): read again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"\0"))
+            .expect("append to the copy");
+        assert!(!d.look_into(key, &path));
+    }
+
+    #[test]
+    fn files_no_process_maps_any_more_are_forgotten_at_the_scan_of_every_process() {
+        let mut d = Discovery::default();
+        let gone = Looked {
+            version: (0, 0, 0),
+            has_runtime: false,
+            scan: 0,
+        };
+        d.files.insert((u64::MAX, u64::MAX), gone);
+        // The first scan looks at every process; the next nine at new ones only.
+        d.scan(&HashSet::new());
+        assert!(!d.files.contains_key(&(u64::MAX, u64::MAX)));
+        d.files.insert((u64::MAX, u64::MAX), gone);
+        d.scan(&HashSet::new());
+        assert!(d.files.contains_key(&(u64::MAX, u64::MAX)));
     }
 }
