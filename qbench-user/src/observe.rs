@@ -20,8 +20,9 @@ use crate::tracker::{Outcome, Update};
 /// it is found here) and checks that the target still lives. While an update is pending the
 /// loop reads every 5 ms.
 const ALIVE: Duration = Duration::from_millis(50);
-/// Pause between a report and the next `--request`: the runtime finishes releasing its threads
-/// first (a request during its release would be merged into the update just reported).
+/// Pause between a report and the next `--request`: the threads the runtime released are back
+/// in their own work, so that each update starts from the program's steady state rather than
+/// from the tail of the last one.
 const REQUEST_GAP: Duration = Duration::from_millis(50);
 /// How often, with `--request` and no update pending, qbench-trace checks that its last request
 /// opened one.

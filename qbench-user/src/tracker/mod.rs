@@ -227,15 +227,7 @@ impl Tracker {
                 None
             }
             Payload::Arrive { seq, source } => self.on_arrive(tid, ts_ns, seq, source),
-            Payload::Depart { .. } => {
-                // The runtime released its threads before every thread we see arrived: it gave
-                // up (its own timeout), so this update did not quiesce.
-                if self.window.is_some() {
-                    Some(self.finish(Outcome::Dnq, ts_ns))
-                } else {
-                    None
-                }
-            }
+            Payload::Depart { seq } => self.on_depart(ts_ns, seq),
             Payload::SysEnter { nr, args } => self.on_sys_enter(tid, ts_ns, nr, args),
             Payload::SysExit { nr, ret } => {
                 self.on_sys_exit(tid, ts_ns, nr, ret);
@@ -368,6 +360,21 @@ impl Tracker {
                 call.ret = Some(ret);
             }
         }
+    }
+
+    /// A thread released from the runtime's update `seq`. Released before every thread we see
+    /// arrived, the runtime gave up (its own timeout): this update did not quiesce. A departure
+    /// from an earlier update is not one: the runtime opens the next update as it releases the
+    /// threads of one that a request reached while it was closing, so their departures can
+    /// follow the next request.
+    fn on_depart(&mut self, ts_ns: u64, seq: u64) -> Option<Update> {
+        let w = self.window.as_ref()?;
+        let earlier = w.runtime_seq.is_some_and(|open| seq < open)
+            || self.last_runtime_seq.is_some_and(|last| seq <= last);
+        if earlier {
+            return None;
+        }
+        Some(self.finish(Outcome::Dnq, ts_ns))
     }
 
     fn on_release(&mut self, ts_ns: u64, quiesced: bool) -> Option<Update> {

@@ -151,6 +151,48 @@ fn the_runtime_releasing_before_everyone_arrived_is_a_dnq() {
 }
 
 #[test]
+fn departures_from_an_update_already_ended_do_not_end_the_next() {
+    // Update 1 quiesces and is released; a request that reached the runtime while it was
+    // closing opens update 2 before update 1's threads depart.
+    let mut t = tracker();
+    t.on_event(request(1000));
+    let first = [100, 101, 102]
+        .into_iter()
+        .find_map(|tid| t.on_event(arrive(tid, 1100 + u64::from(tid))))
+        .expect("update 1 quiesced");
+    assert_eq!(
+        (first.outcome, first.runtime_seq),
+        (Outcome::Quiesced, Some(1))
+    );
+    assert_eq!(
+        t.on_event(decode::tests::release(100, 1300, 1, true, 3)),
+        None
+    );
+    let runtime_request = Payload::Request {
+        window_seq: 2,
+        runtime_seq: 2,
+        source: RequestSource::Runtime,
+        signal: 0,
+        code: 0,
+        sender_tgid: 100,
+    };
+    assert_eq!(t.on_event(Event::new(100, 1400, runtime_request)), None);
+    for tid in [100, 101, 102] {
+        assert_eq!(t.on_event(depart(tid, 1500)), None, "update 1's departure");
+    }
+    // Update 2 goes on and quiesces.
+    let second = [100, 101, 102]
+        .into_iter()
+        .find_map(|tid| t.on_event(runtime_arrival(tid, 1600 + u64::from(tid), 2)))
+        .expect("update 2 quiesced");
+    assert_eq!(
+        (second.outcome, second.runtime_seq),
+        (Outcome::Quiesced, Some(2))
+    );
+    assert_eq!(second.request_ns, 1400);
+}
+
+#[test]
 fn threads_exiting_or_born_during_the_window() {
     let mut t = requested(1000, &[(100, 1100)]);
     t.on_event(Event::new(104, 1150, Payload::ThreadNew { parent: 100 }));
