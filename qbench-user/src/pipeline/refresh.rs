@@ -21,6 +21,7 @@ pub fn on_window_opened(
     match blocked {
         Blocked::TracedWhilePending => {
             super::tracking::start(probes, verbose)?;
+            tracker.tracking_attached(probes.tracking_since_ns());
             for tid in tracker.tids() {
                 if let Some(comm) = procfs::comm(pid, tid) {
                     tracker.set_comm(tid, &comm);
