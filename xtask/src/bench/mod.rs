@@ -3,6 +3,7 @@
 
 pub mod accuracy;
 mod guard;
+mod one_load;
 pub mod overhead;
 pub mod probe_effect;
 pub mod real;
@@ -47,17 +48,21 @@ pub enum Which {
     /// memcached-like under load without qbench-trace, with it attached and idle, with it
     /// measuring an update every second, and with `--watch` attached (needs root).
     Overhead {
-        /// Seconds per load run (with --watch-only: per block).
+        /// Seconds per load run (with --one-load: per block).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Rounds (each runs every mode once, in a rotating order; with --watch-only, one block
-        /// without and one with `--watch`).
+        /// Rounds (each runs every mode once, in a rotating order).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// Only without qbench-trace and with `--watch` idle, alternating in blocks of one long
-        /// load run, to tell a cost of 1 % from none.
-        #[arg(long)]
-        watch_only: bool,
+        /// Only the throughput without qbench-trace and with the diagnosis mode and `--watch`
+        /// attached and idle, in blocks of one long load run, to tell a cost of 1 % from none
+        /// (no probe effect first).
+        #[arg(long, alias = "watch-only")]
+        one_load: bool,
+        /// With --one-load: Debian's memcached (whole qbench patch, built by `cargo xtask real
+        /// memcached`) under a memslap-like load, instead of memcached-like.
+        #[arg(long, requires = "one_load")]
+        real: bool,
         /// Pin the server to CPU 0 and the load generator to CPU 1.
         #[arg(long)]
         pin: bool,
@@ -116,17 +121,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::Overhead {
             seconds,
             rounds,
-            watch_only,
+            one_load,
+            real,
             pin,
             probe_effect_only,
         } => {
-            if !watch_only {
+            use crate::bench::overhead::{Method, Subject};
+            if !one_load {
                 probe_effect(rounds)?;
             }
             if probe_effect_only {
                 return Ok(());
             }
-            crate::bench::overhead::run(seconds, rounds, watch_only, pin)
+            let method = match (one_load, real) {
+                (false, _) => Method::SeparateRuns,
+                (true, false) => Method::OneLoad(Subject::MemcachedLike),
+                (true, true) => Method::OneLoad(Subject::Memcached),
+            };
+            crate::bench::overhead::run(seconds, rounds, method, pin)
         }
     }
 }
@@ -154,8 +166,8 @@ fn probe_effect(rounds: usize) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the observer needs root");
     let trace = build_release(&[])?.join("qbench-trace");
-    let (without, with) = probe_effect::run(&trace, rounds, PROBE_EFFECT_UPDATES)?;
-    let mut json = probe_effect::json(&without, &with);
+    let arms = probe_effect::run(&trace, rounds, PROBE_EFFECT_UPDATES)?;
+    let mut json = probe_effect::json(&arms);
     json["benchmark"] = "probe-effect".into();
     json["machine"] = machine().into();
     json["rounds"] = rounds.into();
@@ -201,6 +213,22 @@ pub fn write_result(name: &str, json: &serde_json::Value) -> anyhow::Result<std:
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(json)? + "\n")?;
     Ok(path)
+}
+
+/// Nanoseconds of CPU process `pid` has used, summed over its threads from what the scheduler
+/// counts for each (/proc/PID/task/TID/schedstat, first field). A thread that ended meanwhile
+/// is not counted.
+pub fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let first = text.split_whitespace().next().context("empty schedstat")?;
+        ns += first.parse::<u64>()?;
+    }
+    Ok(ns)
 }
 
 /// CPU model, core count and kernel, for the record.

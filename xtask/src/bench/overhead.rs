@@ -2,10 +2,11 @@
 //! of memcached-like (`all` variant) under its load generator, four ways in one run: without
 //! the observer, with qbench-trace (diagnosis mode) attached and idle, with it measuring an
 //! update requested every second, and with the production mode (`--watch`) attached, idle and
-//! with an update every second. `--watch-only` compares just without and with `--watch` idle,
-//! in blocks of one long load run, precisely enough to tell a 1 % cost from none. Modes alternate within each round, in a rotating
-//! order, so a drift of the machine does not favour one of them; each mode is compared with the
-//! run without qbench-trace of the same round.
+//! with an update every second. Modes alternate within each round, in a rotating order, so a
+//! drift of the machine does not favour one of them; each mode is compared with the run without
+//! qbench-trace of the same round. `--one-load` (module `one_load`) counts blocks of one long
+//! load run instead, of memcached-like or of Debian's memcached, precisely enough to tell a 1 %
+//! cost from none.
 
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::Path;
@@ -19,7 +20,7 @@ use crate::bench::table1;
 use crate::target;
 use crate::workspace::{self, Profile};
 
-const MODES: [&str; 6] = [
+pub(super) const MODES: [&str; 6] = [
     "without qbench-trace",
     "attached, idle",
     "measuring 1 update/s",
@@ -33,12 +34,21 @@ const MODES: [&str; 6] = [
 const WATCH: [usize; 2] = [3, 4];
 const UPDATING: [usize; 2] = [2, 4];
 
-/// The modes of separate load runs, and of `--watch-only` blocks, in their rotating order.
+/// The modes of separate load runs, and of `--one-load` blocks, in their rotating order.
 const SEPARATE_RUNS: [usize; 5] = [0, 1, 2, 3, 4];
-const WATCH_BLOCKS: [usize; 3] = [0, 3, 5];
+pub(super) const ONE_LOAD_BLOCKS: [usize; 4] = [0, 1, 3, 5];
 
 /// Kills a child when dropped.
-struct Guard(Child);
+pub(super) struct Guard(pub(super) Child);
+impl Subject {
+    fn label(self) -> &'static str {
+        match self {
+            Subject::MemcachedLike => "memcached-like under `table1-load memcached`, one load",
+            Subject::Memcached => "Debian's memcached -t 4 under a memslap-like load, one load",
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -46,35 +56,52 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::Result<()> {
+/// How the throughput is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// memcached-like, every mode a load run of its own.
+    SeparateRuns,
+    /// One load for the whole benchmark, in blocks: without qbench-trace, the diagnosis mode
+    /// and `--watch` attached and idle, and `--watch` of another process.
+    OneLoad(Subject),
+}
+
+/// The program measured under one load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// memcached-like (`all` variant) under `table1-load memcached`.
+    MemcachedLike,
+    /// Debian's memcached with the whole qbench patch, under the benchmark's memslap-like load.
+    Memcached,
+}
+
+pub fn run(seconds: u64, rounds: usize, method: Method, pin: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     ensure!(unsafe { libc::geteuid() } == 0, "the observer needs root");
     ensure!(
         rounds >= 2,
         "--rounds must be at least 2 (the interval needs two pairs)"
     );
-    let programs = table1::build()?;
     workspace::cargo(&["build", "--release", "-p", "qbench-user"])?;
     let trace = workspace::profile_dir(Profile::Release).join("qbench-trace");
-    let (mut server, port) = start_server(&programs, pin)?;
-    let pid = server.0.id() as i32;
-    let active: &[usize] = if watch_only {
-        &WATCH_BLOCKS
-    } else {
-        &SEPARATE_RUNS
-    };
-    let measured = if watch_only {
-        // The control: the same qbench-trace starting, watching and stopping beside the load,
-        // but watching an idle second instance of the program, so that nothing is attached to
-        // the process under load. What the two `--watch` arms share is qbench-trace's presence
-        // on the machine; what only the first has is the probes on the measured process.
-        let (mut idle, _) = start_server(&programs, pin)?;
-        let pids = [pid, idle.0.id() as i32];
-        let measured = one_load(&programs, &trace, pids, &port, seconds, rounds, pin);
-        drop(idle.0.stdin.take());
-        measured?
-    } else {
-        separate_loads(&programs, &trace, pid, &port, seconds, rounds, pin)?
+    let (active, measured, label): (&[usize], _, _) = match method {
+        Method::SeparateRuns => {
+            let programs = table1::build()?;
+            let (mut server, port) = start_server(&programs, pin)?;
+            let pid = server.0.id() as i32;
+            let measured = separate_loads(&programs, &trace, pid, &port, seconds, rounds, pin);
+            drop(server.0.stdin.take());
+            (
+                &SEPARATE_RUNS,
+                measured?,
+                "memcached-like under `table1-load memcached`",
+            )
+        }
+        Method::OneLoad(subject) => (
+            &ONE_LOAD_BLOCKS,
+            crate::bench::one_load::run(subject, &trace, seconds, rounds, pin)?,
+            subject.label(),
+        ),
     };
     let Measured {
         rates,
@@ -83,10 +110,9 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         stop_s,
         updates,
     } = measured;
-    drop(server.0.stdin.take());
     let base = median(&rates[0]);
-    let mut table = String::from(
-        "| memcached-like under `table1-load memcached` | median ops/s | runs (ops/s) | \
+    let mut table = format!(
+        "| {label} | median ops/s | runs (ops/s) | \
          median vs without | paired difference, mean (95 % CI) | qbench-trace CPU (ms/s) | \
          its RSS (MiB) |\n\
          |---|---:|---|---:|---|---:|---:|\n",
@@ -136,7 +162,7 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
     let json = serde_json::json!({
         "benchmark": "observer-overhead",
         "machine": crate::bench::machine(),
-        "workload": "memcached-like (all) under table1-load memcached",
+        "workload": label,
         "seconds_per_run": seconds,
         "rounds": rounds,
         "pinned": pin.then_some("server on CPU 0, load generator on CPU 1"),
@@ -151,20 +177,23 @@ pub fn run(seconds: u64, rounds: usize, watch_only: bool, pin: bool) -> anyhow::
         "observer_rss_kib": active.iter().map(|&m| (MODES[m].to_string(), serde_json::json!(observer_rss[m])))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
     });
-    let name = match (watch_only, pin) {
-        (true, false) => "observer-overhead-watch.json",
-        (true, true) => "observer-overhead-watch-pinned.json",
-        (false, false) => "observer-overhead.json",
-        (false, true) => "observer-overhead-pinned.json",
+    let name = match method {
+        Method::SeparateRuns => "observer-overhead",
+        Method::OneLoad(Subject::MemcachedLike) => "observer-overhead-one-load",
+        Method::OneLoad(Subject::Memcached) => "observer-overhead-one-load-memcached",
     };
-    let path = crate::bench::write_result(name, &json)?;
+    let pinned = if pin { "-pinned" } else { "" };
+    let path = crate::bench::write_result(&format!("{name}{pinned}.json"), &json)?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
 }
 
 /// Starts memcached-like (`all` variant) and returns it with its port, once it is ready and
 /// has loaded the release runtime. It exits when its stdin closes.
-fn start_server(programs: &table1::Programs, pin: bool) -> anyhow::Result<(Guard, String)> {
+pub(super) fn start_server(
+    programs: &table1::Programs,
+    pin: bool,
+) -> anyhow::Result<(Guard, String)> {
     let mut server = Guard(
         on_cpu(&programs.workload("memcached"), pin.then_some(SERVER_CPU))
             .args(["--variant", "all"])
@@ -181,10 +210,10 @@ fn start_server(programs: &table1::Programs, pin: bool) -> anyhow::Result<(Guard
 /// With `--pin`, the server runs on the first CPU and the load generator on the second, so that
 /// they stop trading places; qbench-trace runs wherever the scheduler puts it.
 const SERVER_CPU: usize = 0;
-const LOAD_CPU: usize = 1;
+pub(super) const LOAD_CPU: usize = 1;
 
 /// A command running `program` on `cpu` alone (`taskset`, util-linux), or anywhere.
-fn on_cpu(program: &Path, cpu: Option<usize>) -> Command {
+pub(super) fn on_cpu(program: &Path, cpu: Option<usize>) -> Command {
     match cpu {
         Some(cpu) => {
             let mut cmd = Command::new("taskset");
@@ -198,17 +227,17 @@ fn on_cpu(program: &Path, cpu: Option<usize>) -> Command {
 /// Throughput per mode, qbench-trace's own CPU (ms per second of load) and resident memory
 /// (KiB) per mode, and the updates requested.
 #[derive(Debug, Default)]
-struct Measured {
-    rates: [Vec<f64>; MODES.len()],
-    observer_cpu: [Vec<f64>; MODES.len()],
-    observer_rss: [Vec<f64>; MODES.len()],
+pub(super) struct Measured {
+    pub(super) rates: [Vec<f64>; MODES.len()],
+    pub(super) observer_cpu: [Vec<f64>; MODES.len()],
+    pub(super) observer_rss: [Vec<f64>; MODES.len()],
     /// Seconds from SIGINT to qbench-trace's exit, per mode.
-    stop_s: [Vec<f64>; MODES.len()],
-    updates: usize,
+    pub(super) stop_s: [Vec<f64>; MODES.len()],
+    pub(super) updates: usize,
 }
 
 impl Measured {
-    fn observer(&mut self, mode: usize, obs: &Guard, cpu_before: f64, since: Instant) {
+    pub(super) fn observer(&mut self, mode: usize, obs: &Guard, cpu_before: f64, since: Instant) {
         if let Ok(after) = crate::bench::watch::cpu_ms(obs.0.id()) {
             self.observer_cpu[mode].push((after - cpu_before) / since.elapsed().as_secs_f64());
         }
@@ -279,94 +308,6 @@ fn separate_loads(
     Ok(m)
 }
 
-/// How long after attaching or detaching qbench-trace a block starts counting: attaching reads
-/// the target's ELF files and loads the programs, which is not the steady state being measured.
-const SETTLE: Duration = Duration::from_secs(1);
-
-/// One load for the whole benchmark, in blocks of `seconds`: without qbench-trace, with
-/// `--watch` on the loaded process (`pids[0]`), and with `--watch` on an idle one (`pids[1]`),
-/// in a rotating order. Separate load runs differ by several per cent from one another
-/// (connections and threads land on the two cores differently each time), which would hide a
-/// 1 % cost; blocks of one run do not.
-fn one_load(
-    programs: &table1::Programs,
-    trace: &Path,
-    pids: [i32; 2],
-    port: &str,
-    seconds: u64,
-    rounds: usize,
-    pin: bool,
-) -> anyhow::Result<Measured> {
-    let mut load = Guard(
-        on_cpu(&programs.load(), pin.then_some(LOAD_CPU))
-            .args(["memcached", port, "3600"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start the load")?,
-    );
-    let mut out = BufReader::new(load.0.stdout.take().context("load stdout")?);
-    let load_pid = load.0.id() as i32;
-    let mut sample = move || -> anyhow::Result<(f64, f64)> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(load_pid, libc::SIGUSR1) };
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words[..] {
-            ["sample", "ops", ops, "seconds", at] => Ok((ops.parse()?, at.parse()?)),
-            _ => bail!("unexpected sample from the load generator: {line:?}"),
-        }
-    };
-    let mut m = Measured::default();
-    std::thread::sleep(SETTLE);
-    for round in 0..rounds {
-        let arms = WATCH_BLOCKS;
-        for k in 0..arms.len() {
-            let mode = arms[(round + k) % arms.len()];
-            let observer = match mode {
-                3 => Some(attach(trace, pids[0], true)?),
-                5 => Some(attach(trace, pids[1], true)?),
-                _ => None,
-            };
-            std::thread::sleep(SETTLE);
-            let cpu_before = observer
-                .as_ref()
-                .map(|o| crate::bench::watch::cpu_ms(o.0.id()))
-                .transpose()?;
-            let started = Instant::now();
-            let (ops0, t0) = sample()?;
-            std::thread::sleep(Duration::from_secs(seconds));
-            let (ops1, t1) = sample()?;
-            ensure!(
-                load.0.try_wait()?.is_none(),
-                "the load generator stopped early"
-            );
-            let rate = (ops1 - ops0) / (t1 - t0);
-            if let (Some(obs), Some(before)) = (&observer, cpu_before) {
-                m.observer(mode, obs, before, started);
-            }
-            let stop = match observer {
-                Some(obs) => {
-                    let took = detach(obs)?.as_secs_f64();
-                    m.stop_s[mode].push(took);
-                    format!(" (stopped {took:.2} s after SIGINT)")
-                }
-                None => String::new(),
-            };
-            eprintln!(
-                "bench: block {} {:<22} {rate:.0} ops/s{stop}",
-                round + 1,
-                MODES[mode]
-            );
-            m.rates[mode].push(rate);
-        }
-    }
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(load_pid, libc::SIGTERM) };
-    let _ = load.0.wait();
-    Ok(m)
-}
-
 /// The relative throughput difference between a mode and the run without qbench-trace in the
 /// same round, over all rounds: its mean and a 95 % confidence interval (Student's t). Pairing
 /// runs that were close in time removes the machine's slow drift from the comparison; the
@@ -423,7 +364,7 @@ impl std::fmt::Display for PairedDifference {
 
 /// Starts qbench-trace on `pid` and returns once it has attached: its "seeded" note (-v) in the
 /// diagnosis mode, its "watching pid" note with --watch.
-fn attach(trace: &Path, pid: i32, watch: bool) -> anyhow::Result<Guard> {
+pub(super) fn attach(trace: &Path, pid: i32, watch: bool) -> anyhow::Result<Guard> {
     let (args, marker): (&[&str], &str) = if watch {
         (&["--watch"], "watching pid")
     } else {
@@ -461,7 +402,7 @@ fn attach(trace: &Path, pid: i32, watch: bool) -> anyhow::Result<Guard> {
 /// Detaching waits for the kernel: removing a uprobe takes an RCU grace period, and the kernel
 /// removes them one at a time; while the load keeps both cores busy that has taken from half a
 /// second to more than 30 s. Returns how long qbench-trace took to exit.
-fn detach(mut obs: Guard) -> anyhow::Result<Duration> {
+pub(super) fn detach(mut obs: Guard) -> anyhow::Result<Duration> {
     let started = Instant::now();
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(obs.0.id() as i32, libc::SIGINT) };

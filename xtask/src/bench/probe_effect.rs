@@ -27,11 +27,34 @@ pub struct Arm {
     pub quiescence_us: Vec<f64>,
     pub getppid_ns: Vec<f64>,
     pub dnq: usize,
+    /// Per block: the CPU the measured process used, per update (µs), summed over its threads.
+    /// Unlike quiescence, it does not depend on how the threads landed on the cores, so the
+    /// difference between the arms is what the probes cost the target's threads.
+    pub target_cpu_us: Vec<f64>,
+    /// Per block, attached arm only: qbench-trace's own CPU per update (µs).
+    pub observer_cpu_us: Vec<f64>,
 }
 
-/// Measures `rounds` rounds of one block without and one with the observer, `updates` updates
-/// each, and prints the table; returns both arms (without, with).
-pub fn run(trace: &Path, rounds: usize, updates: usize) -> anyhow::Result<(Arm, Arm)> {
+/// How the measured process runs in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observer {
+    None,
+    /// `qbench-trace --pid P`: the anchors' uprobes, the signal tracepoint, and the syscall
+    /// tracepoints attached while an update is pending.
+    Diagnosis,
+    /// `qbench-trace --watch --pid P`: the anchors' uprobes and the signal tracepoint alone, so
+    /// that the difference from the diagnosis mode is what its syscall tracking costs.
+    Watch,
+}
+
+/// The arms in their rotating order.
+pub const ARMS: [Observer; 3] = [Observer::None, Observer::Diagnosis, Observer::Watch];
+
+/// The arms' figures, in the order of [`ARMS`].
+pub type Arms = [Arm; ARMS.len()];
+
+/// Measures `rounds` rounds of one block of `updates` updates per arm, and prints the table.
+pub fn run(trace: &Path, rounds: usize, updates: usize) -> anyhow::Result<Arms> {
     let situations = crate::bench::runtime::build_target()?;
     let getppid = crate::bench::runtime::build_c_release("watch_cost", "watch_cost")?;
     let report = std::env::temp_dir().join(format!("qbench-probe-{}.jsonl", std::process::id()));
@@ -47,9 +70,9 @@ pub fn run(trace: &Path, rounds: usize, updates: usize) -> anyhow::Result<(Arm, 
     let _ = target.kill();
     let _ = target.wait();
     let _ = std::fs::remove_file(&report);
-    let (without, with) = measured?;
-    println!("{}", markdown(&without, &with));
-    Ok((without, with))
+    let arms = measured?;
+    println!("{}", markdown(&arms));
+    Ok(arms)
 }
 
 fn measure(
@@ -59,24 +82,30 @@ fn measure(
     report: &Path,
     rounds: usize,
     updates: usize,
-) -> anyhow::Result<(Arm, Arm)> {
+) -> anyhow::Result<Arms> {
     target::read_ready(target, "situations")?;
     target::ensure_release_runtime(target.id())?;
     let pid = target.id() as i32;
     let mut requested = 0;
-    let (mut without, mut with) = (Arm::default(), Arm::default());
+    let mut arms = Arms::default();
+    // The arm of each block, in the order they ran: report n belongs to block n / updates.
+    let mut blocks = Vec::new();
     for round in 0..rounds {
-        // Alternate which arm goes first, so a drift of the machine favours neither.
-        for attached in [round % 2 == 1, round % 2 == 0] {
-            let observer = attached.then(|| attach(trace, pid)).transpose()?;
-            let arm = if attached { &mut with } else { &mut without };
+        // Rotate which arm goes first, so a drift of the machine favours none.
+        for k in 0..ARMS.len() {
+            let index = (round + k) % ARMS.len();
+            blocks.push(index);
+            let observer = attach(trace, pid, ARMS[index])?;
+            let arm = &mut arms[index];
             arm.getppid_ns.push(getppid_ns(getppid, GETPPID_CALLS)?);
+            let cpu = Cpu::read(pid, observer.as_ref())?;
             for _ in 0..updates {
                 std::thread::sleep(GAP);
                 requested += 1;
                 target::request_update(pid)?;
                 target::wait_report_lines(report, requested, Duration::from_secs(20))?;
             }
+            cpu.per_update(pid, observer.as_ref(), updates, arm)?;
             arm.getppid_ns.push(getppid_ns(getppid, GETPPID_CALLS)?);
             if let Some(observer) = observer {
                 detach(observer)?;
@@ -84,28 +113,60 @@ fn measure(
         }
     }
     let lines = std::fs::read_to_string(report)?;
-    let reports: Vec<serde_json::Value> = lines
-        .lines()
-        .map(|l| serde_json::from_str(l).context("bad report line"))
-        .collect::<Result<_, _>>()?;
-    // Report n belongs to the block of request n, in the order the blocks ran.
-    for (n, r) in reports.iter().enumerate() {
-        let (round, in_round) = (n / (2 * updates), n % (2 * updates));
-        let first_is_attached = round % 2 == 1;
-        let attached = (in_round < updates) == first_is_attached;
-        let arm = if attached { &mut with } else { &mut without };
+    for (n, line) in lines.lines().enumerate() {
+        let r: serde_json::Value = serde_json::from_str(line).context("bad report line")?;
+        let arm = &mut arms[blocks[n / updates]];
         match r["quiescence_ns"].as_u64() {
             Some(q) => arm.quiescence_us.push(q as f64 / 1e3),
             None => arm.dnq += 1,
         }
     }
-    Ok((without, with))
+    Ok(arms)
 }
 
-/// Starts `qbench-trace --pid PID` (the diagnosis mode, no requests of its own) and returns once
-/// it says it is attached.
-fn attach(trace: &Path, pid: i32) -> anyhow::Result<Child> {
+/// The CPU the measured process and the observer had used when a block started.
+struct Cpu {
+    target_ns: u64,
+    observer_ns: Option<u64>,
+}
+
+impl Cpu {
+    fn read(pid: i32, observer: Option<&Child>) -> anyhow::Result<Self> {
+        Ok(Self {
+            target_ns: crate::bench::cpu_ns(pid as u32)?,
+            observer_ns: observer.map(|o| crate::bench::cpu_ns(o.id())).transpose()?,
+        })
+    }
+
+    /// Adds what each used since `self`, per update, to `arm`.
+    fn per_update(
+        self,
+        pid: i32,
+        observer: Option<&Child>,
+        updates: usize,
+        arm: &mut Arm,
+    ) -> anyhow::Result<()> {
+        let now = Self::read(pid, observer)?;
+        let us =
+            |before: u64, after: u64| after.saturating_sub(before) as f64 / 1e3 / updates as f64;
+        arm.target_cpu_us.push(us(self.target_ns, now.target_ns));
+        if let (Some(before), Some(after)) = (self.observer_ns, now.observer_ns) {
+            arm.observer_cpu_us.push(us(before, after));
+        }
+        Ok(())
+    }
+}
+
+/// Starts qbench-trace on `pid` the way `observer` says (none: nothing), and returns once it
+/// says it is attached.
+fn attach(trace: &Path, pid: i32, observer: Observer) -> anyhow::Result<Option<Child>> {
+    let (args, attached): (&[&str], &str) = match observer {
+        Observer::None => return Ok(None),
+        Observer::Diagnosis => (&[], "attached to"),
+        Observer::Watch => (&["--watch"], "watching pid"),
+    };
     let mut child = Command::new(trace)
+        .args(args)
         .args(["--pid", &pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -116,7 +177,7 @@ fn attach(trace: &Path, pid: i32) -> anyhow::Result<Child> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match lines.next() {
-            Some(Ok(line)) if line.contains("attached to") => break,
+            Some(Ok(line)) if line.contains(attached) => break,
             Some(Ok(_)) if Instant::now() < deadline => {}
             other => {
                 let _ = child.kill();
@@ -126,7 +187,7 @@ fn attach(trace: &Path, pid: i32) -> anyhow::Result<Child> {
     }
     // Keep draining its stderr so it never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(child)
+    Ok(Some(child))
 }
 
 /// Stops the observer with SIGINT, as a user would, and waits for it to detach.
@@ -147,28 +208,80 @@ pub fn getppid_ns(program: &Path, calls: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("no getppid figure in {text:?}"))
 }
 
-/// The two arms and their ratios, as the Markdown table BENCHMARKS.md shows.
-pub fn markdown(without: &Arm, with: &Arm) -> String {
-    let (q0, q1) = (median(&without.quiescence_us), median(&with.quiescence_us));
-    let (s0, s1) = (median(&without.getppid_ns), median(&with.getppid_ns));
-    let (m0, m1) = (least(&without.getppid_ns), least(&with.getppid_ns));
-    format!(
-        "| 8-thread process (situations {}) | without qbench-trace | diagnosis mode attached | ratio |\n\
-         |---|---:|---:|---:|\n\
-         | median quiescence (µs), runtime's own figure | {q0:.1} ({} updates, {} DNQ) | {q1:.1} ({} updates, {} DNQ) | {:.2}× |\n\
-         | an unrelated process's getppid() (ns), median (min–max) of {} samples a side | {s0:.1} ({m0:.1}–{:.1}) | {s1:.1} ({m1:.1}–{:.1}) | {:+.1} ns (min: {:+.1} ns) |\n",
-        THREADS.join(" "),
-        without.quiescence_us.len(),
-        without.dnq,
-        with.quiescence_us.len(),
-        with.dnq,
-        q1 / q0,
-        with.getppid_ns.len().min(without.getppid_ns.len()),
-        most(&without.getppid_ns),
-        most(&with.getppid_ns),
-        s1 - s0,
-        m1 - m0,
-    )
+/// How a row of the table shows an arm.
+type Cell<'a> = dyn Fn(&Arm) -> String + 'a;
+
+/// The arms and their differences from the arm without qbench-trace, as the Markdown table
+/// BENCHMARKS.md shows.
+pub fn markdown(arms: &Arms) -> String {
+    let [none, diagnosis, watch] = arms;
+    let mut out = format!(
+        "| 8-thread process (situations {}) | without qbench-trace | diagnosis mode attached | `--watch` attached |\n\
+         |---|---:|---:|---:|\n",
+        THREADS.join(" ")
+    );
+    let q0 = median(&none.quiescence_us);
+    let quiescence = |a: &Arm| {
+        let q = median(&a.quiescence_us);
+        let n = a.quiescence_us.len();
+        if std::ptr::eq(a, none) {
+            format!("{q:.1} ({n} updates, {} DNQ)", a.dnq)
+        } else {
+            format!("{q:.1} ({n} updates, {} DNQ): {:.2}×", a.dnq, q / q0)
+        }
+    };
+    let c0 = median(&none.target_cpu_us);
+    let cpu = |a: &Arm| {
+        let c = median(&a.target_cpu_us);
+        if std::ptr::eq(a, none) {
+            format!("{c:.1}")
+        } else {
+            format!("{c:.1} ({:+.1})", c - c0)
+        }
+    };
+    let (s0, m0) = (median(&none.getppid_ns), least(&none.getppid_ns));
+    let getppid = |a: &Arm| {
+        let (s, m) = (median(&a.getppid_ns), least(&a.getppid_ns));
+        if std::ptr::eq(a, none) {
+            format!("{s:.1} (least {m:.1})")
+        } else {
+            format!("{s:.1} ({:+.1}; least {m:.1}, {:+.1})", s - s0, m - m0)
+        }
+    };
+    let own = |a: &Arm| {
+        if a.observer_cpu_us.is_empty() {
+            "—".to_string()
+        } else {
+            format!("{:.1}", median(&a.observer_cpu_us))
+        }
+    };
+    let rows: [(&str, &Cell); 4] = [
+        (
+            "median quiescence (µs), the runtime's own figure",
+            &quiescence,
+        ),
+        (
+            "the process's CPU per update (µs, median of its blocks), all its threads",
+            &cpu,
+        ),
+        (
+            "qbench-trace's own CPU per update (µs, median of its blocks)",
+            &own,
+        ),
+        (
+            "an unrelated process's getppid() (ns), median of 2 samples a block",
+            &getppid,
+        ),
+    ];
+    for (name, cell) in rows {
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} |\n",
+            cell(none),
+            cell(diagnosis),
+            cell(watch)
+        ));
+    }
+    out
 }
 
 /// The least of `values` (a machine shared with other work only ever adds to a sample).
@@ -176,29 +289,25 @@ fn least(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// The greatest of `values`.
-fn most(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-}
-
 /// The arms as JSON for bench/results/.
-pub fn json(without: &Arm, with: &Arm) -> serde_json::Value {
+pub fn json(arms: &Arms) -> serde_json::Value {
     let arm = |a: &Arm| {
         serde_json::json!({
             "quiescence_us": a.quiescence_us,
             "median_quiescence_us": median(&a.quiescence_us),
+            "quiescence_ratio": median(&a.quiescence_us) / median(&arms[0].quiescence_us),
             "dnq": a.dnq,
             "getppid_ns": a.getppid_ns,
             "median_getppid_ns": median(&a.getppid_ns),
             "min_getppid_ns": least(&a.getppid_ns),
+            "target_cpu_us_per_update": a.target_cpu_us,
+            "observer_cpu_us_per_update": a.observer_cpu_us,
         })
     };
     serde_json::json!({
         "target": format!("situations {}", THREADS.join(" ")),
-        "without": arm(without),
-        "diagnosis_attached": arm(with),
-        "quiescence_ratio": median(&with.quiescence_us) / median(&without.quiescence_us),
-        "getppid_delta_ns": median(&with.getppid_ns) - median(&without.getppid_ns),
-        "getppid_min_delta_ns": least(&with.getppid_ns) - least(&without.getppid_ns),
+        "without": arm(&arms[0]),
+        "diagnosis_attached": arm(&arms[1]),
+        "watch_attached": arm(&arms[2]),
     })
 }

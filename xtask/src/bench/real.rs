@@ -265,14 +265,14 @@ fn csv_bits_per_s(text: &str) -> Option<f64> {
 
 /// A memslap-like load on real memcached's text protocol: `CONNECTIONS` connections, 90 % get
 /// and 10 % set over 10,000 keys, one request at a time each.
-struct MemcachedLoad {
+pub(crate) struct MemcachedLoad {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl MemcachedLoad {
-    fn start(port: u16) -> MemcachedLoad {
+    pub(crate) fn start(port: u16) -> MemcachedLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let threads = (0..CONNECTIONS)
@@ -290,8 +290,18 @@ impl MemcachedLoad {
         }
     }
 
+    /// The requests completed so far.
+    pub(crate) fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Whether every client is still sending (one stops when memcached closes its connection).
+    pub(crate) fn clients_running(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
     /// Stops the load; the requests it completed.
-    fn stop(self) -> u64 {
+    pub(crate) fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();

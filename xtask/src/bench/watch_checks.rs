@@ -227,21 +227,10 @@ fn default_interval_cpu(trace: &Path, pid: u32) -> anyhow::Result<f64> {
     Ok(spent / started.elapsed().as_secs_f64())
 }
 
-/// Ms of CPU process `pid` has used, from the nanoseconds the scheduler counts for each of its
-/// threads (/proc/PID/task/TID/schedstat): the clock ticks of /proc/PID/stat (10 ms) are too
-/// coarse for a check of a millisecond.
+/// Ms of CPU process `pid` has used (see `crate::bench::cpu_ns`): the clock ticks of
+/// /proc/PID/stat (10 ms) are too coarse for a check of a millisecond.
 fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let path = task?.path().join("schedstat");
-        // A thread that ended meanwhile has nothing to add.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let first = text.split_whitespace().next().context("empty schedstat")?;
-        ns += first.parse::<u64>()?;
-    }
-    Ok(ns as f64 / 1e6)
+    Ok(crate::bench::cpu_ns(pid)? as f64 / 1e6)
 }
 
 /// The median (by total) of `DNQ_RUNS` timings of the report of a DNQ of `DNQ_THREADS` threads.
