@@ -48,6 +48,9 @@ pub mod programs {
     pub const POINT: &str = "qbench_point";
     /// tracepoint signal:signal_generate: the update signal sent to the target opens the window.
     pub const SIGNAL: &str = "qbench_signal";
+    /// tracepoint signal:signal_deliver: the update signal delivered to a thread of a target
+    /// without the runtime, during an update: emits [`crate::EVENT_DELIVER`].
+    pub const DELIVER: &str = "qbench_deliver";
     /// tracepoint raw_syscalls:sys_enter: per-thread blocking-call state.
     pub const SYS_ENTER: &str = "qbench_sys_enter";
     /// tracepoint raw_syscalls:sys_exit.
@@ -183,6 +186,9 @@ wire_enum! {
         ThreadExit = 7,
         /// [`ReleaseEvent`]: the runtime ends an update, before releasing its threads.
         Release = 8,
+        /// [`DeliverEvent`]: the update signal was delivered to a thread while the window was
+        /// open.
+        Deliver = 9,
     }
 }
 
@@ -194,6 +200,7 @@ pub const EVENT_SYS_EXIT: u32 = EventKind::SysExit as u32;
 pub const EVENT_THREAD_NEW: u32 = EventKind::ThreadNew as u32;
 pub const EVENT_THREAD_EXIT: u32 = EventKind::ThreadExit as u32;
 pub const EVENT_RELEASE: u32 = EventKind::Release as u32;
+pub const EVENT_DELIVER: u32 = EventKind::Deliver as u32;
 
 /// Facts about the runtime and the kernel that the runtime, the eBPF programs and the observer
 /// all rely on: defined here once.
@@ -360,6 +367,23 @@ pub struct ReleaseEvent {
 }
 const _: () = assert!(core::mem::size_of::<ReleaseEvent>() == 32);
 
+/// [`EVENT_DELIVER`]: the update signal was delivered to thread `header.tid` (in its own
+/// context, on its way back to user space) while the window was open. A call the thread was
+/// blocked in ended for it: with EINTR, or restarted by the kernel, as the handler says.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliverEvent {
+    pub header: EventHeader,
+    pub signal: u32,
+    /// The signal's si_code.
+    pub code: i32,
+    /// The handler that runs: `SIG_DFL` (0), `SIG_IGN` (1), or a function's address.
+    pub handler: u64,
+    /// The handler's `sa_flags` (`SA_RESTART` 0x10000000).
+    pub flags: u64,
+}
+const _: () = assert!(core::mem::size_of::<DeliverEvent>() == 40);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -381,7 +405,7 @@ mod tests {
         for kind in 0..=20u32 {
             match EventKind::try_from(kind) {
                 Ok(decoded) => assert_eq!(decoded as u32, kind),
-                Err(unknown) => assert!(!(1..=8).contains(&unknown), "{unknown}"),
+                Err(unknown) => assert!(!(1..=9).contains(&unknown), "{unknown}"),
             }
         }
         assert_eq!(EventKind::try_from(EVENT_RELEASE), Ok(EventKind::Release));

@@ -25,11 +25,19 @@ pub enum FieldId {
     ForkParentPid,
     /// `sched_process_fork`: the new task.
     ForkChildPid,
+    /// `signal_deliver`: the signal number.
+    DeliverSig,
+    /// `signal_deliver`: the `si_code`.
+    DeliverCode,
+    /// `signal_deliver`: the handler the signal runs (`SIG_DFL` 0, `SIG_IGN` 1, or a function).
+    DeliverHandler,
+    /// `signal_deliver`: the handler's `sa_flags` (`SA_RESTART`...).
+    DeliverFlags,
 }
 
 /// Number of fields the programs read. (The syscall programs are raw tracepoints: they read the
 /// tracepoint's arguments and the syscall's registers, no record.)
-pub const FIELDS: usize = 6;
+pub const FIELDS: usize = 10;
 
 /// One field of a tracepoint record, as the programs read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +76,7 @@ const fn field(
 
 const SIGNAL_GENERATE: &str = "signal/signal_generate";
 const PROCESS_FORK: &str = "sched/sched_process_fork";
+const SIGNAL_DELIVER: &str = "signal/signal_deliver";
 
 /// Every field the programs read, in [`FieldId`] order.
 pub const ALL: [Field; FIELDS] = [
@@ -79,6 +88,11 @@ pub const ALL: [Field; FIELDS] = [
     // among Debian's kernels).
     field(FieldId::ForkParentPid, PROCESS_FORK, "parent_pid", 4, 12),
     field(FieldId::ForkChildPid, PROCESS_FORK, "child_pid", 4, 20),
+    // The same on Linux 5.10, 6.1 and 6.12: the event has not changed since 3.x.
+    field(FieldId::DeliverSig, SIGNAL_DELIVER, "sig", 4, 8),
+    field(FieldId::DeliverCode, SIGNAL_DELIVER, "code", 4, 16),
+    field(FieldId::DeliverHandler, SIGNAL_DELIVER, "sa_handler", 8, 24),
+    field(FieldId::DeliverFlags, SIGNAL_DELIVER, "sa_flags", 8, 32),
 ];
 
 const _: () = {

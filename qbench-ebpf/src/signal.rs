@@ -1,5 +1,6 @@
 //! The update request: the configured signal generated for the target opens the window, in the
-//! kernel, with no round trip to userspace.
+//! kernel, with no round trip to userspace; and, for a target without the runtime, the signal
+//! delivered to each of its threads during the window ([`qbench_deliver`]).
 //!
 //! Kernel contract, `/sys/kernel/tracing/events/signal/signal_generate/format` (Linux 6.18; the
 //! loader reads the offsets from the running kernel):
@@ -13,10 +14,13 @@
 //! to the process, `kill(2)`), so the "tgid first" filter here is on `pid`.
 
 use aya_ebpf::{EbpfContext as _, macros::tracepoint, programs::TracePointContext};
-use qbench_common::{EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL};
+use qbench_common::{DeliverEvent, EVENT_DELIVER, EVENT_REQUEST, RequestEvent, SOURCE_SIGNAL};
 
 use crate::{
-    maps::{emit_request, header, now_ns, open_window, target_tgid, update_signal},
+    maps::{
+        emit_quietly, emit_request, header, now_ns, open_window, open_window_seq, target_tgid,
+        update_signal,
+    },
     tp::field,
 };
 
@@ -70,4 +74,41 @@ fn try_signal(ctx: &TracePointContext) {
             sender_tgid: sender,
         });
     }
+}
+
+/// `qbench_common::programs::DELIVER`, attached only for a target without the runtime: the
+/// update signal delivered to one of its threads while the window is open. A call the thread
+/// was blocked in ended for it, before anything else of the thread's runs; without the syscall
+/// tracepoints (attached later, for someone else's request) this is all that tells.
+///
+/// Kernel contract, `/sys/kernel/tracing/events/signal/signal_deliver/format` (the same on Linux
+/// 5.10 to 6.18; the loader reads the offsets from the running kernel):
+/// ```text
+/// field:int sig;     offset:8;  size:4;   field:int errno;  offset:12; size:4;
+/// field:int code;    offset:16; size:4;   field:unsigned long sa_handler; offset:24; size:8;
+/// field:unsigned long sa_flags; offset:32; size:8;
+/// ```
+/// It runs in the **receiving** thread's context (`get_signal`, on its way back to user space),
+/// for every signal delivered on the machine: the tgid test comes first, then the signal's.
+#[tracepoint]
+pub fn qbench_deliver(ctx: TracePointContext) -> u32 {
+    if ctx.tgid() == target_tgid() {
+        try_deliver(&ctx);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_deliver(ctx: &TracePointContext) {
+    let sig: i32 = field!(ctx, DeliverSig, i32);
+    if sig as u32 != update_signal() || open_window_seq().is_none() {
+        return;
+    }
+    emit_quietly(DeliverEvent {
+        header: header(EVENT_DELIVER, ctx.pid(), now_ns()),
+        signal: sig as u32,
+        code: field!(ctx, DeliverCode, i32),
+        handler: field!(ctx, DeliverHandler, u64),
+        flags: field!(ctx, DeliverFlags, u64),
+    });
 }

@@ -333,7 +333,8 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
     if !root_or_skip("every_tracepoint_field_the_programs_read_is_found_on_this_kernel") {
         return;
     }
-    let offsets = qbench_user::kernel::attach::tracepoint_offsets()
+    // With the delivery tracepoint, attached for a target without the runtime.
+    let offsets = qbench_user::kernel::attach::tracepoint_offsets(true)
         .unwrap_or_else(|e| panic!("{}", chain(&e)));
     // Every field belongs to an attached event, and each offset is the one its format file gives.
     for field in qbench_common::tracepoints::ALL {
@@ -341,6 +342,7 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
         assert!(
             qbench_user::kernel::attach::TRACEPOINTS
                 .iter()
+                .chain([&qbench_user::kernel::attach::DELIVER_TRACEPOINT])
                 .any(|&(_, c, e)| (c, e) == (category, event)),
             "{field:?} belongs to no attached tracepoint"
         );

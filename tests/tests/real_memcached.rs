@@ -10,7 +10,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use qbench_tests::observer::{assert_exit, privileged, reports, thread, threads_where, trace};
+use qbench_tests::observer::{
+    assert_exit, privileged, reports, spawn_attached, thread, threads_where, trace,
+};
 use qbench_tests::real::{
     Server, arrived, assert_every_thread_arrived, built, cause, quiesced_updates, unpatched_dnq,
 };
@@ -221,6 +223,51 @@ fn unpatched_memcached_observed_at_event_handler_is_diagnosed_thread_by_thread()
         "{main}"
     );
     assert_helpers_diagnosed(report, false);
+}
+
+/// The same update requested by someone else (the test sends SIGHUP itself; qbench-trace
+/// attached without `--request`). The syscall tracepoints are attached only once the kernel
+/// reports the window open, after SIGHUP has ended the main thread's epoll_wait with EINTR and
+/// libevent has called it again: the delivery (`signal:signal_deliver`) is what tells the call
+/// it is found in is a retry, as `--request` sees it.
+#[test]
+fn unpatched_memcached_requested_by_another_sender_is_diagnosed_the_same() {
+    let Some(_serial) = privileged() else { return };
+    let Some(exe) = built("memcached", "unpatched", "memcached") else {
+        return;
+    };
+    let memcached = start(&exe, false);
+    let pid = memcached.pid();
+    let args = [
+        "--pid",
+        &pid,
+        "--point",
+        "event_handler",
+        "--signal",
+        "HUP",
+        "--count",
+        "1",
+        "--json",
+        "-v",
+    ];
+    let observer = spawn_attached(&args);
+    let target: libc::pid_t = pid.parse().expect("pid");
+    // SAFETY: kill(2) with a live child's pid and a signal memcached handles.
+    assert_eq!(unsafe { libc::kill(target, libc::SIGHUP) }, 0);
+    let out = observer.finish(Duration::from_secs(20), "no report");
+    let report = reports(&out, 3, 1).remove(0);
+    assert_eq!(report["outcome"], "dnq", "{report}");
+    assert_eq!(report["request_source"], "signal", "{report}");
+    let main = thread(&report, "memcached");
+    assert_eq!(main["blocked_in"]["syscall"], "epoll_wait", "{main}");
+    assert_eq!(cause(main), "eintr_retried", "{main}");
+    let details = &main["diagnosis"]["details"];
+    assert_eq!(details["retries"], 1, "{main}");
+    assert_eq!(details["retry_loop"], "event_base_loop", "{main}");
+    // Nothing interrupted the workers: SIGHUP went to the main thread.
+    for w in threads_where(&report, |t| t["comm"] == "mc-worker") {
+        assert_eq!(cause(w), "io_blocked", "{w}");
+    }
 }
 
 #[test]

@@ -3,12 +3,12 @@
 //! Everything degrades: a fact that cannot be had is left out, never an error.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use crate::diagnosis::diagnose::{self, Cause, Facts, FrameFact, Futex};
+use crate::diagnosis::sleep;
 use crate::diagnosis::stack::{Stack, StackReader};
 use crate::tracker::{Blocked, Outcome, ThreadReport, Update};
-use crate::{clock, procfs, syscalls};
+use crate::{procfs, syscalls};
 
 /// One thread's diagnosis.
 #[derive(Debug, Clone)]
@@ -163,20 +163,11 @@ fn moved_on(blocked: &Blocked, text: &str) -> Option<String> {
     ))
 }
 
-/// `clock_nanosleep`'s flag for a time to sleep until rather than a duration.
-const TIMER_ABSTIME: u64 = 1;
-
-/// What a clock that reads `clock_now_ns` now read when CLOCK_MONOTONIC read `since_ns`
-/// (CLOCK_MONOTONIC reading `monotonic_now_ns` now).
-fn began_on_clock(since_ns: u64, monotonic_now_ns: u64, clock_now_ns: u64) -> u64 {
-    clock_now_ns.saturating_sub(monotonic_now_ns.saturating_sub(since_ns))
-}
-
 /// Waits a little (at most 50 ms) for a blocked thread that is momentarily on a CPU, typically
 /// running the update signal's handler after one of the runtime's interruptions, to be back in
 /// its call: only then are its registers, and so its stack, readable. Returns the last reading
 /// of its `/proc/PID/task/TID/syscall`, the registers the stack is read from.
-fn settle(pid: u32, tid: u32) -> std::io::Result<String> {
+pub(super) fn settle(pid: u32, tid: u32) -> std::io::Result<String> {
     let path = format!("/proc/{pid}/task/{tid}/syscall");
     let mut tries = 0;
     loop {
@@ -228,20 +219,12 @@ fn facts(
     let fd = call
         .filter(|(_, c)| matches!(c.args.first(), Some(&"fd" | &"epfd")))
         .and_then(|(b, _)| describe(pid, b.args[0] as i32, sockets));
-    let sleep_ns = call.and_then(|(b, c)| match c.name {
-        "nanosleep" => memory?.read_timespec(b.args[0]),
-        "clock_nanosleep" => {
-            let asked = memory?.read_timespec(b.args[2])?;
-            if b.args[1] & TIMER_ABSTIME == 0 {
-                return Some(asked);
-            }
-            // Until a time on clock args[0]: the sleep asked for is from when the call began.
-            let clock = b.args[0] as libc::clockid_t;
-            let began = began_on_clock(b.since_ns?, clock::monotonic_ns(), clock::now_ns(clock)?);
-            Some(asked.saturating_sub(Duration::from_nanos(began)))
-        }
-        _ => None,
-    });
+    let (sleep_ns, sleep_note) =
+        match blocked.map(|b| sleep::requested(pid, thread.tid, memory, &b)) {
+            Some(Ok(asked)) => (asked, None),
+            Some(Err(note)) => (None, Some(note)),
+            None => (None, None),
+        };
     Facts {
         state,
         wchan,
@@ -257,11 +240,8 @@ fn facts(
         frames: stack.map(frame_facts).unwrap_or_default(),
         futex,
         fd,
-        // A sleep that blocked asked for more than nothing: a zero read is of memory the
-        // thread has reused since (between two sleeps), not its request.
-        sleep_ns: sleep_ns
-            .filter(|d| !d.is_zero())
-            .map(|d| d.as_nanos() as u64),
+        sleep_ns: sleep_ns.map(|d| d.as_nanos() as u64),
+        sleep_note,
         arrived_after_ns: None,
     }
 }
@@ -317,6 +297,9 @@ fn details(f: &Facts, cause: Option<Cause>) -> serde_json::Value {
     }
     if let Some(ns) = f.sleep_ns {
         map.insert("sleep_requested_ns".into(), ns.into());
+    }
+    if let Some(note) = &f.sleep_note {
+        map.insert("sleep_requested_note".into(), note.clone().into());
     }
     if f.state == Some('D') {
         map.insert("wchan".into(), f.wchan.clone().into());
@@ -466,13 +449,6 @@ fn parse_endpoint(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_sleep_until_a_time_is_the_time_from_when_the_call_began() {
-        // Entered 2 s ago (monotonic 8 s then, 10 s now) on a clock that reads 1,000 s now.
-        let began = began_on_clock(8_000_000_000, 10_000_000_000, 1_000_000_000_000);
-        assert_eq!(began, 998_000_000_000);
-    }
 
     #[test]
     fn a_stack_read_after_the_thread_moved_on_is_not_shown() {

@@ -27,6 +27,11 @@ pub const TRACEPOINTS: [(&str, &str, &str); 3] = [
     (programs::EXIT, "sched", "sched_process_exit"),
 ];
 
+/// The tracepoint attached for a target without the runtime in the diagnosis mode: the update
+/// signal delivered to a thread, which ended the call it was blocked in (EINTR or a restart)
+/// before the syscall tracepoints, attached for someone else's request, could see it.
+pub const DELIVER_TRACEPOINT: (&str, &str, &str) = (programs::DELIVER, "signal", "signal_deliver");
+
 /// The raw tracepoints of syscall tracking, `(program, tracepoint)`: attached in the diagnosis
 /// mode only, and there only while an update is pending, since they tax every syscall of every
 /// process on the machine.
@@ -135,10 +140,12 @@ pub fn uprobe(
     Ok(Attached::Uprobe(program, link))
 }
 
-/// Attaches the tracepoint programs of [`TRACEPOINTS`].
-pub fn tracepoints(ebpf: &mut Ebpf) -> Result<Vec<Attached>, LoaderError> {
+/// Attaches the tracepoint programs of [`TRACEPOINTS`], and [`DELIVER_TRACEPOINT`] with
+/// `deliveries`.
+pub fn tracepoints(ebpf: &mut Ebpf, deliveries: bool) -> Result<Vec<Attached>, LoaderError> {
     let mut links = Vec::new();
-    for (program, category, event) in TRACEPOINTS {
+    let deliver = deliveries.then_some(DELIVER_TRACEPOINT);
+    for (program, category, event) in TRACEPOINTS.into_iter().chain(deliver) {
         let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
         let link = tracepoint
             .attach(category, event)
@@ -215,16 +222,19 @@ pub fn detach_concurrently(ebpf: &mut Ebpf, links: Vec<Attached>) {
 }
 
 /// Where the fields the programs read lie on this kernel, from the `format` files of
-/// [`TRACEPOINTS`]. Mounts tracefs first if it is missing.
-pub fn tracepoint_offsets() -> Result<Offsets, LoaderError> {
+/// [`TRACEPOINTS`] (and of [`DELIVER_TRACEPOINT`] with `deliveries`). Mounts tracefs first if it
+/// is missing.
+pub fn tracepoint_offsets(deliveries: bool) -> Result<Offsets, LoaderError> {
     ensure_tracefs()?;
     let dir = TRACEFS_EVENTS
         .iter()
         .find(|dir| Path::new(dir).is_dir())
         .unwrap_or(&TRACEFS_EVENTS[0]);
+    let deliver = deliveries.then_some(DELIVER_TRACEPOINT);
     let wanted = |name: &str| {
         TRACEPOINTS
             .iter()
+            .chain(&deliver)
             .any(|(_, category, event)| name.split_once('/') == Some((*category, *event)))
     };
     tracepoint_layout::offsets(wanted, |event| {
@@ -234,14 +244,15 @@ pub fn tracepoint_offsets() -> Result<Offsets, LoaderError> {
     })
 }
 
-/// Loads (verifies) every program (the syscall ones only if `syscalls`), so that a verifier
-/// rejection shows at load, not at attach.
-pub fn load_programs(ebpf: &mut Ebpf, syscalls: bool) -> Result<(), LoaderError> {
+/// Loads (verifies) every program (the syscall ones only if `syscalls`, the delivery one only if
+/// `deliveries`), so that a verifier rejection shows at load, not at attach.
+pub fn load_programs(ebpf: &mut Ebpf, syscalls: bool, deliveries: bool) -> Result<(), LoaderError> {
     for program in UPROBES {
         let uprobe: &mut UProbe = program_as(ebpf, program)?;
         uprobe.load().map_err(LoaderError::program(program))?;
     }
-    for (program, _, _) in TRACEPOINTS {
+    let deliver = deliveries.then_some(DELIVER_TRACEPOINT);
+    for (program, _, _) in TRACEPOINTS.into_iter().chain(deliver) {
         let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
         tracepoint.load().map_err(LoaderError::program(program))?;
     }

@@ -57,6 +57,14 @@ pub enum Payload {
         quiesced: bool,
         threads: u32,
     },
+    /// The update signal was delivered to the thread while the window was open, to `handler`
+    /// (`SIG_DFL` 0, `SIG_IGN` 1, or a function) with `sa_flags` `flags`.
+    Deliver {
+        signal: u32,
+        code: i32,
+        handler: u64,
+        flags: u64,
+    },
 }
 
 /// What opened a window: the sources a request record may carry.
@@ -161,6 +169,12 @@ impl TryFrom<&[u8]> for Event {
                 threads: f.u32(),
             },
             EventKind::ThreadExit => Payload::ThreadExit,
+            EventKind::Deliver => Payload::Deliver {
+                signal: f.u32(),
+                code: f.i32(),
+                handler: f.u64(),
+                flags: f.u64(),
+            },
         };
         Ok(Event {
             tid,
@@ -180,6 +194,7 @@ fn wire_size(kind: EventKind) -> usize {
         EventKind::SysExit => size_of::<wire::SysExitEvent>(),
         EventKind::ThreadNew | EventKind::ThreadExit => size_of::<wire::ThreadEvent>(),
         EventKind::Release => size_of::<wire::ReleaseEvent>(),
+        EventKind::Deliver => size_of::<wire::DeliverEvent>(),
     }
 }
 
@@ -302,6 +317,13 @@ pub mod tests {
             other,
             _pad: 0,
         };
+        let deliver = wire::DeliverEvent {
+            header: header(wire::EVENT_DELIVER, 15, 900),
+            signal: 1,
+            code: 0,
+            handler: 0x5555_0000_1234,
+            flags: 0x1400_0000,
+        };
         let args = [3, 4, 5, 6, 7, 8];
         vec![
             (bytes_of(&request), signal_request(10, 100, 1)),
@@ -326,6 +348,19 @@ pub mod tests {
             (
                 bytes_of(&thread(wire::EVENT_THREAD_EXIT, 700, 0)),
                 Event::new(13, 700, Payload::ThreadExit),
+            ),
+            (
+                bytes_of(&deliver),
+                Event::new(
+                    15,
+                    900,
+                    Payload::Deliver {
+                        signal: 1,
+                        code: 0,
+                        handler: 0x5555_0000_1234,
+                        flags: 0x1400_0000,
+                    },
+                ),
             ),
         ]
     }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::host::capabilities::{CapSet, TracefsAccess};
-use crate::kernel::attach::{SYSCALL_RAW_TRACEPOINTS, TRACEPOINTS};
+use crate::kernel::attach::{DELIVER_TRACEPOINT, SYSCALL_RAW_TRACEPOINTS, TRACEPOINTS};
 use crate::kernel::selfprobe::{self, SelfProbe};
 
 pub const BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -180,6 +180,7 @@ fn unescape_octal(text: &str) -> String {
 pub fn tracepoints(mount: &Path) -> Vec<(String, bool)> {
     let records = TRACEPOINTS
         .iter()
+        .chain([&DELIVER_TRACEPOINT])
         .map(|(_, category, event)| format!("{category}/{event}"));
     let raw = SYSCALL_RAW_TRACEPOINTS
         .iter()
@@ -234,7 +235,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             found.len(),
-            TRACEPOINTS.len() + SYSCALL_RAW_TRACEPOINTS.len()
+            TRACEPOINTS.len() + 1 + SYSCALL_RAW_TRACEPOINTS.len()
         );
         assert_eq!(found[0], ("signal/signal_generate".to_string(), true));
         assert!(found[1..].iter().all(|(_, found)| !found), "{found:?}");

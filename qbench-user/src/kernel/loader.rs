@@ -205,6 +205,10 @@ pub struct LoadOptions {
     pub blocking: Vec<u32>,
     /// When the syscall raw tracepoints are attached ([`SyscallTracking::Always`] by default).
     pub syscalls: SyscallTracking,
+    /// Whether the update signal's deliveries are seen (`signal:signal_deliver`): for a target
+    /// without the runtime whose syscalls are tracked [`SyscallTracking::OnDemand`], where a
+    /// call the request's signal ended comes before the syscall tracepoints are attached.
+    pub deliveries: bool,
 }
 
 impl Default for LoadOptions {
@@ -213,6 +217,7 @@ impl Default for LoadOptions {
             events_bytes: None,
             blocking: Vec::new(),
             syscalls: SyscallTracking::Always,
+            deliveries: false,
         }
     }
 }
@@ -265,9 +270,13 @@ pub struct Probes {
     links: Vec<attach::Attached>,
     /// The syscall raw tracepoints while attached ([`Self::start_tracking`]).
     pub(super) tracking: Vec<attach::Attached>,
+    /// When they were last attached (CLOCK_MONOTONIC ns).
+    pub(super) tracking_since_ns: u64,
     tgid: NonZeroU32,
     pub(super) blocking: Vec<u32>,
     pub(super) syscalls: SyscallTracking,
+    /// The delivery tracepoint is loaded, and attached with the others.
+    deliveries: bool,
 }
 
 impl Probes {
@@ -293,7 +302,7 @@ impl Probes {
         memlock::raise_limit();
         let target = tgid.get();
         // The fields the tracepoint programs read are wherever this kernel puts them.
-        let offsets = attach::tracepoint_offsets()?;
+        let offsets = attach::tracepoint_offsets(options.deliveries)?;
         let mut loader = EbpfLoader::new();
         // must_exist: a global renamed on one side only fails here, not silently.
         loader
@@ -308,14 +317,17 @@ impl Probes {
             .map_max_entries(maps::EVENTS, events_bytes)
             .map_max_entries(maps::THREADS, sizing::thread_entries_for(threads));
         let mut ebpf = loader.load(object).map_err(LoaderError::classify_load)?;
-        attach::load_programs(&mut ebpf, options.syscalls != SyscallTracking::Off)?;
+        let syscalls = options.syscalls != SyscallTracking::Off;
+        attach::load_programs(&mut ebpf, syscalls, options.deliveries)?;
         let mut probes = Self {
             ebpf,
             links: Vec::new(),
             tracking: Vec::new(),
+            tracking_since_ns: 0,
             tgid,
             blocking: options.blocking.clone(),
             syscalls: options.syscalls,
+            deliveries: options.deliveries,
         };
         probes.fill_blocking()?;
         // Detached until wanted: anyone else's request must wake the reader to attach them.
@@ -367,7 +379,7 @@ impl Probes {
                 }
             }
         }
-        let links = attach::tracepoints(&mut self.ebpf)?;
+        let links = attach::tracepoints(&mut self.ebpf, self.deliveries)?;
         self.links.extend(links);
         if self.syscalls == SyscallTracking::Always {
             self.start_tracking()?;

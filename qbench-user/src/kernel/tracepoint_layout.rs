@@ -157,6 +157,17 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
 \tfield:int result;\toffset:44;\tsize:4;\tsigned:1;
 ";
 
+    /// `signal/signal_deliver`, the same from Linux 5.10 to 6.18.
+    const DELIVER: &str = "format:
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int sig;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int errno;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:int code;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:unsigned long sa_handler;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:unsigned long sa_flags;\toffset:32;\tsize:8;\tsigned:0;
+";
+
     fn field(id: FieldId) -> Field {
         ALL[id as usize]
     }
@@ -167,6 +178,7 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
             Ok(match event {
                 "signal/signal_generate" => SIGNAL,
                 "sched/sched_process_fork" => fork,
+                "signal/signal_deliver" => DELIVER,
                 other => panic!("no format for {other}"),
             }
             .to_owned())
@@ -187,9 +199,9 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
     fn every_offset_is_set_from_the_kernels_formats() {
         let all = |_: &str| true;
         let new = offsets(all, kernel(FORK_6_18)).unwrap();
-        assert_eq!(new.at, [8, 16, 36, 44, 12, 20]);
+        assert_eq!(new.at, [8, 16, 36, 44, 12, 20, 8, 16, 24, 32]);
         let old = offsets(all, kernel(FORK_OLD)).unwrap();
-        assert_eq!(old.at, [8, 16, 36, 44, 24, 44]);
+        assert_eq!(old.at, [8, 16, 36, 44, 24, 44, 8, 16, 24, 32]);
     }
 
     #[test]
@@ -197,14 +209,14 @@ print fmt: \"comm=%s pid=%d child_comm=%s child_pid=%d\"
         let mut read = Vec::new();
         let mut formats = kernel(FORK_OLD);
         let found = offsets(
-            |event| !event.starts_with("sched/"),
+            |event| event == "signal/signal_generate",
             |event| {
                 read.push(event);
                 formats(event)
             },
         )
         .unwrap();
-        assert_eq!(found.at, [8, 16, 36, 44, 0, 0]);
+        assert_eq!(found.at, [8, 16, 36, 44, 0, 0, 0, 0, 0, 0]);
         // Each wanted event's file is read once, however many of its fields are used.
         assert_eq!(read, ["signal/signal_generate"]);
     }

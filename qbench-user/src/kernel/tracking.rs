@@ -29,6 +29,7 @@ impl Probes {
             return Err(err);
         }
         self.tracking = links;
+        self.tracking_since_ns = crate::clock::monotonic_ns();
         self.wake_on_request(false)?;
         // Without the syscall exit tracepoint nothing would ever clear a seeded entry.
         let seeded = self.seed_threads()?;
@@ -53,6 +54,12 @@ impl Probes {
     /// Whether the syscall raw tracepoints are attached.
     pub fn tracking(&self) -> bool {
         !self.tracking.is_empty()
+    }
+
+    /// When the syscall raw tracepoints were last attached (CLOCK_MONOTONIC ns; 0 never): a
+    /// call that ended before was not seen.
+    pub fn tracking_since_ns(&self) -> u64 {
+        self.tracking_since_ns
     }
 
     /// Whether a request that opens the window wakes the reader (`QBENCH_WAKE_ON_REQUEST`):

@@ -185,6 +185,10 @@ impl Observed {
                 Blocked::TracedWhilePending => SyscallTracking::OnDemand,
                 Blocked::FromProc => SyscallTracking::Off,
             },
+            // Without the runtime nothing interrupts a thread again after the request's signal,
+            // which anyone else's request delivers before the syscall tracepoints are attached.
+            deliveries: matches!(mode, AttachMode::Points(_))
+                && blocked == Blocked::TracedWhilePending,
         };
         let mut probes = Probes::load(tgid, probing.signal as u32, &options)?;
         probes.attach(&mode)?;

@@ -31,6 +31,7 @@ pub fn on_window_opened(
             let track = probes.tracking() || !opened.released_in_batch;
             if track {
                 super::tracking::start(probes, verbose)?;
+                tracker.tracking_attached(probes.tracking_since_ns());
             } else if verbose > 0 {
                 eprintln!(
                     "qbench-trace: syscall tracking not attached: the update was over when its \

@@ -4,6 +4,7 @@
 //!
 //! This folder: the tracker here, and its tests (`tests.rs`), event sequences fed by hand.
 
+mod delivery;
 mod exit;
 mod runtime_view;
 mod update;
@@ -40,6 +41,9 @@ struct Thread {
     ever_arrived: bool,
     /// The runtime reached full quiescence without it in this window: not a participant.
     outside_runtime: bool,
+    /// The call it was in when the window opened, as last known: what a delivery of the update
+    /// signal ended, if the syscall tracepoints were not there to see it.
+    at_request: Option<Blocked>,
 }
 
 /// Return values of a system call interrupted by a signal (ERESTARTSYS, ERESTARTNOINTR,
@@ -107,6 +111,8 @@ struct Window {
     /// Past the deadline, waiting (at most [`BETWEEN_CALLS_GRACE_NS`]) for missing threads
     /// between two calls to block again: the update has not quiesced, whatever comes now.
     closing: bool,
+    /// When the syscall tracepoints were attached, if known (the diagnosis mode).
+    tracked_from_ns: Option<u64>,
 }
 
 /// The thread table and the open window.
@@ -236,6 +242,10 @@ impl Tracker {
             Payload::Release { quiesced, .. } => self.on_release(ts_ns, quiesced),
             Payload::ThreadNew { .. } => {
                 self.threads.entry(tid).or_default();
+                None
+            }
+            Payload::Deliver { handler, flags, .. } => {
+                self.on_deliver(tid, ts_ns, handler, flags);
                 None
             }
             Payload::ThreadExit => {
@@ -428,6 +438,7 @@ impl Tracker {
         for thread in self.threads.values_mut() {
             thread.arrival_ns = None;
             thread.outside_runtime = false;
+            thread.at_request = thread.blocked;
             // A call in progress at the request is the first of the new window's calls.
             thread.calls = thread
                 .blocked
@@ -452,6 +463,7 @@ impl Tracker {
             first_arrival_ns: None,
             last_arrival_ns: None,
             closing: false,
+            tracked_from_ns: None,
         });
     }
 

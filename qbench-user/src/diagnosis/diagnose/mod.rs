@@ -116,6 +116,8 @@ pub struct Facts {
     pub fd: Option<String>,
     /// The duration a sleep asked for.
     pub sleep_ns: Option<u64>,
+    /// Why the duration a sleep asked for is left out, when it was not read.
+    pub sleep_note: Option<String>,
     /// For the thread that arrived last: from the request to its arrival. None for a thread
     /// that did not arrive.
     pub arrived_after_ns: Option<u64>,
