@@ -2,6 +2,7 @@
 //! the terminal as the Markdown table BENCHMARKS.md shows.
 
 pub mod accuracy;
+mod bpf_stats;
 mod guard;
 mod one_load;
 pub mod overhead;
@@ -43,31 +44,35 @@ pub enum Which {
         #[arg(long)]
         quick: bool,
     },
-    /// First the probe effect: an 8-thread process's quiescence and an unrelated process's
-    /// syscall without and with the diagnosis mode attached, interleaved. Then throughput of
-    /// memcached-like under load without qbench-trace, with it attached and idle, with it
-    /// measuring an update every second, and with `--watch` attached (needs root).
+    /// What qbench-trace changes, side by side in one run (needs root). First the probe effect:
+    /// an 8-thread process's quiescence, the CPU each update costs it and an unrelated
+    /// process's syscall, without qbench-trace and with the diagnosis mode and `--watch`
+    /// attached, interleaved. Then the throughput and the CPU per request of memcached-like
+    /// (or Debian's memcached) under load, in blocks of one load run: without qbench-trace, with
+    /// the diagnosis mode and `--watch` attached and idle, and `--watch` of another process.
     Overhead {
-        /// Seconds per load run (with --one-load: per block).
+        /// Seconds per throughput block (with --separate-runs: per load run).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Rounds (each runs every mode once, in a rotating order).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// Only the throughput without qbench-trace and with the diagnosis mode and `--watch`
-        /// attached and idle, in blocks of one long load run, to tell a cost of 1 % from none
-        /// (no probe effect first).
+        /// Only the throughput, not the probe effect first.
         #[arg(long, alias = "watch-only")]
         one_load: bool,
-        /// With --one-load: Debian's memcached (whole qbench patch, built by `cargo xtask real
-        /// memcached`) under a memslap-like load, instead of memcached-like.
-        #[arg(long, requires = "one_load")]
+        /// The throughput of Debian's memcached (whole qbench patch, built by `cargo xtask real
+        /// memcached`) under a memslap-like load, instead of memcached-like's.
+        #[arg(long, conflicts_with = "separate_runs")]
         real: bool,
-        /// Pin the server to CPU 0 and the load generator to CPU 1.
+        /// The throughput of memcached-like in a load run of its own per mode (also measuring
+        /// an update a second), instead of blocks of one load run.
+        #[arg(long)]
+        separate_runs: bool,
+        /// Pin the server to CPU 0 and the load generator to CPU 1 (memcached-like).
         #[arg(long)]
         pin: bool,
         /// Only the probe effect, not the throughput.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "one_load")]
         probe_effect_only: bool,
     },
     /// Debian's memcached (or iperf) with the whole qbench patch, idle and under load: the
@@ -123,6 +128,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             rounds,
             one_load,
             real,
+            separate_runs,
             pin,
             probe_effect_only,
         } => {
@@ -133,10 +139,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             if probe_effect_only {
                 return Ok(());
             }
-            let method = match (one_load, real) {
-                (false, _) => Method::SeparateRuns,
-                (true, false) => Method::OneLoad(Subject::MemcachedLike),
-                (true, true) => Method::OneLoad(Subject::Memcached),
+            let method = match (separate_runs, real) {
+                (true, _) => Method::SeparateRuns,
+                (false, false) => Method::OneLoad(Subject::MemcachedLike),
+                (false, true) => Method::OneLoad(Subject::Memcached),
             };
             crate::bench::overhead::run(seconds, rounds, method, pin)
         }

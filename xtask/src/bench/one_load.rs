@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 
 use super::overhead::{
-    Guard, LOAD_CPU, MODES, Measured, ONE_LOAD_BLOCKS, Subject, attach, detach, on_cpu,
-    start_server,
+    Guard, LOAD_CPU, MODES, Measured, ONE_LOAD_BLOCKS, PairedDifference, Subject, attach, detach,
+    on_cpu, start_server,
 };
+use crate::bench::bpf_stats;
 use crate::bench::real::MemcachedLoad;
+use crate::bench::runtime::median;
 use crate::bench::table1;
 use crate::real::Program;
 use crate::real::observe::Server;
@@ -34,6 +36,8 @@ trait Loaded {
     fn sample(&mut self) -> anyhow::Result<(f64, f64)>;
     /// Fails if the load stopped.
     fn running(&mut self) -> anyhow::Result<()>;
+    /// The CPU the loaded process and the load have used so far (ns).
+    fn cpu_ns(&self) -> anyhow::Result<(u64, u64)>;
 }
 
 /// Measures `subject` in `rounds` rounds of one block of `seconds` per mode, in a rotating order.
@@ -44,6 +48,7 @@ pub(super) fn run(
     rounds: usize,
     pin: bool,
 ) -> anyhow::Result<Measured> {
+    let _stats = crate::bench::bpf_stats::Enabled::new()?;
     match subject {
         Subject::MemcachedLike => {
             let programs = table1::build()?;
@@ -89,11 +94,25 @@ fn blocks(
                 .map(|o| crate::bench::watch::cpu_ms(o.0.id()))
                 .transpose()?;
             let started = Instant::now();
+            let runs0 = observer
+                .as_ref()
+                .map(|o| bpf_stats::of_process(o.0.id()))
+                .transpose()?;
+            let cpu0 = load.cpu_ns()?;
             let (ops0, t0) = load.sample()?;
             std::thread::sleep(Duration::from_secs(seconds));
             let (ops1, t1) = load.sample()?;
+            let cpu1 = load.cpu_ns()?;
             load.running()?;
             let rate = (ops1 - ops0) / (t1 - t0);
+            let per_op = |ns: u64| ns as f64 / (ops1 - ops0);
+            let server = cpu1.0.saturating_sub(cpu0.0);
+            let both = server + cpu1.1.saturating_sub(cpu0.1);
+            m.cpu_per_op[mode].push((per_op(server), per_op(both)));
+            if let (Some(obs), Some(runs0)) = (&observer, runs0) {
+                let runs = runs0.since(bpf_stats::of_process(obs.0.id())?);
+                m.bpf_runs[mode].push((runs.count, per_op(runs.ns)));
+            }
             if let (Some(obs), Some(before)) = (&observer, cpu_before) {
                 m.observer(mode, obs, before, started);
             }
@@ -168,6 +187,13 @@ impl Loaded for LikeLoad {
         );
         Ok(())
     }
+
+    fn cpu_ns(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((
+            crate::bench::cpu_ns(self.servers[0].0.id())?,
+            crate::bench::cpu_ns(self.load.0.id())?,
+        ))
+    }
 }
 
 impl Drop for LikeLoad {
@@ -223,6 +249,14 @@ impl Loaded for RealLoad {
         );
         Ok(())
     }
+
+    /// The load's clients are threads of this process, which does little else meanwhile.
+    fn cpu_ns(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((
+            crate::bench::cpu_ns(self.servers[0].pid())?,
+            crate::bench::cpu_ns(std::process::id())?,
+        ))
+    }
 }
 
 impl Drop for RealLoad {
@@ -231,4 +265,60 @@ impl Drop for RealLoad {
             load.stop();
         }
     }
+}
+
+/// The CPU one request cost, per mode: the server's, and the server's and the load's together,
+/// with the paired difference of the latter from the block without qbench-trace of the same
+/// round. On a machine whose cores the server and the load share, throughput swings with how
+/// their threads land on the cores (a core may sit idle); the CPU a request costs moves far less,
+/// and a cost the observer adds to each request, or to the machine, shows in it.
+pub(super) fn cpu_table(m: &Measured, active: &[usize]) -> (String, serde_json::Value) {
+    let mut table = String::from(
+        "| CPU per request | server (ns), median | server and load (ns), median | \
+         server and load, paired difference, mean (95 % CI) | qbench-trace's BPF programs: \
+         runs per block, median (max) | their time per request (ns), median |\n\
+         |---|---:|---:|---|---:|---:|\n",
+    );
+    let mut json = serde_json::Map::new();
+    let both = |mode: usize| -> Vec<f64> { m.cpu_per_op[mode].iter().map(|c| c.1).collect() };
+    for &mode in active {
+        let blocks = &m.cpu_per_op[mode];
+        if blocks.is_empty() {
+            continue;
+        }
+        let server: Vec<f64> = blocks.iter().map(|c| c.0).collect();
+        let paired = if mode == 0 {
+            "—".to_string()
+        } else {
+            PairedDifference::of(&both(0), &both(mode)).to_string()
+        };
+        let runs = &m.bpf_runs[mode];
+        let (count, time) = if runs.is_empty() {
+            ("—".to_string(), "—".to_string())
+        } else {
+            let counts: Vec<f64> = runs.iter().map(|r| r.0 as f64).collect();
+            let most = runs.iter().map(|r| r.0).max().unwrap_or(0);
+            let ns: Vec<f64> = runs.iter().map(|r| r.1).collect();
+            (
+                format!("{:.0} ({most})", median(&counts)),
+                format!("{:.3}", median(&ns)),
+            )
+        };
+        table.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {paired} | {count} | {time} |\n",
+            MODES[mode],
+            median(&server),
+            median(&both(mode)),
+        ));
+        json.insert(
+            MODES[mode].to_string(),
+            serde_json::json!({
+                "server": server,
+                "server_and_load": both(mode),
+                "bpf_runs_per_block": runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "bpf_ns_per_request": runs.iter().map(|r| r.1).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    (table, json.into())
 }

@@ -103,12 +103,14 @@ pub fn run(seconds: u64, rounds: usize, method: Method, pin: bool) -> anyhow::Re
             subject.label(),
         ),
     };
+    let (cpu_table, cpu_json) = crate::bench::one_load::cpu_table(&measured, active);
     let Measured {
         rates,
         observer_cpu,
         observer_rss,
         stop_s,
         updates,
+        ..
     } = measured;
     let base = median(&rates[0]);
     let mut table = format!(
@@ -159,7 +161,11 @@ pub fn run(seconds: u64, rounds: usize, method: Method, pin: bool) -> anyhow::Re
         ));
     }
     println!("{table}");
+    if method != Method::SeparateRuns {
+        println!("\n{cpu_table}");
+    }
     let json = serde_json::json!({
+        "cpu_per_request_ns": cpu_json,
         "benchmark": "observer-overhead",
         "machine": crate::bench::machine(),
         "workload": label,
@@ -233,6 +239,12 @@ pub(super) struct Measured {
     pub(super) observer_rss: [Vec<f64>; MODES.len()],
     /// Seconds from SIGINT to qbench-trace's exit, per mode.
     pub(super) stop_s: [Vec<f64>; MODES.len()],
+    /// `--one-load`, per block: the CPU one request cost the server, and the server and the load
+    /// together (ns).
+    pub(super) cpu_per_op: [Vec<(f64, f64)>; MODES.len()],
+    /// `--one-load`, per block with qbench-trace attached: its BPF programs' runs in the block
+    /// (the kernel's count), and their time per request (ns).
+    pub(super) bpf_runs: [Vec<(u64, f64)>; MODES.len()],
     pub(super) updates: usize,
 }
 
@@ -313,7 +325,7 @@ fn separate_loads(
 /// runs that were close in time removes the machine's slow drift from the comparison; the
 /// interval says whether the rounds can tell a cost of 1 % from none.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct PairedDifference {
+pub(super) struct PairedDifference {
     pairs: usize,
     mean: f64,
     low: f64,
@@ -322,7 +334,7 @@ struct PairedDifference {
 
 impl PairedDifference {
     /// `base[i]` and `with[i]` were measured in round `i`; needs at least two rounds.
-    fn of(base: &[f64], with: &[f64]) -> Self {
+    pub(super) fn of(base: &[f64], with: &[f64]) -> Self {
         use statrs::distribution::{ContinuousCDF as _, StudentsT};
         let d: Vec<f64> = base.iter().zip(with).map(|(b, w)| w / b - 1.0).collect();
         let n = d.len() as f64;
@@ -340,7 +352,7 @@ impl PairedDifference {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "pairs": self.pairs,
             "mean": self.mean,

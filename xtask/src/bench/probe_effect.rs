@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use crate::bench::bpf_stats;
 use crate::bench::runtime::median;
 use crate::target;
 
@@ -33,6 +34,9 @@ pub struct Arm {
     pub target_cpu_us: Vec<f64>,
     /// Per block, attached arm only: qbench-trace's own CPU per update (µs).
     pub observer_cpu_us: Vec<f64>,
+    /// Per block, attached arm only: its BPF programs' runs per update, and their time per
+    /// update (µs), by the kernel's count: what the probes themselves cost the threads.
+    pub bpf_per_update: Vec<(f64, f64)>,
 }
 
 /// How the measured process runs in a block.
@@ -57,6 +61,7 @@ pub type Arms = [Arm; ARMS.len()];
 pub fn run(trace: &Path, rounds: usize, updates: usize) -> anyhow::Result<Arms> {
     let situations = crate::bench::runtime::build_target()?;
     let getppid = crate::bench::runtime::build_c_release("watch_cost", "watch_cost")?;
+    let _stats = bpf_stats::Enabled::new()?;
     let report = std::env::temp_dir().join(format!("qbench-probe-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&report);
     let mut target = Command::new(&situations)
@@ -128,6 +133,7 @@ fn measure(
 struct Cpu {
     target_ns: u64,
     observer_ns: Option<u64>,
+    observer_runs: Option<bpf_stats::Runs>,
 }
 
 impl Cpu {
@@ -135,6 +141,9 @@ impl Cpu {
         Ok(Self {
             target_ns: crate::bench::cpu_ns(pid as u32)?,
             observer_ns: observer.map(|o| crate::bench::cpu_ns(o.id())).transpose()?,
+            observer_runs: observer
+                .map(|o| bpf_stats::of_process(o.id()))
+                .transpose()?,
         })
     }
 
@@ -152,6 +161,12 @@ impl Cpu {
         arm.target_cpu_us.push(us(self.target_ns, now.target_ns));
         if let (Some(before), Some(after)) = (self.observer_ns, now.observer_ns) {
             arm.observer_cpu_us.push(us(before, after));
+        }
+        if let (Some(before), Some(after)) = (self.observer_runs, now.observer_runs) {
+            let runs = before.since(after);
+            let n = updates as f64;
+            arm.bpf_per_update
+                .push((runs.count as f64 / n, runs.ns as f64 / 1e3 / n));
         }
         Ok(())
     }
@@ -255,10 +270,22 @@ pub fn markdown(arms: &Arms) -> String {
             format!("{:.1}", median(&a.observer_cpu_us))
         }
     };
-    let rows: [(&str, &Cell); 4] = [
+    let bpf = |a: &Arm| {
+        if a.bpf_per_update.is_empty() {
+            return "—".to_string();
+        }
+        let runs: Vec<f64> = a.bpf_per_update.iter().map(|b| b.0).collect();
+        let us: Vec<f64> = a.bpf_per_update.iter().map(|b| b.1).collect();
+        format!("{:.1} runs, {:.1} µs", median(&runs), median(&us))
+    };
+    let rows: [(&str, &Cell); 5] = [
         (
             "median quiescence (µs), the runtime's own figure",
             &quiescence,
+        ),
+        (
+            "qbench-trace's BPF programs per update (the kernel's count, median of its blocks)",
+            &bpf,
         ),
         (
             "the process's CPU per update (µs, median of its blocks), all its threads",
@@ -302,6 +329,7 @@ pub fn json(arms: &Arms) -> serde_json::Value {
             "min_getppid_ns": least(&a.getppid_ns),
             "target_cpu_us_per_update": a.target_cpu_us,
             "observer_cpu_us_per_update": a.observer_cpu_us,
+            "bpf_runs_and_us_per_update": a.bpf_per_update,
         })
     };
     serde_json::json!({
