@@ -18,6 +18,8 @@ use crate::sys;
 /// computation is not flooded with signals.
 const FIRST_REKICK: Duration = Duration::from_micros(50);
 const MAX_REKICK: Duration = Duration::from_millis(5);
+/// Past the deadline, how often the helper looks whether the arrivals being announced are done.
+const ANNOUNCED_SOON: Duration = Duration::from_micros(100);
 
 pub fn spawn(rt: &'static Runtime) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -73,7 +75,7 @@ fn coordinate(rt: &Runtime) -> bool {
         {
             let mut reg = rt.lock();
             let now = sys::monotonic_ns();
-            if reg.all_parked() || now >= deadline {
+            if reg.may_decide(now, deadline) {
                 // Decided: a request from now on is for the next update (only this thread
                 // changes the flag from OPEN).
                 PENDING.store(CLOSING, Ordering::SeqCst);
@@ -85,7 +87,13 @@ fn coordinate(rt: &Runtime) -> bool {
                 backoff = (backoff * 2).min(MAX_REKICK);
             }
         }
-        let wait = next_kick.min(deadline).saturating_sub(sys::monotonic_ns());
+        // Past the deadline only an arrival being announced holds the decision: look again
+        // soon (its thread wakes this one only when every thread has parked).
+        let wait = if sys::monotonic_ns() >= deadline {
+            ANNOUNCED_SOON.as_nanos() as u64
+        } else {
+            next_kick.min(deadline).saturating_sub(sys::monotonic_ns())
+        };
         sys::eventfd_wait(rt.wake_fd, Some(Duration::from_nanos(wait)));
     };
     if ending.missing.is_empty() {

@@ -36,12 +36,20 @@ pub fn park_here() {
     reg.first_arrival_ns.get_or_insert(now);
     reg.last_arrival_ns = Some(now);
     let seq = SEQ.load(Ordering::Relaxed);
+    let generation = reg.generation;
+    // The probe anchor runs outside the lock: a uprobe on it costs the thread microseconds,
+    // which every other thread arriving at once would otherwise spend waiting for the lock (and
+    // being put to sleep and woken for it). The helper does not end the update while an arrival
+    // is being announced, so an observer sees every counted arrival before the release.
+    reg.announcing += 1;
+    drop(reg);
     qbench_probe_arrive(seq);
+    let mut reg = rt.lock();
+    reg.announcing = reg.announcing.saturating_sub(1);
     crate::interrupt::waiters(&mut reg);
-    if reg.all_parked() {
+    if reg.all_parked() && reg.announcing == 0 {
         rt.wake_helper();
     }
-    let generation = reg.generation;
     while reg.generation == generation {
         reg = rt.released.wait(reg).unwrap_or_else(|e| e.into_inner());
     }

@@ -106,6 +106,9 @@ pub struct ThreadEntry {
     pub callback: Option<Callback>,
 }
 
+/// How long past its deadline the helper waits for arrivals still being announced.
+pub const ANNOUNCE_GRACE_NS: u64 = 10_000_000;
+
 /// The participating threads and the state of the update in progress.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -113,6 +116,9 @@ pub struct Registry {
     /// Incremented at every release; parked threads wait for it to change.
     pub generation: u64,
     pub parked: usize,
+    /// Threads counted in `parked` whose arrival probe anchor has not returned yet; the helper
+    /// decides only once it is zero.
+    pub announcing: usize,
     pub first_arrival_ns: Option<u64>,
     pub last_arrival_ns: Option<u64>,
     /// Whether the threads in runtime condition waits were woken for the pending update.
@@ -126,6 +132,14 @@ unsafe impl Send for Registry {}
 impl Registry {
     pub fn all_parked(&self) -> bool {
         self.parked == self.threads.len()
+    }
+
+    /// Whether the helper may end the update now: every thread parked, or the deadline passed,
+    /// with no arrival still being announced to an observer, or that long past the deadline (a
+    /// thread stopped inside the anchor must not keep the others parked).
+    pub fn may_decide(&self, now_ns: u64, deadline_ns: u64) -> bool {
+        let due = self.all_parked() || now_ns >= deadline_ns;
+        due && (self.announcing == 0 || now_ns >= deadline_ns.saturating_add(ANNOUNCE_GRACE_NS))
     }
 }
 
@@ -183,4 +197,45 @@ impl Runtime {
 /// Locks any runtime mutex, ignoring poisoning (see [`Runtime::lock`]).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(threads: usize, parked: usize, announcing: usize) -> Registry {
+        let mut reg = Registry::default();
+        for tid in 0..threads {
+            let entry = ThreadEntry {
+                parked: tid < parked,
+                slot: None,
+                waiting_on: WaitTarget::None,
+                callback: None,
+            };
+            reg.threads.insert(tid as libc::pid_t, entry);
+        }
+        reg.parked = parked;
+        reg.announcing = announcing;
+        reg
+    }
+
+    #[test]
+    fn the_helper_decides_once_every_arrival_is_announced() {
+        let deadline = 1_000;
+        assert!(registry(3, 3, 0).may_decide(10, deadline));
+        assert!(
+            !registry(3, 3, 1).may_decide(10, deadline),
+            "one announcing"
+        );
+        assert!(!registry(3, 2, 0).may_decide(10, deadline), "one missing");
+    }
+
+    #[test]
+    fn past_the_deadline_an_announcement_holds_the_decision_only_so_long() {
+        let deadline = 1_000;
+        assert!(registry(3, 1, 0).may_decide(deadline, deadline), "a DNQ");
+        assert!(!registry(3, 1, 1).may_decide(deadline, deadline));
+        let grace_over = deadline + ANNOUNCE_GRACE_NS;
+        assert!(registry(3, 1, 1).may_decide(grace_over, deadline));
+    }
 }
