@@ -67,7 +67,6 @@ pub fn request_update(pid: i32) -> anyhow::Result<()> {
 const REPORT_POLL: Duration = Duration::from_millis(5);
 
 /// Waits until the report file holds at least `n` whole lines.
-
 pub fn wait_report_lines(path: &Path, n: usize, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
