@@ -260,6 +260,19 @@ pub mod tests {
         Event::new(tid, ts_ns, payload)
     }
 
+    /// The runtime's request anchor in thread `tid`: its update `runtime_seq`, in `window_seq`.
+    pub fn runtime_request(tid: u32, ts_ns: u64, window_seq: u64, runtime_seq: u64) -> Event {
+        let payload = Payload::Request {
+            window_seq,
+            runtime_seq,
+            source: RequestSource::Runtime,
+            signal: 0,
+            code: 0,
+            sender_tgid: tid,
+        };
+        Event::new(tid, ts_ns, payload)
+    }
+
     /// A thread parking at the runtime's update point in the runtime's update `seq`.
     pub fn runtime_arrival(tid: u32, ts_ns: u64, seq: u64) -> Event {
         let source = ArriveSource::Runtime;

@@ -239,23 +239,6 @@ fn file_id(meta: &fs::Metadata) -> (u64, u64) {
     ((major << 32) | minor, meta.ino())
 }
 
-/// The files process `pid` maps, once each, by (device, inode), with the path to read each
-/// through (as [`TargetObjects::of`] opens them); None when the process is gone or unreadable.
-/// Lets a scan of every process look into each file once, whoever maps it.
-pub fn mapped_files(pid: u32) -> Option<Vec<((u64, u64), PathBuf)>> {
-    let mut seen = HashSet::new();
-    let mut files = Vec::new();
-    for entry in crate::procfs::maps::mappings(pid)?
-        .iter()
-        .filter(|m| m.is_file())
-    {
-        if seen.insert((entry.dev, entry.inode)) {
-            files.push(((entry.dev, entry.inode), entry.open_path(pid)));
-        }
-    }
-    Some(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::kernel::decode;
-use crate::kernel::decode::tests::{runtime_arrival, signal_request};
+use crate::kernel::decode::tests::{runtime_arrival, runtime_request, signal_request};
 
 const MS: u64 = 1_000_000;
 
@@ -168,15 +168,7 @@ fn departures_from_an_update_already_ended_do_not_end_the_next() {
         t.on_event(decode::tests::release(100, 1300, 1, true, 3)),
         None
     );
-    let runtime_request = Payload::Request {
-        window_seq: 2,
-        runtime_seq: 2,
-        source: RequestSource::Runtime,
-        signal: 0,
-        code: 0,
-        sender_tgid: 100,
-    };
-    assert_eq!(t.on_event(Event::new(100, 1400, runtime_request)), None);
+    assert_eq!(t.on_event(runtime_request(100, 1400, 2, 2)), None);
     for tid in [100, 101, 102] {
         assert_eq!(t.on_event(depart(tid, 1500)), None, "update 1's departure");
     }
@@ -343,18 +335,7 @@ fn second_update_starts_clean_and_is_numbered() {
 fn runtime_request_after_signal_records_the_runtime_sequence() {
     let mut t = tracker();
     t.on_event(request(1000));
-    t.on_event(Event::new(
-        100,
-        1010,
-        Payload::Request {
-            window_seq: 1,
-            runtime_seq: 7,
-            source: RequestSource::Runtime,
-            signal: 0,
-            code: 0,
-            sender_tgid: 100,
-        },
-    ));
+    t.on_event(runtime_request(100, 1010, 1, 7));
     let update = t.on_tick(u64::MAX).expect("dnq");
     assert_eq!((update.runtime_seq, update.request_ns), (Some(7), 1000));
     // Its handler ran 10 ns after the signal was sent.
