@@ -128,6 +128,18 @@ pub struct ThreadState {
 }
 const _: () = assert!(core::mem::size_of::<ThreadState>() == 72);
 
+impl ThreadState {
+    /// A thread in no tracked call, whose latest arrival was in window `arrived_seq` (0: none).
+    pub const fn in_no_call(arrived_seq: u64) -> Self {
+        Self {
+            nr: NO_SYSCALL,
+            since_ns: 0,
+            args: [0; 6],
+            arrived_seq,
+        }
+    }
+}
+
 /// Value of the single entry of [`maps::WINDOW`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use qbench_common::{
     EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS, MISS_RINGBUF_FULL,
-    MISS_THREADS_FULL, NO_SYSCALL, ThreadState, Window,
+    MISS_THREADS_FULL, ThreadState, Window,
 };
 
 /// `qbench_common::globals::TARGET_TGID`, set by the loader before the object is loaded.
@@ -165,15 +165,7 @@ pub fn mark_arrived(tid: u32, seq: u64) -> bool {
         None => {
             // Without an entry a second arrival cannot be told from the first; the arrival
             // counts anyway, and so does the loss of state.
-            insert_thread(
-                tid,
-                ThreadState {
-                    nr: NO_SYSCALL,
-                    since_ns: 0,
-                    args: [0; 6],
-                    arrived_seq: seq,
-                },
-            );
+            insert_thread(tid, ThreadState::in_no_call(seq));
             true
         }
     }

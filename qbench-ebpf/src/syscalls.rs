@@ -175,13 +175,7 @@ fn exit(tid: u32, nr: i64, ret: i64) {
             // A thread blocked since before attach: record that it is out of the call, so that
             // userspace seeding from /proc (which only inserts missing entries) cannot put back
             // the call it has just left.
-            insert_thread(
-                tid,
-                ThreadState {
-                    nr: NO_SYSCALL,
-                    ..ThreadState::default()
-                },
-            );
+            insert_thread(tid, ThreadState::in_no_call(0));
             0
         }
     };

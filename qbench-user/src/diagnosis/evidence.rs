@@ -151,16 +151,37 @@ fn stack_of(
 /// `/proc/PID/task/TID/syscall` (`text`, read when the stack would be) says it is in another
 /// call by then: that stack would be of the later call, not of the wait the diagnosis is about.
 fn moved_on(blocked: &Blocked, text: &str) -> Option<String> {
-    let now = procfs::parse_syscall(text);
-    let same = now.is_some_and(|(nr, args)| nr == blocked.nr && args[0] == blocked.args[0]);
-    if same || text.starts_with("running") {
+    // On a CPU still: the registers are not readable, which the stack reader says itself.
+    if text.starts_with("running") {
         return None;
     }
+    let is = left_call(blocked, 0, "descriptor or word", text)?;
     let was = syscalls::name(blocked.nr);
-    let is = now.map_or_else(|| "no call".to_string(), |(nr, _)| syscalls::name(nr));
     Some(format!(
-        "not read: when it could be read the thread had left {was} and was in {is}, so its stack would not be this wait's"
+        "not read: when it could be read the thread had left {was} and was {is}, so its stack would not be this wait's"
     ))
+}
+
+/// Where a thread diagnosed in call `blocked` is by the time its syscall file reads `text`, if
+/// that is not the same call with the same argument `arg` (`what` the argument is): "running on
+/// a CPU", "in CALL", "in CALL with another WHAT (0x…)", "in no call". None while it still is.
+pub(super) fn left_call(blocked: &Blocked, arg: usize, what: &str, text: &str) -> Option<String> {
+    let now = procfs::parse_syscall(text);
+    if now.is_some_and(|(nr, args)| nr == blocked.nr && args[arg] == blocked.args[arg]) {
+        return None;
+    }
+    Some(match now {
+        _ if text.starts_with("running") => "running on a CPU".to_string(),
+        Some((nr, args)) if nr == blocked.nr => {
+            format!(
+                "in {} with another {what} ({:#x})",
+                syscalls::name(nr),
+                args[arg]
+            )
+        }
+        Some((nr, _)) => format!("in {}", syscalls::name(nr)),
+        None => "in no call".to_string(),
+    })
 }
 
 /// Waits a little (at most 50 ms) for a blocked thread that is momentarily on a CPU, typically

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::diagnosis::{evidence, memory::Memory};
 use crate::tracker::Blocked;
-use crate::{clock, procfs, syscalls};
+use crate::{clock, syscalls};
 
 /// `clock_nanosleep`'s flag for a time to sleep until rather than a duration.
 const TIMER_ABSTIME: u64 = 1;
@@ -67,23 +67,8 @@ fn request_arg(nr: i64) -> Option<usize> {
 /// Why a request read while the thread's syscall file said `text` is not the request of sleep
 /// `blocked` (whose `req` is argument `arg`); None when the file shows that call with that pointer.
 fn left_sleep(blocked: &Blocked, arg: usize, text: &str) -> Option<String> {
-    let now = procfs::parse_syscall(text);
-    if now.is_some_and(|(nr, args)| nr == blocked.nr && args[arg] == blocked.args[arg]) {
-        return None;
-    }
+    let is = evidence::left_call(blocked, arg, "request", text)?;
     let was = syscalls::name(blocked.nr);
-    let is = match now {
-        _ if text.starts_with("running") => "running on a CPU".to_string(),
-        Some((nr, args)) if nr == blocked.nr => {
-            format!(
-                "in {} with another request ({:#x})",
-                syscalls::name(nr),
-                args[arg]
-            )
-        }
-        Some((nr, _)) => format!("in {}", syscalls::name(nr)),
-        None => "in no call".to_string(),
-    };
     Some(format!(
         "not read: when it could be read the thread had left {was} and was {is}, so the memory there would not be this sleep's request"
     ))

@@ -6,7 +6,7 @@
 use std::{fs, path::Path};
 
 use aya::maps::{Array, HashMap, MapData};
-use qbench_common::{NO_SYSCALL, ThreadState, maps};
+use qbench_common::{ThreadState, maps};
 
 use super::attach;
 use super::loader::{LoaderError, Probes, SyscallTracking, map_mut, os_error_in_chain};
@@ -82,13 +82,7 @@ impl Probes {
         let mut map: HashMap<&mut MapData, u32, ThreadState> = map_mut(&mut self.ebpf, name)?;
         for (tid, state) in entries {
             let done = if Some(state.arrived_seq) == keep {
-                let arrived = ThreadState {
-                    nr: NO_SYSCALL,
-                    since_ns: 0,
-                    args: [0; 6],
-                    arrived_seq: state.arrived_seq,
-                };
-                map.insert(tid, arrived, BPF_EXIST)
+                map.insert(tid, ThreadState::in_no_call(state.arrived_seq), BPF_EXIST)
             } else {
                 map.remove(&tid)
             };

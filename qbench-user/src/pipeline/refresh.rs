@@ -47,7 +47,8 @@ pub fn on_window_opened(
                 tracker.apply_snapshot(&probes.snapshot_threads()?);
             } else {
                 // Unknown, rather than the calls an earlier window left.
-                let unknown = tracker.tids().into_iter().map(|tid| (tid, NOT_IN_A_CALL));
+                let unknown = tracker.tids().into_iter();
+                let unknown = unknown.map(|tid| (tid, ThreadState::in_no_call(0)));
                 tracker.apply_snapshot(&unknown.collect::<Vec<_>>());
             }
         }
@@ -55,14 +56,6 @@ pub fn on_window_opened(
     }
     Ok(())
 }
-
-/// A thread's state when nothing says which call it is in.
-const NOT_IN_A_CALL: ThreadState = ThreadState {
-    nr: NO_SYSCALL,
-    since_ns: 0,
-    args: [0; 6],
-    arrived_seq: 0,
-};
 
 /// Who is blocked in what, from /proc, since no syscall event tells.
 fn from_proc(tracker: &mut Tracker, pid: u32) {

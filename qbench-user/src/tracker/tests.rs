@@ -556,10 +556,7 @@ fn the_call_a_request_found_comes_with_its_entry_when_it_ends() {
     t.seed(100, "worker", Some((0, [3, 0, 0, 0, 0, 0])));
     t.seed(101, "other", None);
     t.on_event(request(1000));
-    let out = ThreadState {
-        nr: NO_SYSCALL,
-        ..ThreadState::default()
-    };
+    let out = ThreadState::in_no_call(0);
     t.apply_snapshot(&[(100, out), (101, out)]);
     assert!(
         t.threads[&100].calls.is_empty(),
