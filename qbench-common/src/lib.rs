@@ -46,7 +46,11 @@ pub mod programs {
     /// uprobe on an update point of a program without the runtime ([`crate::symbols::UPDATE`]
     /// or `--point`): while the window is open, emits one [`crate::EVENT_ARRIVE`] per thread.
     pub const POINT: &str = "qbench_point";
-    /// tracepoint signal:signal_generate: the update signal sent to the target opens the window.
+    /// raw tracepoint signal_generate: the update signal sent to the target opens the window,
+    /// read from the tracepoint's arguments (no record is formatted for the machine's signals).
+    pub const SIGNAL_RAW: &str = "qbench_signal_raw";
+    /// tracepoint signal:signal_generate: [`SIGNAL_RAW`] from the formatted record, on a kernel
+    /// where that cannot be used (no BTF to find `task_struct.tgid` in).
     pub const SIGNAL: &str = "qbench_signal";
     /// tracepoint signal:signal_deliver: the update signal delivered to a thread of a target
     /// without the runtime, during an update: emits [`crate::EVENT_DELIVER`].
@@ -93,6 +97,11 @@ pub mod globals {
     /// [`crate::tracepoints::Offsets`]: where each tracepoint field the programs read lies in its
     /// record on the running kernel.
     pub const TRACEPOINT_OFFSETS: &str = "TRACEPOINT_OFFSETS";
+    /// `u32`: the byte offset of `pid` in the running kernel's `struct task_struct` (from its
+    /// BTF), for [`crate::programs::SIGNAL_RAW`]; 0 when that program is not used.
+    pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
+    /// `u32`: the byte offset of `tgid` in `struct task_struct`, as [`TASK_PID_OFFSET`].
+    pub const TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
 }
 
 /// Capacity of per-thread maps: threads of the target that can be tracked at once.

@@ -22,6 +22,14 @@ static TARGET_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static UPDATE_SIGNAL: u32 = 0;
 
+/// `qbench_common::globals::TASK_PID_OFFSET`, set by the loader from the kernel's BTF.
+#[unsafe(no_mangle)]
+static TASK_PID_OFFSET: u32 = 0;
+
+/// `qbench_common::globals::TASK_TGID_OFFSET`, set by the loader from the kernel's BTF.
+#[unsafe(no_mangle)]
+static TASK_TGID_OFFSET: u32 = 0;
+
 /// The target's tgid. A volatile read, or the compiler would fold the initial 0 into the code
 /// and the loader's value would never be seen.
 #[inline(always)]
@@ -35,6 +43,19 @@ pub fn target_tgid() -> u32 {
 pub fn update_signal() -> u32 {
     // SAFETY: a read of a plain `u32` static through a valid reference.
     unsafe { core::ptr::read_volatile(&raw const UPDATE_SIGNAL) }
+}
+
+/// Where `pid` and `tgid` lie in this kernel's `struct task_struct` (volatile for the same reason
+/// as [`target_tgid`]).
+#[inline(always)]
+pub fn task_offsets() -> (usize, usize) {
+    // SAFETY: reads of plain `u32` statics through valid references.
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const TASK_PID_OFFSET) as usize,
+            core::ptr::read_volatile(&raw const TASK_TGID_OFFSET) as usize,
+        )
+    }
 }
 
 /// `qbench_common::maps::MISSES`.

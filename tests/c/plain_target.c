@@ -12,6 +12,10 @@
  * again), so every thread is interrupted. Prints "ready" once every thread has started (signal
  * it only after that: the handler reads the thread table); exits
  * when stdin closes (read returns 0) or after 60 s.
+ *
+ * A `q` on stdin (points mode) interrupts every thread as the runtime's helper does during an
+ * update: SIGUSR2 queued to each thread with pthread_sigqueue (si_code SI_QUEUE, sent by the
+ * process itself), which the handler ignores; then prints "queued".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,6 +43,7 @@ __attribute__((noinline, used)) void update_point(void) {
 static void on_usr2(int sig, siginfo_t *info, void *ctx) {
     (void)ctx;
     if (info->si_code == SI_TKILL) return; /* a relay */
+    if (info->si_code == SI_QUEUE) return; /* an interruption, as the runtime's */
     pthread_t self = pthread_self();
     for (int i = 0; i < nthreads; i++)
         if (!pthread_equal(threads[i], self)) pthread_kill(threads[i], sig);
@@ -97,5 +102,12 @@ int main(int argc, char **argv) {
         char c;
         ssize_t n = read(0, &c, 1);
         if (n == 0 || (n < 0 && errno != EINTR)) return 0;
+        if (n == 1 && c == 'q') {
+            union sigval value = {.sival_int = 0};
+            for (int i = 0; i < nthreads; i++)
+                if (pthread_sigqueue(threads[i], SIGUSR2, value)) return 1;
+            printf("queued\n");
+            fflush(stdout);
+        }
     }
 }

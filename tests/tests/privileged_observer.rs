@@ -10,6 +10,7 @@ use qbench_common::{
 use qbench_tests::ebpf::{
     Event, Target, blocking_syscalls, c_source, chain, compile_c, read_events, root_or_skip,
 };
+use qbench_user::kernel::attach::SignalProbe;
 use qbench_user::kernel::loader::{AttachMode, LoadOptions, Probes};
 use qbench_user::kernel::symbols::TargetObjects;
 
@@ -265,6 +266,56 @@ fn plain_target_reports_each_threads_first_arrival_per_window() {
 }
 
 #[test]
+fn a_signal_the_target_queues_itself_is_no_request_and_anothers_kill_is() {
+    if !root_or_skip("a_signal_the_target_queues_itself_is_no_request_and_anothers_kill_is") {
+        return;
+    }
+    let mut target = plain_target(&["points"]);
+    let pid = target.pid();
+    let (mut probes, _) = observe(&target, &["update_point"], None);
+    // Where the kernel has BTF, the raw tracepoint is what sees the signal.
+    if std::path::Path::new(qbench_user::kernel::btf::VMLINUX).exists() {
+        assert!(
+            matches!(probes.signal_probe(), SignalProbe::Raw(_)),
+            "{:?}",
+            probes.signal_probe()
+        );
+    }
+    let mut ring = probes.take_events().expect("take the ring buffer");
+
+    // The update signal queued by the process to each of its 4 threads (SI_QUEUE, as the
+    // runtime's helper interrupts them): no request, the window stays closed.
+    target.send(b"q");
+    assert_eq!(target.line(), "queued");
+    let events = read_events(&mut ring, Duration::from_millis(200));
+    assert_eq!(events, vec![], "the target's own interruptions request nothing");
+    let window = probes.window().expect("window");
+    assert_eq!((window.open, window.seq), (0, 0), "{window:?}");
+
+    // The same signal sent by another process (kill(2), SI_USER): one request.
+    target.kill(12);
+    let events = read_events(&mut ring, Duration::from_millis(300));
+    let requests: Vec<_> = events.iter().filter_map(Event::request).collect();
+    assert_eq!(requests.len(), 1, "{events:?}");
+    let request = requests[0];
+    assert_eq!(
+        (
+            request.source,
+            request.signal,
+            request.code,
+            request.header.tid,
+            request.sender_tgid,
+            request.window_seq
+        ),
+        (SOURCE_SIGNAL, SIGUSR2, 0, pid.get(), std::process::id(), 1),
+        "{request:?}"
+    );
+    let window = probes.window().expect("window");
+    assert_eq!((window.open, window.seq), (1, 1), "{window:?}");
+    assert_eq!(probes.misses().expect("misses"), [0, 0]);
+}
+
+#[test]
 fn a_full_ring_buffer_counts_every_lost_event() {
     if !root_or_skip("a_full_ring_buffer_counts_every_lost_event") {
         return;
@@ -342,7 +393,10 @@ fn every_tracepoint_field_the_programs_read_is_found_on_this_kernel() {
         assert!(
             qbench_user::kernel::attach::TRACEPOINTS
                 .iter()
-                .chain([&qbench_user::kernel::attach::DELIVER_TRACEPOINT])
+                .chain([
+                    &qbench_user::kernel::attach::SIGNAL_TRACEPOINT,
+                    &qbench_user::kernel::attach::DELIVER_TRACEPOINT
+                ])
                 .any(|&(_, c, e)| (c, e) == (category, event)),
             "{field:?} belongs to no attached tracepoint"
         );

@@ -1,7 +1,8 @@
 //! Attaching the loaded programs: uprobes at resolved file offsets, scoped to the target
-//! process, the tracepoints, with tracefs mounted first when it is missing (as bpftool does for
-//! bpffs), and the syscall raw tracepoints. Every link is owned by its program, so dropping the
-//! `Ebpf` detaches it.
+//! process, the update request's signal (a raw tracepoint, or the formatted one where the raw
+//! one cannot be used: [`SignalProbe`]), the thread tracepoints, with tracefs mounted first when
+//! it is missing (as bpftool does for bpffs), and the syscall raw tracepoints. Every link is
+//! owned by its program, so dropping the `Ebpf` detaches it.
 
 use std::{ffi::CStr, io, num::NonZeroU32, path::Path};
 
@@ -18,14 +19,57 @@ use qbench_common::{programs, tracepoints::Offsets};
 
 use super::loader::LoaderError;
 use super::symbols::Location;
-use crate::kernel::tracepoint_layout;
+use crate::kernel::{btf::TaskOffsets, tracepoint_layout};
 
-/// The tracepoints attached in every mode: `(program, category, event)`.
-pub const TRACEPOINTS: [(&str, &str, &str); 3] = [
-    (programs::SIGNAL, "signal", "signal_generate"),
+/// The raw tracepoint of the update request, `(program, tracepoint)`: `signal_generate` fires
+/// for every signal generated on the machine, the runtime's interruption of each of the target's
+/// threads during an update among them, and a raw tracepoint formats no record of each.
+pub const SIGNAL_RAW_TRACEPOINT: (&str, &str) = (programs::SIGNAL_RAW, "signal_generate");
+
+/// The formatted tracepoint of the update request, `(program, category, event)`, where
+/// [`SIGNAL_RAW_TRACEPOINT`] cannot be used: the kernel has no BTF to find the signalled task's
+/// tgid with, or refused the raw tracepoint.
+pub const SIGNAL_TRACEPOINT: (&str, &str, &str) = (programs::SIGNAL, "signal", "signal_generate");
+
+/// The thread tracepoints, attached in every mode: `(program, category, event)`.
+pub const TRACEPOINTS: [(&str, &str, &str); 2] = [
     (programs::FORK, "sched", "sched_process_fork"),
     (programs::EXIT, "sched", "sched_process_exit"),
 ];
+
+/// Which program sees the update request's signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalProbe {
+    /// [`SIGNAL_RAW_TRACEPOINT`], reading the task at these offsets (from the kernel's BTF).
+    Raw(TaskOffsets),
+    /// [`SIGNAL_TRACEPOINT`], and why the raw one is not used.
+    Record(String),
+}
+
+impl SignalProbe {
+    /// The program's name.
+    pub fn program(&self) -> &'static str {
+        match self {
+            Self::Raw(_) => SIGNAL_RAW_TRACEPOINT.0,
+            Self::Record(_) => SIGNAL_TRACEPOINT.0,
+        }
+    }
+
+    /// What sees the update signal, and why, for `-v`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Raw(offsets) => format!(
+                "the update signal is seen by the raw tracepoint signal_generate \
+                 (task_struct.tgid at byte {} in the kernel's BTF)",
+                offsets.tgid
+            ),
+            Self::Record(why) => format!(
+                "the update signal is seen by the formatted tracepoint signal:signal_generate \
+                 ({why})"
+            ),
+        }
+    }
+}
 
 /// The tracepoint attached for a target without the runtime in the diagnosis mode: the update
 /// signal delivered to a thread, which ended the call it was blocked in (EINTR or a restart)
@@ -140,6 +184,29 @@ pub fn uprobe(
     Ok(Attached::Uprobe(program, link))
 }
 
+/// Attaches the update signal's program, loaded by [`load_programs`]: the raw tracepoint, or,
+/// when the kernel refuses it, the formatted one, which is then loaded here and `signal` says so.
+pub fn signal(ebpf: &mut Ebpf, signal: &mut SignalProbe) -> Result<Attached, LoaderError> {
+    if let SignalProbe::Raw(_) = signal {
+        let (program, event) = SIGNAL_RAW_TRACEPOINT;
+        let raw: &mut RawTracePoint = program_as(ebpf, program)?;
+        match raw.attach(event) {
+            Ok(link) => return Ok(Attached::RawTracePoint(program, link)),
+            Err(err) => {
+                let err = attach_error(program, "raw", event)(err);
+                *signal = SignalProbe::Record(with_causes(&err));
+                load_tracepoint(ebpf, SIGNAL_TRACEPOINT.0)?;
+            }
+        }
+    }
+    let (program, category, event) = SIGNAL_TRACEPOINT;
+    let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
+    let link = tracepoint
+        .attach(category, event)
+        .map_err(attach_error(program, category, event))?;
+    Ok(Attached::TracePoint(program, link))
+}
+
 /// Attaches the tracepoint programs of [`TRACEPOINTS`], and [`DELIVER_TRACEPOINT`] with
 /// `deliveries`.
 pub fn tracepoints(ebpf: &mut Ebpf, deliveries: bool) -> Result<Vec<Attached>, LoaderError> {
@@ -167,6 +234,18 @@ pub fn syscall_tracepoints(ebpf: &mut Ebpf, links: &mut Vec<Attached>) -> Result
         links.push(Attached::RawTracePoint(program, link));
     }
     Ok(())
+}
+
+/// `err` and each of its causes, `: `-separated.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
 }
 
 fn attach_error(
@@ -231,9 +310,11 @@ pub fn tracepoint_offsets(deliveries: bool) -> Result<Offsets, LoaderError> {
         .find(|dir| Path::new(dir).is_dir())
         .unwrap_or(&TRACEFS_EVENTS[0]);
     let deliver = deliveries.then_some(DELIVER_TRACEPOINT);
+    // The formatted signal tracepoint's too: it replaces the raw one if that cannot attach.
     let wanted = |name: &str| {
         TRACEPOINTS
             .iter()
+            .chain([&SIGNAL_TRACEPOINT])
             .chain(&deliver)
             .any(|(_, category, event)| name.split_once('/') == Some((*category, *event)))
     };
@@ -244,23 +325,44 @@ pub fn tracepoint_offsets(deliveries: bool) -> Result<Offsets, LoaderError> {
     })
 }
 
-/// Loads (verifies) every program (the syscall ones only if `syscalls`, the delivery one only if
-/// `deliveries`), so that a verifier rejection shows at load, not at attach.
-pub fn load_programs(ebpf: &mut Ebpf, syscalls: bool, deliveries: bool) -> Result<(), LoaderError> {
+/// Loads (verifies) every program (the update signal's as `signal` says, the syscall ones only
+/// if `syscalls`, the delivery one only if `deliveries`), so that a verifier rejection shows at
+/// load, not at attach.
+pub fn load_programs(
+    ebpf: &mut Ebpf,
+    signal: &SignalProbe,
+    syscalls: bool,
+    deliveries: bool,
+) -> Result<(), LoaderError> {
     for program in UPROBES {
         let uprobe: &mut UProbe = program_as(ebpf, program)?;
         uprobe.load().map_err(LoaderError::program(program))?;
     }
+    let signal = match signal {
+        SignalProbe::Raw(_) => {
+            load_raw_tracepoint(ebpf, SIGNAL_RAW_TRACEPOINT.0)?;
+            None
+        }
+        SignalProbe::Record(_) => Some(SIGNAL_TRACEPOINT),
+    };
     let deliver = deliveries.then_some(DELIVER_TRACEPOINT);
-    for (program, _, _) in TRACEPOINTS.into_iter().chain(deliver) {
-        let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
-        tracepoint.load().map_err(LoaderError::program(program))?;
+    for (program, _, _) in TRACEPOINTS.into_iter().chain(signal).chain(deliver) {
+        load_tracepoint(ebpf, program)?;
     }
     if syscalls {
         for (program, _) in SYSCALL_RAW_TRACEPOINTS {
-            let raw: &mut RawTracePoint = program_as(ebpf, program)?;
-            raw.load().map_err(LoaderError::program(program))?;
+            load_raw_tracepoint(ebpf, program)?;
         }
     }
     Ok(())
+}
+
+fn load_tracepoint(ebpf: &mut Ebpf, program: &'static str) -> Result<(), LoaderError> {
+    let tracepoint: &mut TracePoint = program_as(ebpf, program)?;
+    tracepoint.load().map_err(LoaderError::program(program))
+}
+
+fn load_raw_tracepoint(ebpf: &mut Ebpf, program: &'static str) -> Result<(), LoaderError> {
+    let raw: &mut RawTracePoint = program_as(ebpf, program)?;
+    raw.load().map_err(LoaderError::program(program))
 }

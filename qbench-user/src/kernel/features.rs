@@ -6,7 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::host::capabilities::{CapSet, TracefsAccess};
-use crate::kernel::attach::{DELIVER_TRACEPOINT, SYSCALL_RAW_TRACEPOINTS, TRACEPOINTS};
+use crate::kernel::attach::{
+    DELIVER_TRACEPOINT, SIGNAL_TRACEPOINT, SYSCALL_RAW_TRACEPOINTS, TRACEPOINTS,
+};
 use crate::kernel::selfprobe::{self, SelfProbe};
 
 pub const BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -176,10 +178,12 @@ fn unescape_octal(text: &str) -> String {
 }
 
 /// Whether each tracepoint qbench-trace attaches has its event directory under `mount`; the
-/// syscall raw tracepoints are the ones under `raw_syscalls`.
+/// raw tracepoints are the ones of the same events (`signal/signal_generate`, raw where the
+/// kernel has BTF, and the syscalls' under `raw_syscalls`).
 pub fn tracepoints(mount: &Path) -> Vec<(String, bool)> {
-    let records = TRACEPOINTS
-        .iter()
+    let records = [&SIGNAL_TRACEPOINT]
+        .into_iter()
+        .chain(&TRACEPOINTS)
         .chain([&DELIVER_TRACEPOINT])
         .map(|(_, category, event)| format!("{category}/{event}"));
     let raw = SYSCALL_RAW_TRACEPOINTS
@@ -235,7 +239,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             found.len(),
-            TRACEPOINTS.len() + 1 + SYSCALL_RAW_TRACEPOINTS.len()
+            1 + TRACEPOINTS.len() + 1 + SYSCALL_RAW_TRACEPOINTS.len()
         );
         assert_eq!(found[0], ("signal/signal_generate".to_string(), true));
         assert!(found[1..].iter().all(|(_, found)| !found), "{found:?}");

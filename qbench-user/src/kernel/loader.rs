@@ -27,8 +27,9 @@ use aya::{
 };
 use qbench_common::{MAX_SYSCALLS, MISS_COUNTERS, ThreadState, Window, globals, maps, programs};
 
+use super::attach::SignalProbe;
 use super::symbols::{Location, RuntimeAnchors, SymbolError, TargetObjects};
-use super::{attach, memlock, sizing};
+use super::{attach, btf, memlock, sizing};
 use crate::host::capabilities::{self, CapSet};
 use crate::kernel::refusal::{refused_hint, tracefs_message};
 
@@ -277,6 +278,8 @@ pub struct Probes {
     pub(super) syscalls: SyscallTracking,
     /// The delivery tracepoint is loaded, and attached with the others.
     deliveries: bool,
+    /// Which program sees the update request's signal.
+    signal: SignalProbe,
 }
 
 impl Probes {
@@ -303,12 +306,23 @@ impl Probes {
         let target = tgid.get();
         // The fields the tracepoint programs read are wherever this kernel puts them.
         let offsets = attach::tracepoint_offsets(options.deliveries)?;
+        // The signalled task's tgid is read from the task where the kernel's BTF says where.
+        let signal_probe = match btf::task_offsets() {
+            Ok(task) => SignalProbe::Raw(task),
+            Err(err) => SignalProbe::Record(err.to_string()),
+        };
+        let task = match &signal_probe {
+            SignalProbe::Raw(task) => *task,
+            SignalProbe::Record(_) => btf::TaskOffsets { pid: 0, tgid: 0 },
+        };
         let mut loader = EbpfLoader::new();
         // must_exist: a global renamed on one side only fails here, not silently.
         loader
             .override_global(globals::TARGET_TGID, &target, true)
             .override_global(globals::UPDATE_SIGNAL, &signal, true)
-            .override_global(globals::TRACEPOINT_OFFSETS, &offsets, true);
+            .override_global(globals::TRACEPOINT_OFFSETS, &offsets, true)
+            .override_global(globals::TASK_PID_OFFSET, &task.pid, true)
+            .override_global(globals::TASK_TGID_OFFSET, &task.tgid, true);
         let threads = sizing::thread_count(target);
         let events_bytes = options
             .events_bytes
@@ -318,7 +332,7 @@ impl Probes {
             .map_max_entries(maps::THREADS, sizing::thread_entries_for(threads));
         let mut ebpf = loader.load(object).map_err(LoaderError::classify_load)?;
         let syscalls = options.syscalls != SyscallTracking::Off;
-        attach::load_programs(&mut ebpf, syscalls, options.deliveries)?;
+        attach::load_programs(&mut ebpf, &signal_probe, syscalls, options.deliveries)?;
         let mut probes = Self {
             ebpf,
             links: Vec::new(),
@@ -328,6 +342,7 @@ impl Probes {
             blocking: options.blocking.clone(),
             syscalls: options.syscalls,
             deliveries: options.deliveries,
+            signal: signal_probe,
         };
         probes.fill_blocking()?;
         // Detached until wanted: anyone else's request must wake the reader to attach them.
@@ -340,6 +355,11 @@ impl Probes {
         self.tgid
     }
 
+    /// Which program sees the update request's signal (once attached, the one attached).
+    pub fn signal_probe(&self) -> &SignalProbe {
+        &self.signal
+    }
+
     fn fill_blocking(&mut self) -> Result<(), LoaderError> {
         let name = maps::BLOCKING;
         let mut map: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, name)?;
@@ -350,7 +370,7 @@ impl Probes {
     }
 
     /// Attaches the update-point uprobes of `mode` (scoped to the target), then the tracepoints
-    /// (signal, threads), then, with [`SyscallTracking::Always`], the syscall raw tracepoints
+    /// (the update signal's, raw where it can be: [`Self::signal_probe`]; the threads'), then, with [`SyscallTracking::Always`], the syscall raw tracepoints
     /// ([`Self::start_tracking`], which seeds the thread map from /proc).
     pub fn attach(&mut self, mode: &AttachMode) -> Result<(), LoaderError> {
         attach::ensure_uprobes()?;
@@ -379,6 +399,8 @@ impl Probes {
                 }
             }
         }
+        let link = attach::signal(&mut self.ebpf, &mut self.signal)?;
+        self.links.push(link);
         let links = attach::tracepoints(&mut self.ebpf, self.deliveries)?;
         self.links.extend(links);
         if self.syscalls == SyscallTracking::Always {

@@ -192,6 +192,9 @@ impl Observed {
         };
         let mut probes = Probes::load(tgid, probing.signal as u32, &options)?;
         probes.attach(&mode)?;
+        if probing.verbose > 0 {
+            eprintln!("qbench-trace: {}", probes.signal_probe().describe());
+        }
         let events = probes.take_events()?;
         let mut observed = Self {
             target,
