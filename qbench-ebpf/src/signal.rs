@@ -9,8 +9,10 @@
 //! tracepoint's own arguments; the formatted one first copies every signal's record (the
 //! signalled task's comm among it), a cost paid on the interrupting thread's path while the
 //! threads race to park. So the raw one is attached wherever the loader finds `task_struct`'s
-//! `pid` and `tgid` in the kernel's BTF, and the formatted one elsewhere; both take the same
-//! decision and emit the same event.
+//! `pid` and `tgid` in the kernel's BTF, and the formatted one elsewhere; both emit the same
+//! event. The formatted record has only the signalled task's pid (the tgid for a signal sent to
+//! the process, `kill(2)`), which the fallback filters on; the raw program reads the task's
+//! tgid, so a signal sent to any one of the target's threads (`tgkill(2)`) is seen too.
 //!
 //! Kernel contract of the raw tracepoint (the same from Linux 5.0 to 6.18):
 //! `TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task, int group, int
@@ -108,8 +110,8 @@ fn try_signal_raw(ctx: &RawTracePointContext) {
         code = si_code(info);
     }
     // SAFETY: as for `tgid`.
-    let pid = unsafe { bpf_probe_read_kernel(task.wrapping_add(pid_at).cast::<i32>()) }
-        .unwrap_or(tgid);
+    let pid =
+        unsafe { bpf_probe_read_kernel(task.wrapping_add(pid_at).cast::<i32>()) }.unwrap_or(tgid);
     request(pid as u32, sig, code, sender);
 }
 

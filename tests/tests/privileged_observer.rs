@@ -288,7 +288,11 @@ fn a_signal_the_target_queues_itself_is_no_request_and_anothers_kill_is() {
     target.send(b"q");
     assert_eq!(target.line(), "queued");
     let events = read_events(&mut ring, Duration::from_millis(200));
-    assert_eq!(events, vec![], "the target's own interruptions request nothing");
+    assert_eq!(
+        events,
+        vec![],
+        "the target's own interruptions request nothing"
+    );
     let window = probes.window().expect("window");
     assert_eq!((window.open, window.seq), (0, 0), "{window:?}");
 

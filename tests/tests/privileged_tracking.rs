@@ -1,7 +1,7 @@
 //! The diagnosis mode's syscall tracking is attached only while an update is pending: read from
 //! the kernel's own account of qbench-trace's BPF links (`/proc/PID/fdinfo` of each
 //! `anon_inode:bpf_link` descriptor, whose `tp_name` names a raw tracepoint), with no tracking
-//! link while idle, `sys_enter` and `sys_exit` while another process's request is pending, none
+//! link while idle (only the update signal's, `signal_generate`, where the kernel has BTF), `sys_enter` and `sys_exit` while another process's request is pending, none
 //! again once it is reported; and the update so observed is diagnosed as before. An update that
 //! was over by the time its request was read is not tracked at all. Skipped, with the reason
 //! printed, when not root.
@@ -16,6 +16,23 @@ use serde_json::Value;
 
 /// The runtime's timeout: the update stays pending until qbench-trace's 2 s deadline.
 const RUNTIME_WAITS_60_S: [(&str, &str); 1] = [("QBENCH_TIMEOUT_MS", "60000")];
+
+/// The raw tracepoint links qbench-trace has at all times: the update signal's, where the
+/// kernel has BTF (else it attaches the formatted tracepoint, which is no raw tracepoint link).
+fn idle_links() -> Vec<&'static str> {
+    if std::path::Path::new(qbench_user::kernel::btf::VMLINUX).exists() {
+        vec!["signal_generate"]
+    } else {
+        Vec::new()
+    }
+}
+
+/// [`idle_links`] and the syscall tracking's, while an update is pending.
+fn tracking_links() -> Vec<&'static str> {
+    let mut links = idle_links();
+    links.extend(["sys_enter", "sys_exit"]);
+    links
+}
 
 /// The raw tracepoints qbench-trace (`pid`) has BPF links on, by name.
 fn raw_tracepoint_links(pid: u32) -> BTreeSet<String> {
@@ -75,15 +92,12 @@ fn syscall_tracking_is_attached_only_while_an_update_is_pending() {
 
     // Idle: the uprobes and tracepoints are attached, the syscall raw tracepoints are not.
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(raw_tracepoint_links(trace_pid), BTreeSet::new(), "idle");
+    let idle: BTreeSet<String> = idle_links().into_iter().map(String::from).collect();
+    assert_eq!(raw_tracepoint_links(trace_pid), idle, "idle");
 
     // Another process's request: the kernel opens the window and wakes qbench-trace.
     target.request(libc::SIGUSR2);
-    let took = wait_links(
-        trace_pid,
-        &["sys_enter", "sys_exit"],
-        Duration::from_secs(1),
-    );
+    let took = wait_links(trace_pid, &tracking_links(), Duration::from_secs(1));
     eprintln!("syscall tracking attached {took:?} after the request was sent");
 
     let mut lines = BufReader::new(stdout).lines();
@@ -101,7 +115,7 @@ fn syscall_tracking_is_attached_only_while_an_update_is_pending() {
     assert_eq!(stuck["blocked_in"]["syscall"], "futex", "{stuck}");
 
     // Reported: detached again.
-    wait_links(trace_pid, &[], Duration::from_secs(2));
+    wait_links(trace_pid, &idle_links(), Duration::from_secs(2));
 
     // SAFETY: kill(2) of the observer this test started.
     assert_eq!(unsafe { libc::kill(trace_pid as i32, libc::SIGINT) }, 0);
@@ -136,7 +150,7 @@ fn an_update_over_by_the_time_its_request_is_read_is_not_tracked() {
         // Well inside the 5 ms qbench-trace waits before it reads a request it was woken for:
         // the release is read with the request.
         quick += usize::from(quiescence < 1_000_000);
-        wait_links(trace_pid, &[], Duration::from_secs(2));
+        wait_links(trace_pid, &idle_links(), Duration::from_secs(2));
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = observer.finish(Duration::from_secs(10), "qbench-trace did not stop");

@@ -1,8 +1,9 @@
 //! Where `pid` and `tgid` lie in the running kernel's `struct task_struct`, from its BTF
 //! (`/sys/kernel/btf/vmlinux`), for the raw `signal_generate` program, which reads the
 //! signalled task's tgid from the task itself. The layout of `task_struct` changes with every
-//! kernel version and configuration, so the offsets are found at load time; without BTF the
-//! loader attaches the formatted tracepoint instead, whose record carries the pid.
+//! kernel version and configuration, so the offsets are found at load time, and the raw
+//! tracepoint's arguments are checked to be the ones the program reads; without BTF the loader
+//! attaches the formatted tracepoint instead, whose record carries the pid.
 //!
 //! Only what this needs of the format (`Documentation/bpf/btf.rst`) is parsed: the header, the
 //! type records (walked by kind, to index them by id) and the string section. The parse is pure
@@ -33,7 +34,28 @@ pub enum BtfError {
     NoMember { strukt: String, member: String },
     #[error("the BTF's {strukt}.{member} is a bit field")]
     BitField { strukt: String, member: String },
+    #[error("the BTF has no raw tracepoint {0}")]
+    NoTracepoint(&'static str),
+    #[error("the BTF's raw tracepoint {event} takes ({found}), not ({expected})")]
+    Prototype {
+        event: &'static str,
+        found: String,
+        expected: String,
+    },
 }
+
+/// The raw tracepoint the offsets are for, and its arguments as the program reads them (after
+/// the tracepoint's own `void *` data): `TP_PROTO(int sig, struct kernel_siginfo *info, struct
+/// task_struct *task, int group, int result)`.
+pub const SIGNAL_GENERATE: &str = "signal_generate";
+const SIGNAL_GENERATE_ARGS: [&str; 6] = [
+    "void *",
+    "int",
+    "struct kernel_siginfo *",
+    "struct task_struct *",
+    "int",
+    "int",
+];
 
 /// The offsets in this kernel's BTF.
 pub fn task_offsets() -> Result<TaskOffsets, BtfError> {
@@ -41,9 +63,18 @@ pub fn task_offsets() -> Result<TaskOffsets, BtfError> {
     task_offsets_in(&data)
 }
 
-/// The offsets in the BTF `data`.
+/// The offsets in the BTF `data`, once `signal_generate`'s arguments are found to be the ones
+/// the program reads.
 pub fn task_offsets_in(data: &[u8]) -> Result<TaskOffsets, BtfError> {
     let btf = Btf::parse(data)?;
+    let found = btf.raw_tracepoint_args(SIGNAL_GENERATE)?;
+    if found != SIGNAL_GENERATE_ARGS {
+        return Err(BtfError::Prototype {
+            event: SIGNAL_GENERATE,
+            found: found.join(", "),
+            expected: SIGNAL_GENERATE_ARGS.join(", "),
+        });
+    }
     Ok(TaskOffsets {
         pid: btf.member_offset("task_struct", "pid")?,
         tgid: btf.member_offset("task_struct", "tgid")?,
@@ -57,12 +88,15 @@ const TYPE_BYTES: usize = 12;
 /// `struct btf_member`: name_off, type, offset.
 const MEMBER_BYTES: usize = 12;
 
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC_PROTO: u32 = 13;
 const KIND_TYPE_TAG: u32 = 18;
 
 /// How many bytes follow a type record of `kind` with `vlen` entries, or `None` for a kind this
@@ -118,7 +152,11 @@ impl<'a> Btf<'a> {
         if magic != Some(MAGIC) {
             return Err(BtfError::Malformed("no BTF magic (0xeb9f, little-endian)"));
         }
-        let word = |at| u32_at(data, at).map(|v| v as usize).ok_or(BtfError::Malformed("truncated header"));
+        let word = |at| {
+            u32_at(data, at)
+                .map(|v| v as usize)
+                .ok_or(BtfError::Malformed("truncated header"))
+        };
         let header_len = word(4)?;
         if header_len < HEADER_BYTES {
             return Err(BtfError::Malformed("header too short"));
@@ -179,10 +217,11 @@ impl<'a> Btf<'a> {
             })
             .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
         let (bits, field_bits) =
-            self.member_bits(id, member, 0).ok_or_else(|| BtfError::NoMember {
-                strukt: strukt.to_owned(),
-                member: member.to_owned(),
-            })?;
+            self.member_bits(id, member, 0)
+                .ok_or_else(|| BtfError::NoMember {
+                    strukt: strukt.to_owned(),
+                    member: member.to_owned(),
+                })?;
         if bits % 8 != 0 || field_bits != 0 {
             return Err(BtfError::BitField {
                 strukt: strukt.to_owned(),
@@ -223,6 +262,50 @@ impl<'a> Btf<'a> {
                 None
             }
         })
+    }
+
+    /// The argument types of raw tracepoint `event`, as C writes them (typedefs resolved): the
+    /// prototype of the kernel's `btf_trace_<event>` typedef, a pointer to a function.
+    fn raw_tracepoint_args(&self, event: &'static str) -> Result<Vec<String>, BtfError> {
+        let typedef = format!("btf_trace_{event}");
+        let proto = (1..=self.starts.len() as u32)
+            .filter_map(|id| self.get(id))
+            .find(|t| t.kind == KIND_TYPEDEF && self.name(t.name_off) == typedef)
+            .and_then(|t| self.get(t.size_or_type))
+            .filter(|ptr| ptr.kind == KIND_PTR)
+            .and_then(|ptr| self.get(ptr.size_or_type))
+            .filter(|proto| proto.kind == KIND_FUNC_PROTO)
+            .ok_or(BtfError::NoTracepoint(event))?;
+        let args = (0..proto.vlen).map(|i| {
+            let ty = u32_at(self.types, proto.entries + i * 8 + 4)?;
+            self.c_type(ty, 0)
+        });
+        args.collect::<Option<_>>().ok_or(BtfError::Malformed(
+            "a tracepoint argument of no known type",
+        ))
+    }
+
+    /// Type `id` as C writes it, for the kinds tracepoint arguments have (`depth` bounds a
+    /// malformed chain of pointers).
+    fn c_type(&self, id: u32, depth: u32) -> Option<String> {
+        if id == 0 {
+            return Some("void".into());
+        }
+        let t = self.get(self.strip_modifiers(id)?)?;
+        match t.kind {
+            KIND_INT => Some(self.name(t.name_off).into_owned()),
+            KIND_STRUCT => Some(format!("struct {}", self.name(t.name_off))),
+            KIND_UNION => Some(format!("union {}", self.name(t.name_off))),
+            KIND_PTR if depth < 8 => {
+                let pointee = self.c_type(t.size_or_type, depth + 1)?;
+                Some(if pointee.ends_with('*') {
+                    format!("{pointee}*")
+                } else {
+                    format!("{pointee} *")
+                })
+            }
+            _ => None,
+        }
     }
 
     /// `id` with typedefs and qualifiers taken off (an anonymous member's type may be either).
@@ -268,7 +351,10 @@ mod tests {
     /// `int` (1); an anonymous union (2) of `{ int pid; int tgid; }` (3) and `long x`; the
     /// typedef `ids_t` (4) of it; `struct task_struct { int state; <anonymous ids_t at 64 bits>;
     /// int flags:3 at 160 bits }` (5), behind a forward declaration (6) that must be skipped.
-    const STRINGS: &[u8] = b"\0int\0pid\0tgid\0x\0ids_t\0task_struct\0state\0flags\0";
+    /// Then `signal_generate`'s prototype: `kernel_siginfo` (10), pointers (7, 9, 11, 12), the
+    /// prototype (8) and the typedef `btf_trace_signal_generate` (13).
+    const STRINGS: &[u8] = b"\0int\0pid\0tgid\0x\0ids_t\0task_struct\0state\0flags\0\
+kernel_siginfo\0btf_trace_signal_generate\0";
     const INT: u32 = 1;
     const PID: u32 = 5;
     const TGID: u32 = 9;
@@ -277,35 +363,106 @@ mod tests {
     const TASK_STRUCT: u32 = 22;
     const STATE: u32 = 34;
     const FLAGS: u32 = 40;
+    const KERNEL_SIGINFO: u32 = 46;
+    const BTF_TRACE: u32 = 61;
 
     fn task_struct() -> Vec<u32> {
         vec![
             // 1: int (size 4, encoding signed 32 bits).
-            INT, info(1, 0, false), 4, (1 << 24) | 32,
+            INT,
+            info(1, 0, false),
+            4,
+            (1 << 24) | 32,
             // 2: union { struct { int pid; int tgid; }; long x; } (size 8).
-            0, info(KIND_UNION, 2, false), 8,
-            0, 3, 0,
-            X, INT, 0,
+            0,
+            info(KIND_UNION, 2, false),
+            8,
+            0,
+            3,
+            0,
+            X,
+            INT,
+            0,
             // 3: struct { int pid; int tgid; }.
-            0, info(KIND_STRUCT, 2, false), 8,
-            PID, INT, 0,
-            TGID, INT, 32,
+            0,
+            info(KIND_STRUCT, 2, false),
+            8,
+            PID,
+            INT,
+            0,
+            TGID,
+            INT,
+            32,
             // 4: typedef ids_t.
-            IDS_T, info(KIND_TYPEDEF, 0, false), 2,
+            IDS_T,
+            info(KIND_TYPEDEF, 0, false),
+            2,
             // 5: struct task_struct, bit-field offsets (kind_flag).
-            TASK_STRUCT, info(KIND_STRUCT, 3, true), 24,
-            STATE, INT, 0,
-            0, 4, 64,
-            FLAGS, INT, (3 << 24) | 160,
+            TASK_STRUCT,
+            info(KIND_STRUCT, 3, true),
+            24,
+            STATE,
+            INT,
+            0,
+            0,
+            4,
+            64,
+            FLAGS,
+            INT,
+            (3 << 24) | 160,
             // 6: struct task_struct; (forward, FWD)
-            TASK_STRUCT, info(7, 0, false), 0,
+            TASK_STRUCT,
+            info(7, 0, false),
+            0,
+            // 7: struct task_struct *.
+            0,
+            info(KIND_PTR, 0, false),
+            5,
+            // 8: void (void *, int, struct kernel_siginfo *, struct task_struct *, int, int).
+            0,
+            info(KIND_FUNC_PROTO, 6, false),
+            0,
+            0,
+            9,
+            0,
+            1,
+            0,
+            11,
+            0,
+            7,
+            0,
+            1,
+            0,
+            1,
+            // 9: void *.
+            0,
+            info(KIND_PTR, 0, false),
+            0,
+            // 10: struct kernel_siginfo (its members do not matter here).
+            KERNEL_SIGINFO,
+            info(KIND_STRUCT, 0, false),
+            128,
+            // 11: struct kernel_siginfo *.
+            0,
+            info(KIND_PTR, 0, false),
+            10,
+            // 12: a pointer to the prototype, 13: its typedef.
+            0,
+            info(KIND_PTR, 0, false),
+            8,
+            BTF_TRACE,
+            info(KIND_TYPEDEF, 0, false),
+            12,
         ]
     }
 
     #[test]
     fn finds_members_through_anonymous_unions_and_typedefs() {
         let data = blob(&task_struct(), STRINGS);
-        assert_eq!(task_offsets_in(&data).unwrap(), TaskOffsets { pid: 8, tgid: 12 });
+        assert_eq!(
+            task_offsets_in(&data).unwrap(),
+            TaskOffsets { pid: 8, tgid: 12 }
+        );
         let btf = Btf::parse(&data).unwrap();
         assert_eq!(btf.member_offset("task_struct", "state").unwrap(), 0);
         assert_eq!(btf.member_offset("task_struct", "x").unwrap(), 8);
@@ -316,15 +473,47 @@ mod tests {
     }
 
     #[test]
+    fn a_raw_tracepoint_of_other_arguments_is_refused() {
+        let mut types = task_struct();
+        // The prototype's task argument (its 4th) made an int.
+        let proto = types
+            .iter()
+            .position(|&w| w == info(KIND_FUNC_PROTO, 6, false))
+            .unwrap();
+        types[proto + 2 + 2 * 3 + 1] = INT;
+        assert_eq!(
+            task_offsets_in(&blob(&types, STRINGS))
+                .unwrap_err()
+                .to_string(),
+            "the BTF's raw tracepoint signal_generate takes (void *, int, struct kernel_siginfo *, \
+             int, int, int), not (void *, int, struct kernel_siginfo *, struct task_struct *, \
+             int, int)"
+        );
+        // No typedef of that name.
+        let typedef = types.len() - 3;
+        types[typedef] = TASK_STRUCT;
+        assert_eq!(
+            task_offsets_in(&blob(&types, STRINGS))
+                .unwrap_err()
+                .to_string(),
+            "the BTF has no raw tracepoint signal_generate"
+        );
+    }
+
+    #[test]
     fn missing_structs_and_members_are_named() {
         let data = blob(&task_struct(), STRINGS);
         let btf = Btf::parse(&data).unwrap();
         assert_eq!(
-            btf.member_offset("task_struct", "comm").unwrap_err().to_string(),
+            btf.member_offset("task_struct", "comm")
+                .unwrap_err()
+                .to_string(),
             "the BTF's struct task_struct has no member comm"
         );
         assert_eq!(
-            btf.member_offset("mm_struct", "pgd").unwrap_err().to_string(),
+            btf.member_offset("mm_struct", "pgd")
+                .unwrap_err()
+                .to_string(),
             "the BTF has no struct mm_struct"
         );
     }
@@ -335,7 +524,10 @@ mod tests {
         let message = |data: &[u8]| Btf::parse(data).err().map(|e| e.to_string());
         let no_magic = "the BTF is malformed: no BTF magic (0xeb9f, little-endian)";
         assert_eq!(message(b"").as_deref(), Some(no_magic));
-        assert_eq!(message(b"\x9f\xeb").as_deref(), Some("the BTF is malformed: truncated header"));
+        assert_eq!(
+            message(b"\x9f\xeb").as_deref(),
+            Some("the BTF is malformed: truncated header")
+        );
         assert_eq!(message(&good[1..]).as_deref(), Some(no_magic));
         let short = "the BTF is malformed: shorter than its header says";
         assert_eq!(message(&good[..good.len() - 1]).as_deref(), Some(short));
@@ -343,10 +535,16 @@ mod tests {
         let mut cut = task_struct();
         cut.truncate(cut.len() - 1);
         let cut = blob(&cut, STRINGS);
-        assert_eq!(message(&cut).as_deref(), Some("the BTF is malformed: truncated type"));
+        assert_eq!(
+            message(&cut).as_deref(),
+            Some("the BTF is malformed: truncated type")
+        );
         // A kind this parser does not know.
         let unknown = blob(&[INT, info(31, 0, false), 4], STRINGS);
-        assert_eq!(message(&unknown).as_deref(), Some("the BTF is malformed: unknown kind"));
+        assert_eq!(
+            message(&unknown).as_deref(),
+            Some("the BTF is malformed: unknown kind")
+        );
     }
 
     /// The running kernel's BTF: `tgid` right after `pid` (`pid_t pid; pid_t tgid;` in every
@@ -369,6 +567,10 @@ mod tests {
             .map(|t| t.size_or_type)
             .unwrap();
         assert!(offsets.tgid + 4 <= size, "{offsets:?} in {size} bytes");
+        assert_eq!(
+            btf.raw_tracepoint_args(SIGNAL_GENERATE).unwrap(),
+            SIGNAL_GENERATE_ARGS
+        );
         // A member nested in an anonymous struct or union is found too (the signal code of
         // `struct kernel_siginfo`, inside its anonymous `__SIGINFO` struct).
         assert_eq!(btf.member_offset("kernel_siginfo", "si_code").unwrap(), 8);
