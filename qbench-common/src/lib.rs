@@ -39,7 +39,9 @@ pub mod programs {
     pub const ARRIVE: &str = "qbench_arrive";
     /// uprobe on [`crate::symbols::PROBE_DEPART`]: emits [`crate::EVENT_DEPART`].
     pub const DEPART: &str = "qbench_depart";
-    /// uprobe on [`crate::symbols::PROBE_RELEASE`]: emits [`crate::EVENT_RELEASE`].
+    /// uprobe on [`crate::symbols::PROBE_RELEASE`]: emits the update's arrivals as the runtime's
+    /// state holds them ([`crate::EVENT_ARRIVALS`], when [`crate::globals::STATE_ADDRESS`] is
+    /// set), then [`crate::EVENT_RELEASE`].
     pub const RELEASE: &str = "qbench_release";
     /// uprobe on [`crate::symbols::PROBE_REQUEST`]: opens the window, emits [`crate::EVENT_REQUEST`].
     pub const REQUEST: &str = "qbench_request";
@@ -102,6 +104,9 @@ pub mod globals {
     pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
     /// `u32`: the byte offset of `tgid` in `struct task_struct`, as [`TASK_PID_OFFSET`].
     pub const TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
+    /// `u64`: where the runtime's `qbench_state` is in the target's memory (0: not known), read
+    /// by the release program for the update's arrivals.
+    pub const STATE_ADDRESS: &str = "STATE_ADDRESS";
 }
 
 /// Capacity of per-thread maps: threads of the target that can be tracked at once.
@@ -115,8 +120,11 @@ pub const EVENTS_BYTES: u32 = 256 * 1024;
 pub const MISS_RINGBUF_FULL: u32 = 0;
 /// [`maps::MISSES`] index: a thread that did not fit in [`maps::THREADS`].
 pub const MISS_THREADS_FULL: u32 = 1;
+/// [`maps::MISSES`] index: the runtime's state could not be read at a release, so its arrivals
+/// are not known.
+pub const MISS_STATE_UNREADABLE: u32 = 2;
 /// Entries of [`maps::MISSES`]: every counter is an event lost to the report.
-pub const MISS_COUNTERS: u32 = 2;
+pub const MISS_COUNTERS: u32 = 3;
 
 /// `ThreadState::nr` of a thread that is not inside a tracked syscall.
 pub const NO_SYSCALL: i64 = -1;
@@ -210,6 +218,8 @@ wire_enum! {
         /// [`DeliverEvent`]: the update signal was delivered to a thread while the window was
         /// open.
         Deliver = 9,
+        /// [`ArrivalsEvent`]: a run of the runtime's participants table, read at its release.
+        Arrivals = 10,
     }
 }
 
@@ -222,6 +232,7 @@ pub const EVENT_THREAD_NEW: u32 = EventKind::ThreadNew as u32;
 pub const EVENT_THREAD_EXIT: u32 = EventKind::ThreadExit as u32;
 pub const EVENT_RELEASE: u32 = EventKind::Release as u32;
 pub const EVENT_DELIVER: u32 = EventKind::Deliver as u32;
+pub const EVENT_ARRIVALS: u32 = EventKind::Arrivals as u32;
 
 /// Facts about the runtime and the kernel that the runtime, the eBPF programs and the observer
 /// all rely on: defined here once.
@@ -387,6 +398,29 @@ pub struct ReleaseEvent {
     pub threads: u32,
 }
 const _: () = assert!(core::mem::size_of::<ReleaseEvent>() == 32);
+
+/// Participants table entries in one [`ArrivalsEvent`].
+pub const ARRIVALS_PER_EVENT: usize = 64;
+
+/// [`EVENT_ARRIVALS`]: entries `first..first + count` of the runtime's participants table
+/// (`state::ENTRY_BYTES` each, as the runtime wrote them), read by the release program just
+/// before [`ReleaseEvent`], while the update's threads are still parked: an entry with a tid,
+/// `parked` set and an arrival time is a thread that arrived, at that time. One probe at the
+/// release instead of one per arrival, so the threads racing to park are not slowed by the
+/// observer. `header.tid` is the runtime's helper.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrivalsEvent {
+    pub header: EventHeader,
+    /// The runtime's sequence number of the update released.
+    pub seq: u64,
+    /// The index of the first entry.
+    pub first: u32,
+    /// Entries of `entries` that belong to the table (the rest are not read).
+    pub count: u32,
+    pub entries: [u8; ARRIVALS_PER_EVENT * state::ENTRY_BYTES],
+}
+const _: () = assert!(core::mem::size_of::<ArrivalsEvent>() == 32 + 1024);
 
 /// [`EVENT_DELIVER`]: the update signal was delivered to thread `header.tid` (in its own
 /// context, on its way back to user space) while the window was open. A call the thread was

@@ -54,13 +54,16 @@ pub fn qbench_depart(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `qbench_common::programs::RELEASE`.
+/// `qbench_common::programs::RELEASE`: the update's arrivals from the runtime's state, then the
+/// release itself, which wakes the reader for both.
 #[uprobe]
 pub fn qbench_release(ctx: ProbeContext) -> u32 {
     if let Some(header) = target_header(&ctx, EVENT_RELEASE) {
+        let seq = ctx.arg(0).unwrap_or(0);
+        crate::arrivals::emit_arrivals(header.tid, seq, header.ts_ns);
         emit(ReleaseEvent {
             header,
-            seq: ctx.arg(0).unwrap_or(0),
+            seq,
             quiesced: ctx.arg(1).unwrap_or(0),
             threads: ctx.arg(2).unwrap_or(0),
         });

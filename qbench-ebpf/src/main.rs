@@ -8,6 +8,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod anchors;
+mod arrivals;
 mod maps;
 mod point;
 mod signal;

@@ -150,8 +150,8 @@ impl Diagnosis<'_> {
 }
 
 impl Sink for Diagnosis<'_> {
-    fn started(&mut self) -> anyhow::Result<()> {
-        self.request()
+    fn request(&mut self) -> anyhow::Result<()> {
+        Diagnosis::request(self)
     }
 
     fn requests(&self) -> bool {
@@ -190,7 +190,6 @@ impl Sink for Diagnosis<'_> {
         }
         if self.requester.is_some() {
             tokio::time::sleep(REQUEST_GAP).await;
-            self.request()?;
         }
         Ok(Next::Continue)
     }

@@ -57,6 +57,13 @@ fn measures_the_same_updates_as_the_runtime_and_orders_both() {
         assert!(req <= first && first <= last, "{o}");
         assert_eq!(o["quiescence_ns"].as_u64(), Some(last - first));
         assert_eq!(o["request_latency_ns"].as_u64(), Some(last - req));
+        // The arrivals are read from the runtime's own table at its release: the instants of
+        // its report, to the nanosecond.
+        assert_eq!(
+            (Some(first), Some(last)),
+            (r.first_arrival_ns, r.last_arrival_ns),
+            "{o}"
+        );
         // The signal is generated before the target's handler runs and stamps the request;
         // the runtime's request anchor, just after that stamp, ends the signal's delivery.
         let delivered = req

@@ -77,8 +77,13 @@ pub enum RequestSource {
 /// Where a thread arrived: the sources an arrival record may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArriveSource {
+    /// The runtime's arrival anchor, as the thread parked.
     Runtime,
+    /// A probed update point.
     Point,
+    /// The runtime's participants table, read at its release ([`wire::ArrivalsEvent`]), which
+    /// follows at once and says how the update ended.
+    State,
 }
 
 /// Why a record could not be decoded. Counted and reported by the reader, never fatal.
@@ -92,6 +97,56 @@ pub enum DecodeError {
     Short { kind: u32, need: usize, len: usize },
     #[error("event kind {kind} has unknown source {source_id}")]
     BadSource { kind: u32, source_id: u32 },
+    #[error("event kind {kind} lists {count} entries, more than {most}")]
+    TooMany { kind: u32, count: u32, most: usize },
+}
+
+/// Decodes one record into `out`: one event, or, for an [`wire::ArrivalsEvent`], one arrival
+/// per parked thread it lists (stamped with the runtime's own arrival time).
+pub fn decode_into(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+    let kind = bytes
+        .get(..4)
+        .map(|k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]));
+    if kind != Some(wire::EVENT_ARRIVALS) {
+        out.push(Event::try_from(bytes)?);
+        return Ok(());
+    }
+    let need = size_of::<wire::ArrivalsEvent>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            kind: wire::EVENT_ARRIVALS,
+            need,
+            len: bytes.len(),
+        });
+    }
+    let mut f = Fields { bytes, at: 8 };
+    let _released_at = f.u64();
+    let seq = f.u64();
+    let _first = f.u32();
+    let count = f.u32();
+    if count as usize > wire::ARRIVALS_PER_EVENT {
+        return Err(DecodeError::TooMany {
+            kind: wire::EVENT_ARRIVALS,
+            count,
+            most: wire::ARRIVALS_PER_EVENT,
+        });
+    }
+    let entries = &bytes[f.at..need];
+    let arrivals = (0..count as usize).filter_map(|i| {
+        match crate::runstate::entry(entries, i * wire::state::ENTRY_BYTES)? {
+            (tid, Some(arrival_ns)) if arrival_ns != 0 => Some(Event {
+                tid,
+                ts_ns: arrival_ns,
+                payload: Payload::Arrive {
+                    seq,
+                    source: ArriveSource::State,
+                },
+            }),
+            _ => None,
+        }
+    });
+    out.extend(arrivals);
+    Ok(())
 }
 
 /// Reads fixed-width little-endian fields in order.
@@ -153,6 +208,8 @@ impl TryFrom<&[u8]> for Event {
                     Source::Signal => None,
                 })?,
             },
+            // Many events in one record: [`decode_into`].
+            EventKind::Arrivals => return Err(DecodeError::UnknownKind { kind: number }),
             EventKind::Depart => Payload::Depart { seq: f.u64() },
             EventKind::SysEnter => Payload::SysEnter {
                 nr: f.i64(),
@@ -195,6 +252,7 @@ fn wire_size(kind: EventKind) -> usize {
         EventKind::ThreadNew | EventKind::ThreadExit => size_of::<wire::ThreadEvent>(),
         EventKind::Release => size_of::<wire::ReleaseEvent>(),
         EventKind::Deliver => size_of::<wire::DeliverEvent>(),
+        EventKind::Arrivals => size_of::<wire::ArrivalsEvent>(),
     }
 }
 
@@ -287,6 +345,74 @@ pub mod tests {
             threads,
         };
         Event::new(tid, ts_ns, payload)
+    }
+
+    /// An arrivals record of update 4 listing `entries` (tid, parked, arrival_ns).
+    fn arrivals_record(entries: &[(i32, u32, u64)], count: u32) -> Vec<u8> {
+        let mut record = wire::ArrivalsEvent {
+            header: header(wire::EVENT_ARRIVALS, 103, 5000),
+            seq: 4,
+            first: 0,
+            count,
+            entries: [0; 1024],
+        };
+        for (i, &(tid, parked, arrival_ns)) in entries.iter().enumerate() {
+            let e = &mut record.entries[i * wire::state::ENTRY_BYTES..][..16];
+            e[..4].copy_from_slice(&tid.to_le_bytes());
+            e[4..8].copy_from_slice(&parked.to_le_bytes());
+            e[8..].copy_from_slice(&arrival_ns.to_le_bytes());
+        }
+        bytes_of(&record)
+    }
+
+    #[test]
+    fn an_arrivals_record_is_one_arrival_per_parked_thread_at_its_own_time() {
+        let entries = [
+            (11, 1, 1500),
+            (0, 0, 0),     // a free entry
+            (12, 0, 0),    // not parked
+            (13, 1, 1200), // parked
+            (14, 1, 0),    // parked, its time not yet written
+            (15, 1, 1900), // past `count`: not the table's
+        ];
+        let mut out = Vec::new();
+        decode_into(&arrivals_record(&entries, 5), &mut out).expect("decodes");
+        let at = |tid, ts_ns| {
+            let source = ArriveSource::State;
+            Event::new(tid, ts_ns, Payload::Arrive { seq: 4, source })
+        };
+        assert_eq!(out, vec![at(11, 1500), at(13, 1200)]);
+        // Other kinds decode to one event each, appended.
+        let depart = wire::DepartEvent {
+            header: header(wire::EVENT_DEPART, 11, 6000),
+            seq: 4,
+        };
+        decode_into(&bytes_of(&depart), &mut out).expect("decodes");
+        assert_eq!(out[2], Event::new(11, 6000, Payload::Depart { seq: 4 }));
+    }
+
+    #[test]
+    fn a_malformed_arrivals_record_is_an_error() {
+        let mut out = Vec::new();
+        let too_many = arrivals_record(&[], 65);
+        assert_eq!(
+            decode_into(&too_many, &mut out),
+            Err(DecodeError::TooMany {
+                kind: wire::EVENT_ARRIVALS,
+                count: 65,
+                most: 64
+            })
+        );
+        let short = &arrivals_record(&[], 1)[..100];
+        assert_eq!(
+            decode_into(short, &mut out),
+            Err(DecodeError::Short {
+                kind: wire::EVENT_ARRIVALS,
+                need: 1056,
+                len: 100
+            })
+        );
+        assert_eq!(out, vec![]);
     }
 
     /// A record of each kind, and what it decodes to.

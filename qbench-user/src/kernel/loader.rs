@@ -210,6 +210,10 @@ pub struct LoadOptions {
     /// without the runtime whose syscalls are tracked [`SyscallTracking::OnDemand`], where a
     /// call the request's signal ended comes before the syscall tracepoints are attached.
     pub deliveries: bool,
+    /// Where the runtime's `qbench_state` is in the target, when the update's arrivals are read
+    /// from its participants table at the release: the arrival anchor is then not probed, so
+    /// the threads racing to park run no probe. None: one uprobe per arrival.
+    pub arrivals_from_state: Option<u64>,
 }
 
 impl Default for LoadOptions {
@@ -219,6 +223,7 @@ impl Default for LoadOptions {
             blocking: Vec::new(),
             syscalls: SyscallTracking::Always,
             deliveries: false,
+            arrivals_from_state: None,
         }
     }
 }
@@ -280,6 +285,9 @@ pub struct Probes {
     deliveries: bool,
     /// Which program sees the update request's signal.
     signal: SignalProbe,
+    /// The release program reads the arrivals ([`LoadOptions::arrivals_from_state`]): the
+    /// arrival anchor is not probed.
+    arrivals_from_state: bool,
 }
 
 impl Probes {
@@ -323,6 +331,8 @@ impl Probes {
             .override_global(globals::TRACEPOINT_OFFSETS, &offsets, true)
             .override_global(globals::TASK_PID_OFFSET, &task.pid, true)
             .override_global(globals::TASK_TGID_OFFSET, &task.tgid, true);
+        let state_address = options.arrivals_from_state.unwrap_or(0);
+        loader.override_global(globals::STATE_ADDRESS, &state_address, true);
         let threads = sizing::thread_count(target);
         let events_bytes = options
             .events_bytes
@@ -343,6 +353,7 @@ impl Probes {
             syscalls: options.syscalls,
             deliveries: options.deliveries,
             signal: signal_probe,
+            arrivals_from_state: options.arrivals_from_state.is_some(),
         };
         probes.fill_blocking()?;
         // Detached until wanted: anyone else's request must wake the reader to attach them.
@@ -376,11 +387,15 @@ impl Probes {
         attach::ensure_uprobes()?;
         match mode {
             AttachMode::Runtime(anchors) => {
+                // The release program reads the arrivals only where there is a release anchor.
+                let from_state = self.arrivals_from_state && anchors.release.is_some();
+                let arrive = (!from_state).then_some(&anchors.arrive);
                 let uprobes = [
-                    (programs::REQUEST, &anchors.request),
-                    (programs::ARRIVE, &anchors.arrive),
-                    (programs::DEPART, &anchors.depart),
+                    (programs::REQUEST, Some(&anchors.request)),
+                    (programs::ARRIVE, arrive),
+                    (programs::DEPART, Some(&anchors.depart)),
                 ];
+                let uprobes = uprobes.into_iter().filter_map(|(p, at)| Some((p, at?)));
                 for (program, location) in uprobes {
                     let link = attach::uprobe(&mut self.ebpf, program, location, self.tgid)?;
                     self.links.push(link);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aya::maps::{MapData, RingBuf};
 
-use crate::kernel::decode::{Event, Payload};
+use crate::kernel::decode::{self, Event, Payload};
 use crate::tracker::{Tracker, Update};
 
 /// Records applied per wake-up: a target flooding the ring buffer with system calls must not
@@ -70,27 +70,29 @@ fn read(ring: &mut RingBuf<MapData>, pid: u32, verbose: u8, batch: &mut Batch) -
         let Some(record) = ring.next() else {
             return events;
         };
-        let event = match Event::try_from(&*record) {
-            Ok(event) => event,
-            Err(err) => {
-                batch.undecodable += 1;
-                if verbose > 0 {
-                    eprintln!("qbench-trace: undecodable event: {err}");
-                }
-                continue;
-            }
-        };
+        let decoded = events.len();
+        let result = decode::decode_into(&record, &mut events);
         drop(record);
+        if let Err(err) = result {
+            batch.undecodable += 1;
+            if verbose > 0 {
+                eprintln!("qbench-trace: undecodable event: {err}");
+            }
+            continue;
+        }
         // sched_process_fork fires for fork() too: a child process is not a new thread.
-        if let Payload::ThreadNew { .. } = event.payload
+        if let [event] = &events[decoded..]
+            && let Payload::ThreadNew { .. } = event.payload
             && !Path::new(&format!("/proc/{pid}/task/{}", event.tid)).exists()
         {
+            events.truncate(decoded);
             continue;
         }
         if verbose > 1 {
-            eprintln!("qbench-trace: {event:?}");
+            for event in &events[decoded..] {
+                eprintln!("qbench-trace: {event:?}");
+            }
         }
-        events.push(event);
     }
     batch.more = true;
     events

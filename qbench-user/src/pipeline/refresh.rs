@@ -8,22 +8,24 @@ use qbench_common::{NO_SYSCALL, ThreadState};
 use super::Blocked;
 use crate::kernel::loader::Probes;
 use crate::kernel::reader::Opened;
-use crate::procfs;
+use crate::procfs::{self, ProcThread};
 use crate::tracker::{Blocked as BlockedIn, Tracker, Update};
 
 /// Applies to `tracker` the threads of `pid` as they are now, from where `blocked` says.
 ///
 /// With syscall tracking attached only while an update is pending, an update whose release is
-/// already read with its request (someone else's request, read once the race to park is over)
-/// gets no tracking: it has ended, so what the threads do now explains nothing of it, and
-/// attaching and detaching would cost the machine about a millisecond of kernel work for
-/// nothing. Its threads are named all the same.
+/// already read with its request (a request read once the race to park is over) gets no
+/// tracking: it has ended, so what the threads do now explains nothing of it, and attaching
+/// and detaching would cost the machine about a millisecond of kernel work for nothing. Its
+/// threads are named all the same, and, for qbench-trace's own request, shown in the calls
+/// /proc showed them in just before it was sent (`before`), since an unknown time.
 pub fn on_window_opened(
     tracker: &mut Tracker,
     probes: &mut Probes,
     pid: u32,
     blocked: Blocked,
     opened: Opened,
+    before: Option<Vec<ProcThread>>,
     verbose: u8,
 ) -> anyhow::Result<()> {
     match blocked {
@@ -45,6 +47,8 @@ pub fn on_window_opened(
             }
             if track {
                 tracker.apply_snapshot(&probes.snapshot_threads()?);
+            } else if let Some(before) = before {
+                apply_proc(tracker, before);
             } else {
                 // Unknown, rather than the calls an earlier window left.
                 let unknown = tracker.tids().into_iter();
@@ -52,14 +56,13 @@ pub fn on_window_opened(
                 tracker.apply_snapshot(&unknown.collect::<Vec<_>>());
             }
         }
-        Blocked::FromProc => from_proc(tracker, pid),
+        Blocked::FromProc => apply_proc(tracker, procfs::threads(pid).unwrap_or_default()),
     }
     Ok(())
 }
 
-/// Who is blocked in what, from /proc, since no syscall event tells.
-fn from_proc(tracker: &mut Tracker, pid: u32) {
-    let threads = procfs::threads(pid).unwrap_or_default();
+/// Who is blocked in what, from /proc's `threads`, since no syscall event tells.
+fn apply_proc(tracker: &mut Tracker, threads: Vec<ProcThread>) {
     let known = tracker.tids();
     let mut snapshot = Vec::with_capacity(threads.len());
     for t in threads {

@@ -53,11 +53,11 @@ impl Observed {
         let mut liveness = Liveness::new(self.pid(), self.image);
         // The process's exit is learnt at once from its pidfd, not at the next alive check.
         let mut exit_notice = gone::exit_notice(self.pid());
-        if self.blocked == Blocked::TracedWhilePending && sink.requests() {
+        if self.tracks_ahead(sink) {
             // Attached before the request is sent: its window sees every call from the start.
             super::tracking::start(&mut self.probes, self.verbose)?;
         }
-        sink.started()?;
+        self.request(sink)?;
         loop {
             let next = tokio::select! {
                 ready = events.readable_mut() => {
@@ -105,9 +105,11 @@ impl Observed {
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> anyhow::Result<(Vec<Update>, bool)> {
         let (pid, blocked, probes) = (self.target.pid, self.blocked, &mut self.probes);
         let (state_at, verbose) = (self.state_at, self.verbose);
+        let at_own_request = &mut self.at_own_request;
         let batch = reader::drain(ring, &mut self.tracker, pid, verbose, |tracker, opened| {
             super::runtime_state::on_window_opened(tracker, pid, state_at, verbose);
-            refresh::on_window_opened(tracker, probes, pid, blocked, opened, verbose)
+            let before = at_own_request.take();
+            refresh::on_window_opened(tracker, probes, pid, blocked, opened, before, verbose)
         })?;
         self.undecodable += batch.undecodable;
         Ok((batch.finished, batch.more))
@@ -151,7 +153,11 @@ impl Observed {
 
     /// Ends the open update if the clock says its deadline has passed.
     async fn judge_by_clock(&mut self, sink: &mut impl Sink) -> anyhow::Result<Next> {
-        match self.tracker.on_tick(crate::clock::monotonic_ns()) {
+        let now = crate::clock::monotonic_ns();
+        if let Some(update) = self.deadline_arrivals(now) {
+            return self.finish(update, sink).await;
+        }
+        match self.tracker.on_tick(now) {
             Some(update) => self.finish(update, sink).await,
             None => Ok(Next::Continue),
         }
@@ -186,7 +192,11 @@ impl Observed {
             return Ok(Next::Stop);
         }
         self.report(update, sink)?;
-        sink.next().await
+        let next = sink.next().await?;
+        if next == Next::Continue {
+            self.request(sink)?;
+        }
+        Ok(next)
     }
 
     /// Stops when the process has exited or executed another program, after reporting what was

@@ -91,6 +91,14 @@ fn table_len(b: &[u8]) -> Result<usize, DecodeError> {
     Ok(len as usize)
 }
 
+/// The table entry at byte `at` of `b` (`ENTRY_BYTES` long): its thread and, when it is parked,
+/// its arrival time; None for a free entry (tid 0).
+pub fn entry(b: &[u8], at: usize) -> Option<(u32, Option<u64>)> {
+    let tid = u32_at(b, at) as i32;
+    let parked = u32_at(b, at + 4) != 0;
+    (tid > 0).then(|| (tid as u32, parked.then(|| u64_at(b, at + 8))))
+}
+
 /// Decodes one copy whose sequence word, read again after the copy, was `sequence_after`.
 pub fn decode(b: &[u8], sequence_after: u64) -> Result<RuntimeState, DecodeError> {
     let len = table_len(b)?;
@@ -103,14 +111,10 @@ pub fn decode(b: &[u8], sequence_after: u64) -> Result<RuntimeState, DecodeError
     }
     let pending = u32_at(b, OFF_PENDING) != 0;
     let participants = (0..len)
-        .map(|i| HEADER_BYTES + i * ENTRY_BYTES)
-        .filter_map(|e| {
-            let tid = u32_at(b, e) as i32;
-            let parked = u32_at(b, e + 4) != 0;
-            (tid > 0).then(|| Participant {
-                tid: tid as u32,
-                arrival_ns: (pending && parked).then(|| u64_at(b, e + 8)),
-            })
+        .filter_map(|i| entry(b, HEADER_BYTES + i * ENTRY_BYTES))
+        .map(|(tid, arrival_ns)| Participant {
+            tid,
+            arrival_ns: arrival_ns.filter(|_| pending),
         })
         .collect();
     Ok(RuntimeState {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use object::{Object as _, ObjectSymbol as _, ReadCache};
 use qbench_common::state::{HEADER_BYTES, OFF_SEQUENCE, SYMBOL};
 
-pub use self::decode::{DecodeError, Participant, RuntimeState};
+pub use self::decode::{DecodeError, Participant, RuntimeState, entry};
 use crate::procfs::maps;
 
 /// Copies tried before giving up on a state the runtime keeps rewriting (threads registering

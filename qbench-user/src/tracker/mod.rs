@@ -7,9 +7,11 @@
 mod delivery;
 mod exit;
 mod runtime_view;
+mod state_arrivals;
 mod update;
 
 pub use self::exit::Exit;
+pub use self::state_arrivals::TableAtDeadline;
 pub use self::update::{Outcome, ThreadReport, Update};
 
 use std::collections::BTreeMap;
@@ -113,6 +115,9 @@ struct Window {
     closing: bool,
     /// When the syscall tracepoints were attached, if known (the diagnosis mode).
     tracked_from_ns: Option<u64>,
+    /// With arrivals from the runtime's table: whether the table was consulted past the
+    /// deadline ([`Tracker::deadline_arrivals`]); until it is, no deadline ends the update.
+    arrivals_read: bool,
 }
 
 /// The thread table and the open window.
@@ -127,6 +132,9 @@ pub struct Tracker {
     last_runtime_seq: Option<u64>,
     /// The participants the runtime listed in its exported state, when read.
     runtime: Option<runtime_view::Known>,
+    /// Arrivals come from the runtime's participants table at its release, not from its
+    /// arrival anchor ([`Self::take_arrivals_from_state`]).
+    arrivals_from_state: bool,
 }
 
 impl Tracker {
@@ -138,7 +146,15 @@ impl Tracker {
             reported: 0,
             last_runtime_seq: None,
             runtime: None,
+            arrivals_from_state: false,
         }
+    }
+
+    /// Arrivals will come from the runtime's participants table, read at its release, and no
+    /// longer from its arrival anchor: an update with more participants than the table holds
+    /// is then reported incomplete, since the arrivals of the others are not seen.
+    pub fn take_arrivals_from_state(&mut self) {
+        self.arrivals_from_state = true;
     }
 
     /// Adds a thread known at attach, with the call /proc shows it blocked in.
@@ -239,7 +255,11 @@ impl Tracker {
                 self.on_sys_exit(tid, ts_ns, nr, ret);
                 None
             }
-            Payload::Release { quiesced, .. } => self.on_release(ts_ns, quiesced),
+            Payload::Release {
+                seq,
+                quiesced,
+                threads,
+            } => self.on_release(ts_ns, seq, quiesced, threads),
             Payload::ThreadNew { .. } => {
                 self.threads.entry(tid).or_default();
                 None
@@ -283,6 +303,9 @@ impl Tracker {
         seq: u64,
         source: ArriveSource,
     ) -> Option<Update> {
+        if source == ArriveSource::State {
+            return self.on_arrive_at_release(tid, ts_ns, seq);
+        }
         if self.window.as_ref().is_some_and(|w| w.closing) {
             // Past the deadline: too late to count; the update did not quiesce.
             return Some(self.finish(Outcome::Dnq, ts_ns));
@@ -302,16 +325,27 @@ impl Tracker {
             // The runtime's arrival anchor names its own sequence number of the update.
             w.runtime_seq.get_or_insert(seq);
         }
+        self.count_arrival(tid, ts_ns);
+        self.complete_if_quiesced(ts_ns)
+    }
+
+    /// Records that `tid` arrived at `ts_ns` in the open window (its first arrival counts).
+    /// Calls it began from then on are the runtime's park, not why anyone was late.
+    pub(super) fn count_arrival(&mut self, tid: u32, ts_ns: u64) {
+        let Some(w) = self.window.as_mut() else {
+            return;
+        };
         let thread = self.threads.entry(tid).or_default();
         if thread.arrival_ns.is_none() {
             thread.arrival_ns = Some(ts_ns);
             thread.ever_arrived = true;
             thread.blocked = None;
-            let w = self.window.as_mut().expect("opened above");
+            thread
+                .calls
+                .retain(|c| c.start_ns.is_none_or(|start| start < ts_ns));
             w.first_arrival_ns = Some(w.first_arrival_ns.map_or(ts_ns, |f| f.min(ts_ns)));
             w.last_arrival_ns = Some(w.last_arrival_ns.map_or(ts_ns, |l| l.max(ts_ns)));
         }
-        self.complete_if_quiesced(ts_ns)
     }
 
     fn on_sys_enter(&mut self, tid: u32, ts_ns: u64, nr: i64, args: [u64; 6]) -> Option<Update> {
@@ -387,8 +421,15 @@ impl Tracker {
         Some(self.finish(Outcome::Dnq, ts_ns))
     }
 
-    fn on_release(&mut self, ts_ns: u64, quiesced: bool) -> Option<Update> {
+    fn on_release(&mut self, ts_ns: u64, seq: u64, quiesced: bool, threads: u32) -> Option<Update> {
         let w = self.window.as_ref()?;
+        if w.runtime_seq.is_some_and(|open| seq < open) {
+            return None; // the release of an update before this one
+        }
+        if self.arrivals_from_state && threads as usize > qbench_common::state::CAPACITY {
+            // The table names only the first threads: the others' arrivals were not seen.
+            return Some(self.finish(Outcome::Incomplete, ts_ns));
+        }
         if !quiesced || w.closing {
             return Some(self.finish(Outcome::Dnq, ts_ns));
         }
@@ -414,7 +455,7 @@ impl Tracker {
     pub fn on_tick(&mut self, now_ns: u64) -> Option<Update> {
         let w = self.window.as_ref()?;
         let deadline = w.deadline_ns;
-        if now_ns < deadline {
+        if now_ns < deadline || self.awaits_arrivals(now_ns) {
             return None;
         }
         let last_chance = deadline.saturating_add(BETWEEN_CALLS_GRACE_NS);
@@ -464,6 +505,7 @@ impl Tracker {
             last_arrival_ns: None,
             closing: false,
             tracked_from_ns: None,
+            arrivals_read: false,
         });
     }
 
@@ -492,7 +534,7 @@ impl Tracker {
             .filter(|(_, t)| t.comm != RUNTIME_HELPER_COMM)
     }
 
-    fn complete_if_quiesced(&mut self, now_ns: u64) -> Option<Update> {
+    pub(super) fn complete_if_quiesced(&mut self, now_ns: u64) -> Option<Update> {
         let w = self.window.as_ref()?;
         let end = w.last_arrival_ns.unwrap_or(now_ns);
         let any_arrived = w.first_arrival_ns.is_some();
@@ -509,7 +551,7 @@ impl Tracker {
         (any_arrived && any_participant && all_arrived).then(|| self.finish(Outcome::Quiesced, end))
     }
 
-    fn finish(&mut self, outcome: Outcome, end_ns: u64) -> Update {
+    pub(super) fn finish(&mut self, outcome: Outcome, end_ns: u64) -> Update {
         let w = self.window.take().expect("finish needs an open window");
         if w.runtime_seq.is_some() {
             self.last_runtime_seq = w.runtime_seq;
