@@ -355,6 +355,7 @@ mod tests {
     /// prototype (8) and the typedef `btf_trace_signal_generate` (13).
     const STRINGS: &[u8] = b"\0int\0pid\0tgid\0x\0ids_t\0task_struct\0state\0flags\0\
 kernel_siginfo\0btf_trace_signal_generate\0";
+    /// The type id of `int`.
     const INT: u32 = 1;
     const PID: u32 = 5;
     const TGID: u32 = 9;
@@ -366,93 +367,42 @@ kernel_siginfo\0btf_trace_signal_generate\0";
     const KERNEL_SIGINFO: u32 = 46;
     const BTF_TRACE: u32 = 61;
 
+    #[rustfmt::skip]
     fn task_struct() -> Vec<u32> {
         vec![
-            // 1: int (size 4, encoding signed 32 bits).
-            INT,
-            info(1, 0, false),
-            4,
-            (1 << 24) | 32,
+            // 1: int (name "int" at 1; size 4; encoding: signed, 32 bits).
+            1, info(1, 0, false), 4, (1 << 24) | 32,
             // 2: union { struct { int pid; int tgid; }; long x; } (size 8).
-            0,
-            info(KIND_UNION, 2, false),
-            8,
-            0,
-            3,
-            0,
-            X,
-            INT,
-            0,
+            0, info(KIND_UNION, 2, false), 8,
+            0, 3, 0,
+            X, INT, 0,
             // 3: struct { int pid; int tgid; }.
-            0,
-            info(KIND_STRUCT, 2, false),
-            8,
-            PID,
-            INT,
-            0,
-            TGID,
-            INT,
-            32,
+            0, info(KIND_STRUCT, 2, false), 8,
+            PID, INT, 0,
+            TGID, INT, 32,
             // 4: typedef ids_t.
-            IDS_T,
-            info(KIND_TYPEDEF, 0, false),
-            2,
+            IDS_T, info(KIND_TYPEDEF, 0, false), 2,
             // 5: struct task_struct, bit-field offsets (kind_flag).
-            TASK_STRUCT,
-            info(KIND_STRUCT, 3, true),
-            24,
-            STATE,
-            INT,
-            0,
-            0,
-            4,
-            64,
-            FLAGS,
-            INT,
-            (3 << 24) | 160,
+            TASK_STRUCT, info(KIND_STRUCT, 3, true), 24,
+            STATE, INT, 0,
+            0, 4, 64,
+            FLAGS, INT, (3 << 24) | 160,
             // 6: struct task_struct; (forward, FWD)
-            TASK_STRUCT,
-            info(7, 0, false),
-            0,
+            TASK_STRUCT, info(7, 0, false), 0,
             // 7: struct task_struct *.
-            0,
-            info(KIND_PTR, 0, false),
-            5,
+            0, info(KIND_PTR, 0, false), 5,
             // 8: void (void *, int, struct kernel_siginfo *, struct task_struct *, int, int).
-            0,
-            info(KIND_FUNC_PROTO, 6, false),
-            0,
-            0,
-            9,
-            0,
-            1,
-            0,
-            11,
-            0,
-            7,
-            0,
-            1,
-            0,
-            1,
+            0, info(KIND_FUNC_PROTO, 6, false), 0,
+            0, 9, 0, INT, 0, 11, 0, 7, 0, INT, 0, INT,
             // 9: void *.
-            0,
-            info(KIND_PTR, 0, false),
-            0,
+            0, info(KIND_PTR, 0, false), 0,
             // 10: struct kernel_siginfo (its members do not matter here).
-            KERNEL_SIGINFO,
-            info(KIND_STRUCT, 0, false),
-            128,
+            KERNEL_SIGINFO, info(KIND_STRUCT, 0, false), 128,
             // 11: struct kernel_siginfo *.
-            0,
-            info(KIND_PTR, 0, false),
-            10,
+            0, info(KIND_PTR, 0, false), 10,
             // 12: a pointer to the prototype, 13: its typedef.
-            0,
-            info(KIND_PTR, 0, false),
-            8,
-            BTF_TRACE,
-            info(KIND_TYPEDEF, 0, false),
-            12,
+            0, info(KIND_PTR, 0, false), 8,
+            BTF_TRACE, info(KIND_TYPEDEF, 0, false), 12,
         ]
     }
 
