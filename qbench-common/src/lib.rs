@@ -84,9 +84,10 @@ pub mod maps {
     /// `Array<u32>` of [`crate::MAX_SYSCALLS`] entries: non-zero for the syscall numbers whose
     /// entry and exit are tracked (the blocking calls), set by userspace before attaching.
     pub const BLOCKING: &str = "QBENCH_BLOCKING";
-    /// `Array<u32>` of one entry: non-zero while a request that opens the window must wake the
-    /// reader at once (syscall tracking is wanted on demand and detached: the reader attaches
-    /// it); zero (the default, and while tracking is attached or not used), requests wake nobody.
+    /// `Array<u32>` of one entry: when an update must wake the reader so that it attaches
+    /// syscall tracking (wanted on demand, detached): [`crate::WAKE_NEVER`] (the default, and
+    /// while tracking is attached or not used), [`crate::WAKE_AT_REQUEST`] or
+    /// [`crate::WAKE_WHEN_LATE`]. The wake-up of the latter clears it; userspace sets it again.
     pub const WAKE_ON_REQUEST: &str = "QBENCH_WAKE_ON_REQUEST";
 }
 
@@ -125,6 +126,20 @@ pub const MISS_THREADS_FULL: u32 = 1;
 pub const MISS_STATE_UNREADABLE: u32 = 2;
 /// Entries of [`maps::MISSES`]: every counter is an event lost to the report.
 pub const MISS_COUNTERS: u32 = 3;
+
+/// [`maps::WAKE_ON_REQUEST`]: no update wakes the reader.
+pub const WAKE_NEVER: u32 = 0;
+/// [`maps::WAKE_ON_REQUEST`]: the request that opens the window wakes the reader (a target
+/// without the runtime: nothing else would, until the deadline).
+pub const WAKE_AT_REQUEST: u32 = 1;
+/// [`maps::WAKE_ON_REQUEST`]: the runtime's first interruption of a thread of its own at least
+/// [`LATE_NS`] after the request wakes the reader, once ([`EVENT_LATE`]), so that no wake-up
+/// takes a core from the threads racing to park, and an update over sooner needs none.
+pub const WAKE_WHEN_LATE: u32 = 2;
+/// How long after its request an update is late enough to attach syscall tracking for: the
+/// threads' race to park is over by then, and the runtime interrupts a straggler again within
+/// this long.
+pub const LATE_NS: u64 = 5_000_000;
 
 /// `ThreadState::nr` of a thread that is not inside a tracked syscall.
 pub const NO_SYSCALL: i64 = -1;
@@ -220,6 +235,8 @@ wire_enum! {
         Deliver = 9,
         /// [`ArrivalsEvent`]: a run of the runtime's participants table, read at its release.
         Arrivals = 10,
+        /// [`LateEvent`]: the update is still pending [`LATE_NS`] after its request.
+        Late = 11,
     }
 }
 
@@ -233,6 +250,7 @@ pub const EVENT_THREAD_EXIT: u32 = EventKind::ThreadExit as u32;
 pub const EVENT_RELEASE: u32 = EventKind::Release as u32;
 pub const EVENT_DELIVER: u32 = EventKind::Deliver as u32;
 pub const EVENT_ARRIVALS: u32 = EventKind::Arrivals as u32;
+pub const EVENT_LATE: u32 = EventKind::Late as u32;
 
 /// Facts about the runtime and the kernel that the runtime, the eBPF programs and the observer
 /// all rely on: defined here once.
@@ -398,6 +416,17 @@ pub struct ReleaseEvent {
     pub threads: u32,
 }
 const _: () = assert!(core::mem::size_of::<ReleaseEvent>() == 32);
+
+/// [`EVENT_LATE`]: the runtime interrupted a thread of its own again (`header.tid`: the thread
+/// that sent the signal) at least [`LATE_NS`] after the request of the update still pending in
+/// window `window_seq`; sent with a wake-up, so that the reader attaches syscall tracking.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LateEvent {
+    pub header: EventHeader,
+    pub window_seq: u64,
+}
+const _: () = assert!(core::mem::size_of::<LateEvent>() == 24);
 
 /// Participants table entries in one [`ArrivalsEvent`].
 pub const ARRIVALS_PER_EVENT: usize = 64;

@@ -10,8 +10,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use qbench_common::{
-    EVENTS_BYTES, EventHeader, MAX_SYSCALLS, MAX_THREADS, MISS_COUNTERS, MISS_RINGBUF_FULL,
-    MISS_THREADS_FULL, ThreadState, Window,
+    EVENT_LATE, EVENTS_BYTES, EventHeader, LATE_NS, LateEvent, MAX_SYSCALLS, MAX_THREADS,
+    MISS_COUNTERS, MISS_RINGBUF_FULL, MISS_THREADS_FULL, ThreadState, WAKE_AT_REQUEST, WAKE_NEVER,
+    WAKE_WHEN_LATE, Window,
 };
 
 /// `qbench_common::globals::TARGET_TGID`, set by the loader before the object is loaded.
@@ -78,7 +79,8 @@ pub static QBENCH_WINDOW: Array<Window> = Array::with_max_entries(1, 0);
 #[map]
 pub static QBENCH_BLOCKING: Array<u32> = Array::with_max_entries(MAX_SYSCALLS, 0);
 
-/// `qbench_common::maps::WAKE_ON_REQUEST`: non-zero while a request must wake the reader.
+/// `qbench_common::maps::WAKE_ON_REQUEST`: when an update must wake the reader
+/// (`qbench_common::WAKE_*`).
 #[map]
 pub static QBENCH_WAKE_ON_REQUEST: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -124,24 +126,50 @@ pub fn emit_quietly<T: 'static>(event: T) {
 }
 
 /// Sends a request that opened the window: quietly, as every event of an update, unless the
-/// reader must attach the syscall programs first (`QBENCH_WAKE_ON_REQUEST`): then with a
-/// wake-up, since the threads' calls are not seen until it has.
+/// reader must attach the syscall programs at once (`WAKE_AT_REQUEST`): then with a wake-up,
+/// since the threads' calls are not seen until it has.
 #[inline(always)]
 pub fn emit_request<T: 'static>(event: T) {
-    if wake_on_request() {
+    if wake_mode() == WAKE_AT_REQUEST {
         emit(event);
     } else {
         emit_quietly(event);
     }
 }
 
-/// Whether userspace asked for a wake-up at a request (`QBENCH_WAKE_ON_REQUEST`).
+/// The runtime interrupted a thread of its own again (the calling thread sent the signal): when
+/// the reader is to be woken for a late update (`WAKE_WHEN_LATE`) and the open one's request is
+/// `LATE_NS` old, wakes it, once. The runtime's own interruptions are the timer: an update over
+/// sooner wakes nobody, and no wake-up falls in the threads' race to park.
 #[inline(always)]
-fn wake_on_request() -> bool {
+pub fn on_self_interrupt(tid: u32) {
+    if wake_mode() != WAKE_WHEN_LATE {
+        return;
+    }
+    let Some((window_seq, t0)) = open_window_and_start() else {
+        return;
+    };
+    let now = now_ns();
+    if now.wrapping_sub(t0) < LATE_NS {
+        return;
+    }
+    if let Some(mode) = QBENCH_WAKE_ON_REQUEST.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer; userspace sets it again once tracking is detached.
+        unsafe { core::ptr::write_volatile(mode, WAKE_NEVER) };
+    }
+    emit(LateEvent {
+        header: header(EVENT_LATE, tid, now),
+        window_seq,
+    });
+}
+
+/// When userspace asked to be woken (`QBENCH_WAKE_ON_REQUEST`).
+#[inline(always)]
+fn wake_mode() -> u32 {
     match QBENCH_WAKE_ON_REQUEST.get_ptr(0) {
         // SAFETY: a valid map value pointer; volatile, because userspace writes it.
-        Some(flag) => unsafe { core::ptr::read_volatile(flag) != 0 },
-        None => false,
+        Some(mode) => unsafe { core::ptr::read_volatile(mode) },
+        None => WAKE_NEVER,
     }
 }
 

@@ -40,8 +40,8 @@ use qbench_common::{DeliverEvent, EVENT_DELIVER, EVENT_REQUEST, RequestEvent, SO
 
 use crate::{
     maps::{
-        emit_quietly, emit_request, header, now_ns, open_window, open_window_seq, target_tgid,
-        task_offsets, update_signal,
+        emit_quietly, emit_request, header, now_ns, on_self_interrupt, open_window,
+        open_window_seq, target_tgid, task_offsets, update_signal,
     },
     tp::field,
 };
@@ -93,6 +93,7 @@ fn try_signal_raw(ctx: &RawTracePointContext) {
     if self_sent {
         code = si_code(info);
         if code == SI_QUEUE {
+            on_self_interrupt(ctx.pid());
             return;
         }
     }
@@ -134,9 +135,10 @@ fn si_code(info: u64) -> i32 {
 fn request(tid: u32, sig: i32, code: i32, sender: u32) {
     let now = now_ns();
     if let Some(window_seq) = open_window(now) {
-        // Not woken while the syscall programs are attached: the reader would take a core from
-        // the threads racing to park; it finds the request on its next tick, and every figure
-        // is stamped here. Woken otherwise, to attach them.
+        // Woken only for a target without the runtime whose syscall programs are detached, to
+        // attach them; otherwise the reader would take a core from the threads racing to park:
+        // it finds the request later (its tick, the release, or the runtime's interruptions
+        // once the update is late), and every figure is stamped here.
         emit_request(RequestEvent {
             header: header(EVENT_REQUEST, tid, now),
             window_seq,
@@ -174,6 +176,7 @@ fn try_signal(ctx: &TracePointContext) {
     let code: i32 = field!(ctx, SignalCode, i32);
     let sender = ctx.tgid();
     if sender == target && code == SI_QUEUE {
+        on_self_interrupt(ctx.pid());
         return;
     }
     request(pid as u32, sig, code, sender);

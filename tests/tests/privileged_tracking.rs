@@ -95,7 +95,8 @@ fn syscall_tracking_is_attached_only_while_an_update_is_pending() {
     let idle: BTreeSet<String> = idle_links().into_iter().map(String::from).collect();
     assert_eq!(raw_tracepoint_links(trace_pid), idle, "idle");
 
-    // Another process's request: the kernel opens the window and wakes qbench-trace.
+    // Another process's request: the kernel opens the window, and wakes qbench-trace once the
+    // update is late, at the runtime's next interruption of the stuck thread.
     target.request(libc::SIGUSR2);
     let took = wait_links(trace_pid, &tracking_links(), Duration::from_secs(1));
     eprintln!("syscall tracking attached {took:?} after the request was sent");

@@ -57,6 +57,9 @@ pub enum Payload {
         quiesced: bool,
         threads: u32,
     },
+    /// The update of window `window_seq` is still pending `LATE_NS` after its request: sent
+    /// only to wake the reader, which attaches syscall tracking.
+    Late { window_seq: u64 },
     /// The update signal was delivered to the thread while the window was open, to `handler`
     /// (`SIG_DFL` 0, `SIG_IGN` 1, or a function) with `sa_flags` `flags`.
     Deliver {
@@ -208,6 +211,9 @@ impl TryFrom<&[u8]> for Event {
                     Source::Signal => None,
                 })?,
             },
+            EventKind::Late => Payload::Late {
+                window_seq: f.u64(),
+            },
             // Many events in one record: [`decode_into`].
             EventKind::Arrivals => return Err(DecodeError::UnknownKind { kind: number }),
             EventKind::Depart => Payload::Depart { seq: f.u64() },
@@ -253,6 +259,7 @@ fn wire_size(kind: EventKind) -> usize {
         EventKind::Release => size_of::<wire::ReleaseEvent>(),
         EventKind::Deliver => size_of::<wire::DeliverEvent>(),
         EventKind::Arrivals => size_of::<wire::ArrivalsEvent>(),
+        EventKind::Late => size_of::<wire::LateEvent>(),
     }
 }
 

@@ -214,6 +214,11 @@ pub struct LoadOptions {
     /// from its participants table at the release: the arrival anchor is then not probed, so
     /// the threads racing to park run no probe. None: one uprobe per arrival.
     pub arrivals_from_state: Option<u64>,
+    /// With [`SyscallTracking::OnDemand`], whether a request wakes the reader only once the
+    /// update is late, at the runtime's next interruption of one of its threads
+    /// (`qbench_common::WAKE_WHEN_LATE`: a target with the runtime), rather than at once
+    /// (`WAKE_AT_REQUEST`).
+    pub wake_when_late: bool,
 }
 
 impl Default for LoadOptions {
@@ -224,6 +229,7 @@ impl Default for LoadOptions {
             syscalls: SyscallTracking::Always,
             deliveries: false,
             arrivals_from_state: None,
+            wake_when_late: false,
         }
     }
 }
@@ -288,6 +294,8 @@ pub struct Probes {
     /// The release program reads the arrivals ([`LoadOptions::arrivals_from_state`]): the
     /// arrival anchor is not probed.
     arrivals_from_state: bool,
+    /// [`LoadOptions::wake_when_late`].
+    pub(super) wake_when_late: bool,
 }
 
 impl Probes {
@@ -354,6 +362,7 @@ impl Probes {
             deliveries: options.deliveries,
             signal: signal_probe,
             arrivals_from_state: options.arrivals_from_state.is_some(),
+            wake_when_late: options.wake_when_late,
         };
         probes.fill_blocking()?;
         // Detached until wanted: anyone else's request must wake the reader to attach them.

@@ -41,11 +41,15 @@ impl Probes {
     /// the links waits for the kernel's RCU grace periods ([`attach::detach_concurrently`]), so
     /// callers do it once an update is reported, off any measured path.
     pub fn stop_tracking(&mut self) -> Result<bool, LoaderError> {
+        // Said first: a request from now on wakes the reader, which attaches them again. Also
+        // when they were not attached: a late update's wake-up, read with its release, was
+        // spent.
+        if self.syscalls == SyscallTracking::OnDemand {
+            self.wake_on_request(true)?;
+        }
         if !self.tracking() {
             return Ok(false);
         }
-        // Said first: a request from now on wakes the reader, which attaches them again.
-        self.wake_on_request(true)?;
         let links = std::mem::take(&mut self.tracking);
         attach::detach_concurrently(&mut self.ebpf, links);
         Ok(true)
@@ -62,12 +66,18 @@ impl Probes {
         self.tracking_since_ns
     }
 
-    /// Whether a request that opens the window wakes the reader (`QBENCH_WAKE_ON_REQUEST`):
+    /// Whether an update wakes the reader (`QBENCH_WAKE_ON_REQUEST`): at its request, or, for a
+    /// target with the runtime, once it is late ([`super::loader::LoadOptions::wake_when_late`]);
     /// only while syscall tracking is wanted on demand and detached.
     pub(super) fn wake_on_request(&mut self, on: bool) -> Result<(), LoaderError> {
+        let mode = match (on, self.wake_when_late) {
+            (false, _) => qbench_common::WAKE_NEVER,
+            (true, false) => qbench_common::WAKE_AT_REQUEST,
+            (true, true) => qbench_common::WAKE_WHEN_LATE,
+        };
         let name = maps::WAKE_ON_REQUEST;
         let mut map: Array<&mut MapData, u32> = map_mut(&mut self.ebpf, name)?;
-        map.set(0, u32::from(on), 0).map_err(LoaderError::map(name))
+        map.set(0, mode, 0).map_err(LoaderError::map(name))
     }
 
     /// Clears the thread map of what the syscall programs left when they were last attached

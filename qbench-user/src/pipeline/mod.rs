@@ -200,6 +200,9 @@ impl Observed {
             deliveries: matches!(mode, AttachMode::Points(_))
                 && blocked == Blocked::TracedWhilePending,
             arrivals_from_state: runtime_state::arrivals_from_state(pid, &mode, state_at),
+            // The runtime interrupts a straggler again within 5 ms: a request need wake nobody
+            // in the threads' race to park.
+            wake_when_late: matches!(mode, AttachMode::Runtime(_)),
         };
         let mut probes = Probes::load(tgid, probing.signal as u32, &options)?;
         probes.attach(&mode)?;

@@ -62,7 +62,10 @@ impl Observed {
             let next = tokio::select! {
                 ready = events.readable_mut() => {
                     let mut guard = ready?;
+                    // A runtime target's updates wake the reader only once late (or at the
+                    // release): no race to leave first.
                     if self.blocked == Blocked::TracedWhilePending
+                        && !self.runtime
                         && !self.probes.tracking()
                         && !self.tracker.window_open()
                     {

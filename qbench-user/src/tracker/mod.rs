@@ -260,6 +260,8 @@ impl Tracker {
                 quiesced,
                 threads,
             } => self.on_release(ts_ns, seq, quiesced, threads),
+            // Only a wake-up, for the reader to attach syscall tracking.
+            Payload::Late { .. } => None,
             Payload::ThreadNew { .. } => {
                 self.threads.entry(tid).or_default();
                 None
