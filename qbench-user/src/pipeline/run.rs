@@ -62,14 +62,8 @@ impl Observed {
             let next = tokio::select! {
                 ready = events.readable_mut() => {
                     let mut guard = ready?;
-                    // A runtime target's updates wake the reader only once late (or at the
-                    // release): no race to leave first.
-                    if self.blocked == Blocked::TracedWhilePending
-                        && !self.runtime
-                        && !self.probes.tracking()
-                        && !self.tracker.window_open()
-                    {
-                        tokio::time::sleep(SETTLE).await;
+                    if let Some(wait) = self.race_left()? {
+                        tokio::time::sleep(wait).await;
                     }
                     let (finished, more) = self.drain(guard.get_inner_mut())?;
                     // Records left over (a flood): keep the readiness so the loop comes straight
@@ -125,10 +119,37 @@ impl Observed {
         liveness: &mut Liveness,
         sink: &mut impl Sink,
     ) -> anyhow::Result<Next> {
+        // Read on a tick in a runtime target's race to park, a request would have syscall
+        // tracking attached there: its late wake-up or its release will say.
+        if self.runtime && self.race_left()?.is_some() {
+            return self.check_alive(liveness, sink);
+        }
         match self.judge_deadline(ring, sink).await? {
             Next::Continue => self.check_alive(liveness, sink),
             Next::Stop => Ok(Next::Stop),
         }
+    }
+
+    /// How long the threads' race to park may still run, when the ring buffer is about to be
+    /// read with syscall tracking wanted but detached and no update known: a request read now
+    /// would have tracking attached while the threads race (or its update, over a moment later,
+    /// tracked for nothing). Without the runtime the wake-up came from the request: the race is
+    /// [`SETTLE`] long from now. With the runtime, no request wakes the reader: what is left of
+    /// `LATE_NS` since the request the kernel holds open, if any.
+    fn race_left(&self) -> anyhow::Result<Option<Duration>> {
+        if self.blocked != Blocked::TracedWhilePending
+            || self.probes.tracking()
+            || self.tracker.window_open()
+        {
+            return Ok(None);
+        }
+        if !self.runtime {
+            return Ok(Some(SETTLE));
+        }
+        let window = self.probes.window()?;
+        let age = crate::clock::monotonic_ns().saturating_sub(window.t0_ns);
+        Ok((window.open != 0 && age < qbench_common::LATE_NS)
+            .then(|| Duration::from_nanos(qbench_common::LATE_NS - age)))
     }
 
     /// Ends the open update if its deadline has passed, judged on every record already written.
