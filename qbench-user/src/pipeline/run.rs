@@ -119,8 +119,8 @@ impl Observed {
         liveness: &mut Liveness,
         sink: &mut impl Sink,
     ) -> anyhow::Result<Next> {
-        // Read on a tick in a runtime target's race to park, a request would have syscall
-        // tracking attached there: its late wake-up or its release will say.
+        // Read on a tick in a runtime target's race to park, a request would have /proc read
+        // or syscall tracking attached there: its late wake-up or its release will say.
         if self.runtime && self.race_left()?.is_some() {
             return self.check_alive(liveness, sink);
         }
@@ -131,20 +131,18 @@ impl Observed {
     }
 
     /// How long the threads' race to park may still run, when the ring buffer is about to be
-    /// read with syscall tracking wanted but detached and no update known: a request read now
-    /// would have tracking attached while the threads race (or its update, over a moment later,
-    /// tracked for nothing). Without the runtime the wake-up came from the request: the race is
-    /// [`SETTLE`] long from now. With the runtime, no request wakes the reader: what is left of
-    /// `LATE_NS` since the request the kernel holds open, if any.
+    /// read with no update known (and syscall tracking detached): a request read now would have
+    /// the threads' state read from /proc (`--watch`) or tracking attached (the diagnosis mode)
+    /// while they race, or its update, over a moment later, tracked for nothing. Without the
+    /// runtime the diagnosis mode's wake-up came from the request: the race is [`SETTLE`] long
+    /// from now. With the runtime, no request wakes the reader: what is left of `LATE_NS` since
+    /// the request the kernel holds open, if any.
     fn race_left(&self) -> anyhow::Result<Option<Duration>> {
-        if self.blocked != Blocked::TracedWhilePending
-            || self.probes.tracking()
-            || self.tracker.window_open()
-        {
+        if self.probes.tracking() || self.tracker.window_open() {
             return Ok(None);
         }
         if !self.runtime {
-            return Ok(Some(SETTLE));
+            return Ok((self.blocked == Blocked::TracedWhilePending).then_some(SETTLE));
         }
         let window = self.probes.window()?;
         let age = crate::clock::monotonic_ns().saturating_sub(window.t0_ns);
