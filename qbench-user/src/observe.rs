@@ -119,20 +119,6 @@ struct Diagnosis<'a> {
 }
 
 impl Diagnosis<'_> {
-    /// Sends the next `--request`, if qbench-trace makes them. A target that has exited or
-    /// executed another program is not sent it, and not an error here: the next check of its
-    /// life reports it.
-    fn request(&mut self) -> anyhow::Result<()> {
-        match self.requester.as_ref().map(Requester::send) {
-            Some(Ok(())) => {
-                self.unanswered_since = Some(Instant::now());
-                Ok(())
-            }
-            None | Some(Err(RequestError::Exited(_) | RequestError::Executed { .. })) => Ok(()),
-            Some(Err(err)) => Err(err.into()),
-        }
-    }
-
     /// Rewrites `--trace-out` and `--svg` with every update so far.
     fn draw(&mut self, pid: u32, update: Update) {
         let (trace_out, svg) = (
@@ -150,8 +136,18 @@ impl Diagnosis<'_> {
 }
 
 impl Sink for Diagnosis<'_> {
+    /// Sends the next `--request`, if qbench-trace makes them. A target that has exited or
+    /// executed another program is not sent it, and not an error here: the next check of its
+    /// life reports it.
     fn request(&mut self) -> anyhow::Result<()> {
-        Diagnosis::request(self)
+        match self.requester.as_ref().map(Requester::send) {
+            Some(Ok(())) => {
+                self.unanswered_since = Some(Instant::now());
+                Ok(())
+            }
+            None | Some(Err(RequestError::Exited(_) | RequestError::Executed { .. })) => Ok(()),
+            Some(Err(err)) => Err(err.into()),
+        }
     }
 
     fn requests(&self) -> bool {
