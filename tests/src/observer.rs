@@ -88,17 +88,31 @@ impl Attached {
 }
 
 /// Waits (at most `timeout`, else fails with `late`) until `child` exits, and returns its output.
+/// Its pipes are read meanwhile: a child whose output outgrows a pipe's buffer would otherwise
+/// block on it and never exit.
 pub fn finish(mut child: Child, timeout: Duration, late: &str) -> Output {
-    poll(
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = poll(
         timeout,
         Duration::from_millis(10),
-        || match child.try_wait().expect("wait") {
-            Some(_) => Ok(()),
-            None => Err(()),
-        },
+        || child.try_wait().expect("wait").ok_or(()),
         |()| late.to_string(),
     );
-    child.wait_with_output().expect("output")
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
 
 /// The JSON reports qbench-trace printed, one per line.
